@@ -1,0 +1,59 @@
+"""`compare`: tuned minus base for every metric, and a report of what tuning fixed and broke."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ftpipe.io import atomic_output, read_json, write_json
+
+
+def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
+def read_rows(path: Path) -> dict[str, dict]:
+    with open(path) as fh:
+        return {row["id"]: row for row in map(json.loads, fh)}
+
+
+def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
+            out_metrics: Path, report: Path, n_examples: int) -> dict:
+    base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
+    delta = {key: tuned[key] - base[key] for key in tuned if key in base and key != "examples"}
+    write_json(out_metrics, delta)
+
+    base_rows, tuned_rows = read_rows(base_predictions), read_rows(tuned_predictions)
+    pairs = [(base_rows[i], tuned_rows[i]) for i in tuned_rows if i in base_rows]
+    # Largest per-example score changes first: "fixed" went up with tuning, "broke" went down.
+    pairs.sort(key=lambda p: p[1]["score"] - p[0]["score"])
+    fixed = [p for p in reversed(pairs) if p[1]["score"] > p[0]["score"]][:n_examples]
+    broke = [p for p in pairs if p[1]["score"] < p[0]["score"]][:n_examples]
+
+    lines = ["# Base vs tuned", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
+    lines += [f"| {key} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
+    lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
+              f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
+    for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
+        lines += [f"## {title}", ""]
+        if not chosen:
+            lines += ["(none)", ""]
+        for b, t in chosen:
+            lines += [f"**{t['id']}**: {_short(t['input'])}", "",
+                      f"- reference: {_short(t['reference'])}", f"- base: {_short(b['prediction'])}",
+                      f"- tuned: {_short(t['prediction'])}", ""]
+    with atomic_output(report) as tmp:
+        tmp.write_text("\n".join(lines))
+    return delta
+
+
+def _short(text, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."

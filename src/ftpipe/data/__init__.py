@@ -1,0 +1,1 @@
+"""Getting datasets in (`download`) and the synthetic data ftpipe makes itself."""

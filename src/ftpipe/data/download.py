@@ -1,0 +1,65 @@
+"""`download` for data: bring the raw dataset into `data/raw/<split>/`, as files DVC tracks.
+
+Local files are copied byte for byte (so later errors name the file the user knows); Hub
+datasets are fetched at a pinned revision and written as Parquet; synthetic data is generated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ftpipe.config import DataConfig
+from ftpipe.data.synthetic import GENERATORS
+from ftpipe.errors import ConfigError
+from ftpipe.io import atomic_output
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "eval")
+
+
+def download_data(cfg: DataConfig, out_dir: Path) -> None:
+    with atomic_output(out_dir) as tmp:
+        for split in SPLITS:
+            (tmp / split).mkdir(parents=True)
+            if cfg.source == "synthetic":
+                _synthetic(cfg.synthetic, split, tmp / split)
+            elif cfg.source == "local":
+                _copy_local(cfg.files.get(split, []), tmp / split)
+            else:
+                _from_hub(cfg, split, tmp / split)
+    log.info("raw data in %s", out_dir)
+
+
+def _synthetic(settings: dict, split: str, out: Path) -> None:
+    settings = dict(settings)
+    kind = settings.pop("kind", "reviews")
+    if kind not in GENERATORS:
+        raise ConfigError("data.synthetic.kind", f"unknown generator '{kind}' (known: {', '.join(GENERATORS)})")
+    n = settings.pop(f"n_{split}", 500)
+    settings.pop("n_eval" if split == "train" else "n_train", None)
+    seed = settings.pop("seed", 0) + (0 if split == "train" else 1)  # disjoint draws per split
+    records = GENERATORS[kind](n, seed=seed, **settings)
+    with open(out / f"{kind}.jsonl", "w") as fh:
+        fh.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def _copy_local(files: list[str], out: Path) -> None:
+    for i, name in enumerate(files):
+        src = Path(name)  # relative to the repository root, where DVC runs stages
+        if not src.is_file():
+            raise ConfigError("data.files", f"file not found: {name}")
+        # Keep the user's file name (errors name it); prefix the index so names never collide.
+        shutil.copyfile(src, out / f"{i:02d}-{src.name}")
+
+
+def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:
+    import datasets
+
+    if not cfg.revision:
+        log.warning("data.revision is not pinned: the Hub dataset may change under you")
+    hub_split = cfg.splits.get(split, split)
+    dataset = datasets.load_dataset(cfg.hub_path, cfg.hub_name, split=hub_split, revision=cfg.revision)
+    dataset.to_parquet(str(out / f"{hub_split.replace('/', '_')}.parquet"))

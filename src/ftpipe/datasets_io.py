@@ -1,0 +1,65 @@
+"""`tokenize` and `subset`: the generic dataset steps between preprocess and train."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ftpipe.io import atomic_output
+from ftpipe.models import load_tokenizer
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "eval")
+# Column that ties several features (QA windows) to one example; subsets draw whole examples.
+GROUP_COLUMN = "example_id"
+
+
+def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path) -> None:
+    import datasets
+
+    tokenizer = load_tokenizer(model_dir, task)
+    if not tokenizer.is_fast:
+        log.warning("%s has no fast tokenizer: tokenization will be slow", model_dir)
+    with atomic_output(out_dir) as tmp:
+        for split in SPLITS:
+            dataset = datasets.Dataset.from_parquet(str(Path(clean_dir) / f"{split}.parquet"), keep_in_memory=True)
+            features = task.tokenize(dataset, tokenizer, split, cfg.num_proc, cfg.batch_size)
+            features.save_to_disk(str(tmp / split))
+            log.info("%s: %d examples -> %d features", split, len(dataset), len(features))
+
+
+def subset(cfg, in_dir: Path, out_dir: Path) -> None:
+    import datasets
+
+    with atomic_output(out_dir) as tmp:
+        for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
+            dataset = datasets.load_from_disk(str(Path(in_dir) / split))
+            chosen = draw(dataset, size, cfg.seed, cfg.stratify)
+            chosen.flatten_indices().save_to_disk(str(tmp / split))
+            log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
+
+
+def draw(dataset, size: int | None, seed: int, stratify: bool):
+    """A seeded subset of `size` examples (all of them when size is None or too large).
+
+    Indices are kept in dataset order, so the same seed and size always give the same rows.
+    """
+    if GROUP_COLUMN in dataset.column_names:
+        groups = np.asarray(dataset[GROUP_COLUMN])
+        unique = list(dict.fromkeys(groups.tolist()))
+        if size is None or size >= len(unique):
+            return dataset
+        rng = np.random.default_rng(seed)
+        keep = {unique[i] for i in rng.choice(len(unique), size=size, replace=False)}
+        return dataset.select(np.flatnonzero([g in keep for g in groups]))
+    if size is None or size >= len(dataset):
+        return dataset
+    if stratify and "labels" in dataset.column_names:
+        from sklearn.model_selection import train_test_split
+
+        idx, _ = train_test_split(np.arange(len(dataset)), train_size=size, stratify=dataset["labels"], random_state=seed)
+    else:
+        idx = np.random.default_rng(seed).choice(len(dataset), size=size, replace=False)
+    return dataset.select(np.sort(idx))

@@ -1,0 +1,117 @@
+"""File helpers: atomic outputs, JSON, and reading records from CSV/JSON/JSONL/Parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+from ftpipe.errors import DataError
+
+READABLE = (".csv", ".json", ".jsonl", ".parquet")
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; move it into place only if the block succeeds.
+
+    A crash or bad input therefore never leaves a half-written artifact for DVC to cache.
+    Works for files and directories alike.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    _remove(path)
+    os.replace(tmp, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_records(path: str | Path, columns: dict[str, str] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (record number, record) from a CSV, JSON (list), JSONL or Parquet file.
+
+    Record numbers count from 1: data rows for CSV and Parquet, lines for JSONL, items for JSON.
+    `columns` maps ftpipe's field names to the file's column names.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in READABLE:
+        raise DataError(path, f"unsupported file type '{suffix}' (use {', '.join(READABLE)})")
+    if path.stat().st_size == 0:
+        raise DataError(path, "file is empty")
+    rename = {source: name for name, source in (columns or {}).items()}
+    try:
+        for number, record in _records(path, suffix):
+            if not isinstance(record, dict):
+                raise DataError(path, f"expected an object, got {type(record).__name__}", record=number)
+            yield number, {rename.get(key, key): _none_if_nan(value) for key, value in record.items()}
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not valid UTF-8 (byte {err.start})") from None
+
+
+def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
+    if suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames:
+                raise DataError(path, "no header row")
+            for number, row in enumerate(reader, start=1):
+                if None in row:  # more cells than header columns
+                    raise DataError(path, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} columns", record=number)
+                yield number, row
+    elif suffix == ".jsonl":
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if line.strip():
+                    yield number, _loads(line, path, number)
+    elif suffix == ".json":
+        data = _loads(path.read_text(encoding="utf-8"), path, None)
+        items = data.get("data") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise DataError(path, "expected a JSON list of records (or {'data': [...]})")
+        yield from enumerate(items, start=1)
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # pyarrow raises several types for corrupt files
+            raise DataError(path, f"not a readable Parquet file ({err})") from None
+        yield from enumerate(table.to_pylist(), start=1)
+
+
+def _loads(text: str, path: Path, number: int | None) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}" if number is None else f"column {err.colno}"
+        raise DataError(path, f"malformed JSON at {where}: {err.msg}", record=number) from None
+
+
+def _none_if_nan(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value

@@ -1,0 +1,159 @@
+"""Base models: `download` snapshots them as safetensors + tokenizer; stages load them from there.
+
+Sources: a Python package that carries a model (offline default), a local directory, the Hub at a
+pinned revision, a GGUF file (dequantized once and saved as safetensors), or a tiny model built
+from a config with a tokenizer trained on the fly (tests).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from ftpipe.config import ModelConfig
+from ftpipe.errors import ConfigError
+from ftpipe.io import atomic_output
+
+log = logging.getLogger(__name__)
+
+# What a model snapshot needs: configs, tokenizer files, and weights as safetensors only
+# (pickled .bin weights can execute code when loaded).
+SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*", "merges.txt", "vocab.*"]
+DECODER_TYPES = {"gpt2", "llama", "mistral", "phi", "qwen2", "gpt_neox", "smollm3"}
+
+
+def download_model(cfg: ModelConfig, out_dir: Path) -> None:
+    with atomic_output(out_dir) as tmp:
+        if cfg.source in ("package", "local"):
+            _copy_snapshot(_local_dir(cfg), tmp)
+        elif cfg.source == "hub":
+            _from_hub(cfg, tmp)
+        elif cfg.source == "gguf":
+            _from_gguf(cfg, tmp)
+        else:
+            build_tiny(cfg.tiny, tmp)
+        (tmp / "ftpipe_source.json").write_text(json.dumps({"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision}, indent=2))
+    log.info("base model %s in %s", cfg.name, out_dir)
+
+
+def _local_dir(cfg: ModelConfig) -> Path:
+    if cfg.source == "package":
+        spec = importlib.util.find_spec(cfg.path)
+        if spec is None or not spec.submodule_search_locations:
+            raise ConfigError("model.path", f"package '{cfg.path}' is not installed (pip install {cfg.path.replace('_', '-')})")
+        root = Path(spec.submodule_search_locations[0])
+        return root / "model" if (root / "model").is_dir() else root
+    return Path(cfg.path)  # relative to the repository root, where DVC runs stages
+
+
+def _copy_snapshot(src: Path, dst: Path) -> None:
+    if not list(src.glob("*.safetensors")):
+        raise ConfigError("model.path", f"{src} has no *.safetensors weights (ftpipe loads weights only from safetensors)")
+    dst.mkdir(parents=True)
+    for pattern in SNAPSHOT_PATTERNS:
+        for path in src.glob(pattern):
+            if path.is_file():
+                shutil.copy2(path, dst / path.name)
+
+
+def _from_hub(cfg: ModelConfig, dst: Path) -> None:
+    from huggingface_hub import snapshot_download
+
+    if not cfg.revision:
+        log.warning("model.revision is not pinned: the Hub model may change under you")
+    # The token, if any, comes from the environment (HF_TOKEN), never from params.
+    path = snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS)
+    _copy_snapshot(Path(path), dst)
+
+
+def _from_gguf(cfg: ModelConfig, dst: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = _local_dir(cfg) if importlib.util.find_spec(cfg.path.split("/")[0]) else Path(cfg.path)
+    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=cfg.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=cfg.gguf_file, dtype=torch.float32)
+    model.save_pretrained(dst, safe_serialization=True)
+    tokenizer.save_pretrained(dst)
+
+
+def build_tiny(settings: dict, dst: Path) -> None:
+    """A randomly initialised model of the given architecture with a tokenizer trained on the fly."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
+
+    settings = dict(settings)
+    model_type = settings.pop("model_type", "bert")
+    vocab_size = settings.pop("vocab_size", 1000)
+    seed = settings.pop("seed", 0)
+    tokenizer = tiny_tokenizer(model_type, vocab_size)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **settings)
+    torch.manual_seed(seed)
+    auto = AutoModelForCausalLM if model_type in DECODER_TYPES else AutoModel
+    model = auto.from_config(config)
+    model.save_pretrained(dst, safe_serialization=True)
+    tokenizer.save_pretrained(dst)
+
+
+def tiny_tokenizer(model_type: str, vocab_size: int):
+    """Train a small tokenizer on the synthetic reviews: WordPiece for encoders, byte-level BPE for decoders."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from ftpipe.data.synthetic import reviews
+
+    corpus = [r["text"] for r in reviews(2000, seed=123)] + [
+        "What is the answer? The answer is in the context. Summarize the following conversation. Output:",
+        "#Person1#: Hello, how are you? #Person2#: Fine, thanks. Instruct: 0123456789",
+    ]
+    if model_type in DECODER_TYPES:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        specials = ["<|endoftext|>", "<pad>"]
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(corpus, trainer)
+        return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<pad>")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def load_tokenizer(model_dir: Path, task=None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if task is not None:
+        task.prepare(tokenizer)
+    return tokenizer
+
+
+def load_for_task(task, model_dir: Path, tokenizer, **kwargs):
+    """The base model (or a fully tuned one) with the task's head; a fresh head is seeded by the caller."""
+    model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
+    task.prepare(tokenizer, model)
+    return model
+
+
+def load_tuned(task, model_dir: Path, tokenizer):
+    """A tuned model from the train stage: a full model, or a PEFT adapter on its base."""
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        info = json.loads((model_dir / "ftpipe_train.json").read_text())
+        base = load_for_task(task, Path(info["base_model"]), tokenizer)
+        return PeftModel.from_pretrained(base, model_dir)
+    return load_for_task(task, model_dir, tokenizer)

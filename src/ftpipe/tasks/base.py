@@ -1,0 +1,80 @@
+"""The interface every task plug-in implements, and the pieces they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ftpipe.io import read_records
+
+
+class RecordError(ValueError):
+    """A record fails validation; preprocess adds the file and record number."""
+
+    def __init__(self, field: str | None, message: str):
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task section has; plug-ins extend it."""
+
+    name: str = "task"
+    type: str = "classification"
+    max_length: int = 256  # tokens kept per example (longer ones are truncated or windowed)
+
+
+class Task:
+    """A task plug-in: schema, cleaning, tokenization, model head, prediction and metrics.
+
+    `model_class` is the transformers Auto class for the head; `peft_task_type` is what peft calls it.
+    """
+
+    model_class: Any = None
+    peft_task_type: str = ""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    # --- preprocess -------------------------------------------------------------
+    def read(self, path: Path, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:
+        """Yield (record number, raw record) from one input file."""
+        return read_records(path, columns)
+
+    def clean(self, record: dict, data_cfg) -> dict:
+        """Validate and normalise one raw record; raise RecordError naming the field."""
+        raise NotImplementedError
+
+    # --- tokenize ---------------------------------------------------------------
+    def tokenize(self, dataset, tokenizer, split: str, num_proc: int, batch_size: int):
+        raise NotImplementedError
+
+    # --- model ------------------------------------------------------------------
+    def model_kwargs(self) -> dict:
+        """Extra from_pretrained kwargs for the head (number of labels, ...)."""
+        return {}
+
+    def prepare(self, tokenizer, model=None) -> None:
+        """Fix up tokenizer and model for this task (pad token, padding side)."""
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if model is not None and getattr(model.config, "pad_token_id", None) is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+
+    def collator(self, tokenizer):
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
+
+    # --- evaluate ---------------------------------------------------------------
+    def predict(self, model, tokenizer, features, examples, cfg) -> list[dict]:
+        """One row per example: id, input, reference, prediction and a per-example score in [0, 1]."""
+        raise NotImplementedError
+
+    def metrics(self, rows: list[dict]) -> dict:
+        raise NotImplementedError
+
+    def write_plots(self, rows: list[dict], out_dir: Path) -> None:
+        """Optional plot data for `dvc plots`."""

@@ -1,0 +1,123 @@
+"""Single-label text classification (Yelp stars, tweet sentiment, synthetic reviews).
+
+Works with encoders (BERT) and with decoders used as classifiers (GPT-2, SmolLM2): those pool the
+last non-pad token, so the pad token must be set and known to the model config.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ftpipe.config import _check
+from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import Task as BaseTask
+
+
+@dataclass
+class Config(TaskConfig):
+    text_field: str = "text"
+    label_field: str = "label"
+    labels: list[str] = field(default_factory=list)  # class names, in class-id order
+    label_aliases: dict[str, int] = field(default_factory=dict)  # other spellings -> class id
+    unescape_newlines: bool = False  # Yelp stores line breaks as a literal backslash-n
+
+    def __post_init__(self):
+        _check("task.labels", len(self.labels) >= 2, "list at least two class names")
+        for alias, idx in self.label_aliases.items():
+            _check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
+
+
+class Task(BaseTask):
+    peft_task_type = "SEQ_CLS"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        from transformers import AutoModelForSequenceClassification
+
+        self.model_class = AutoModelForSequenceClassification
+        self.names = {name.lower(): idx for idx, name in enumerate(cfg.labels)}
+        self.names.update({alias.lower(): idx for alias, idx in cfg.label_aliases.items()})
+
+    # --- preprocess -------------------------------------------------------------
+    def clean(self, record: dict, data_cfg) -> dict:
+        text, label = self.cfg.text_field, self.cfg.label_field
+        for key in (text, label):
+            if key not in record:
+                raise RecordError(key, f"missing (columns: {', '.join(record)}; map them with data.columns)")
+        value = record[text]
+        if not isinstance(value, str) or not value.strip():
+            raise RecordError(text, "empty or missing text")
+        if self.cfg.unescape_newlines:
+            value = value.replace("\\n", "\n").replace('\\"', '"')
+        return {"id": str(record.get("id") or ""), "text": value.strip(), "label": self.label_id(record[label], data_cfg.label_offset)}
+
+    def label_id(self, raw, offset: int) -> int:
+        """Class id from a label name, an alias, or an integer (minus data.label_offset)."""
+        if isinstance(raw, bool) or raw is None:
+            raise RecordError(self.cfg.label_field, f"missing or invalid label {raw!r}")
+        key = str(raw).strip()
+        if key.lower() in self.names:
+            return self.names[key.lower()]
+        try:
+            number = float(key)
+        except ValueError:
+            raise RecordError(self.cfg.label_field, f"unknown label {key!r} (known: {', '.join(self.cfg.labels)})") from None
+        if not number.is_integer() or not 0 <= number - offset < len(self.cfg.labels):
+            lo, hi = offset, offset + len(self.cfg.labels) - 1
+            raise RecordError(self.cfg.label_field, f"label {key!r} out of range {lo}..{hi} (set data.label_offset if labels count from 1)")
+        return int(number) - offset
+
+    # --- tokenize ---------------------------------------------------------------
+    def tokenize(self, dataset, tokenizer, split, num_proc, batch_size):
+        # No padding here: the collator pads each batch to its own longest row.
+        def encode(batch):
+            out = tokenizer(batch["text"], truncation=True, max_length=self.cfg.max_length)
+            out["labels"] = batch["label"]
+            return out
+
+        return dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=["text", "label"])
+
+    def model_kwargs(self):
+        return {
+            "num_labels": len(self.cfg.labels),
+            "id2label": dict(enumerate(self.cfg.labels)),
+            "label2id": {name: idx for idx, name in enumerate(self.cfg.labels)},
+        }
+
+    # --- evaluate ---------------------------------------------------------------
+    def predict(self, model, tokenizer, features, examples, cfg):
+        from ftpipe.evaluate import batched_forward
+
+        texts = dict(zip(examples["id"], examples["text"]))
+        logits = batched_forward(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        rows = []
+        for example_id, label, scores in zip(features["id"], features["labels"], logits):
+            predicted = int(scores.argmax())
+            rows.append({
+                "id": example_id,
+                "input": texts[example_id],
+                "reference": self.cfg.labels[label],
+                "prediction": self.cfg.labels[predicted],
+                "score": float(predicted == label),
+            })
+        return rows
+
+    def metrics(self, rows):
+        from ftpipe import metrics
+
+        ids = {name: idx for idx, name in enumerate(self.cfg.labels)}
+        return metrics.load("classification").compute(
+            predictions=[ids[row["prediction"]] for row in rows],
+            references=[ids[row["reference"]] for row in rows],
+            labels=list(range(len(self.cfg.labels))),
+            label_names=self.cfg.labels,
+        )
+
+    def write_plots(self, rows, out_dir: Path):
+        # dvc plots' confusion template reads one row per example.
+        with open(out_dir / "confusion.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["actual", "predicted"])
+            writer.writerows((row["reference"], row["prediction"]) for row in rows)

@@ -1,0 +1,22 @@
+"""Stage compare: tuned minus base for every metric, and a report of examples tuning fixed or broke."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe.compare import compare
+from ftpipe.config import load_params
+from ftpipe.stage import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "out", "report"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    args = parser.parse_args()
+    params = load_params("evaluate")
+    compare(args.base_metrics, args.tuned_metrics, args.base_predictions, args.tuned_predictions,
+            args.out, args.report, params.evaluate.report_examples)
+
+
+if __name__ == "__main__":
+    run(main)

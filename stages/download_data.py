@@ -1,0 +1,20 @@
+"""Stage download_data: bring the raw dataset into a DVC-tracked folder (Hub, local files or synthetic)."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe.config import load_params
+from ftpipe.data.download import download_data
+from ftpipe.stage import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="folder for data/raw/<split>/ files")
+    args = parser.parse_args()
+    params = load_params("data")
+    download_data(params.data, args.out)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,20 @@
+"""Stage download_model: snapshot the base model (safetensors + tokenizer) into a DVC-tracked folder."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe.config import load_params
+from ftpipe.models import download_model
+from ftpipe.stage import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the base model")
+    args = parser.parse_args()
+    params = load_params("model")
+    download_model(params.model, args.out)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,28 @@
+"""Stage evaluate: metrics, predictions and plot data for the base or the tuned model."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
+from ftpipe.config import load_params
+from ftpipe.evaluate import evaluate
+from ftpipe.stage import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--which", choices=["base", "tuned"], required=True)
+    parser.add_argument("--model", type=Path, required=True, help="the model folder to evaluate")
+    parser.add_argument("--base", type=Path, required=True, help="base model folder (fresh head, or under an adapter)")
+    parser.add_argument("--data", type=Path, required=True, help="data/subset")
+    parser.add_argument("--clean", type=Path, required=True, help="data/clean (the examples' text)")
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, required=True)
+    args = parser.parse_args()
+    params = load_params("task", "evaluate")
+    evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots)
+
+
+if __name__ == "__main__":
+    run(main)

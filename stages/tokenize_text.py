@@ -1,0 +1,24 @@
+"""Stage tokenize: batched fast tokenization, truncated to task.max_length, unpadded."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
+from ftpipe.config import load_params
+from ftpipe.datasets_io import tokenize
+from ftpipe.stage import run
+from ftpipe.tasks import get_task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clean", type=Path, required=True, help="data/clean from preprocess")
+    parser.add_argument("--model", type=Path, required=True, help="base model folder (for its tokenizer)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    params = load_params("task", "tokenize")
+    tokenize(get_task(params.task), params.tokenize, args.clean, args.model, args.out)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,25 @@
+"""Stage train: fine-tune the base model with the configured method; log with DVCLive."""
+
+import argparse
+from pathlib import Path
+
+from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
+from ftpipe.config import load_params
+from ftpipe.stage import run
+from ftpipe.train import train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="data/subset")
+    parser.add_argument("--base", type=Path, required=True, help="base model folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the tuned model")
+    parser.add_argument("--live", type=Path, required=True, help="DVCLive folder")
+    parser.add_argument("--checkpoints", type=Path, required=True, help="Trainer checkpoints (for resume)")
+    args = parser.parse_args()
+    params = load_params("task", "model", "method", "train")
+    train(params, args.data, args.base, args.out, args.live, args.checkpoints)
+
+
+if __name__ == "__main__":
+    run(main)
