@@ -19,6 +19,7 @@ GROUP_COLUMN = "example_id"
 def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path) -> None:
     import datasets
 
+    datasets.disable_caching()  # DVC versions the output; map's cache files would only leak into it
     tokenizer = load_tokenizer(model_dir, task)
     if not tokenizer.is_fast:
         log.warning("%s has no fast tokenizer: tokenization will be slow", model_dir)
@@ -33,11 +34,13 @@ def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path) -> None
 def subset(cfg, in_dir: Path, out_dir: Path) -> None:
     import datasets
 
+    datasets.disable_caching()  # else select/flatten write cache files into data/tokenized, a dep
+
     with atomic_output(out_dir) as tmp:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
             chosen = draw(dataset, size, cfg.seed, cfg.stratify)
-            chosen.flatten_indices().save_to_disk(str(tmp / split))
+            chosen.flatten_indices(keep_in_memory=True).save_to_disk(str(tmp / split))
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
 
 

@@ -1,0 +1,85 @@
+"""Shared fixtures: composed params, and throwaway copies of the repository to run DVC in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# What a pipeline run needs from the repository; outputs, caches and the venv stay behind.
+PROJECT_FILES = ["conf", "stages", "src", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command with the test's Python first on PATH; fail with its output if it fails."""
+    full_env = {**os.environ, **OFFLINE, **(env or {})}
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env['PATH']}"
+    result = subprocess.run(cmd, cwd=cwd, env=full_env, text=True, capture_output=True, shell=isinstance(cmd, str))
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def make_repo(dest: Path, experiment: str = "test_tiny", overrides: list[str] | None = None) -> Path:
+    """A git + DVC repository at `dest` holding the project, composed for `experiment`.
+
+    The copy's conf/config.yaml defaults to `experiment`, so `dvc exp run -S key=value` there
+    recomposes around it, as it does around quickstart in the real repository.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / name)
+    config = dest / "conf" / "config.yaml"
+    config.write_text(config.read_text().replace("experiment: quickstart", f"experiment: {experiment}"))
+    run("git init -q && git config user.email t@t && git config user.name t", dest)
+    run("dvc init -q", dest)
+    shutil.copy2(REPO / ".dvc" / "config", dest / ".dvc" / "config")
+    write_params(dest, overrides)
+    run("git add -A && git commit -qm init", dest)
+    return dest
+
+
+def write_params(repo: Path, overrides: list[str] | None = None) -> dict:
+    from ftpipe.config import compose
+
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        params = compose(overrides)
+    finally:
+        os.chdir(cwd)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """The tiny experiment reproduced once per session: a repo with every stage's outputs."""
+    repo = make_repo(tmp_path_factory.mktemp("tiny") / "repo")
+    run(["dvc", "repro"], repo)
+    run("git add -A && git commit -qm repro", repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def composed() -> dict:
+    """The default composition of conf/, from the real repository."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        from ftpipe.config import compose
+
+        return compose()
+    finally:
+        os.chdir(cwd)
