@@ -60,7 +60,9 @@ class Task:
         """Fix up tokenizer and model for this task (pad token, padding side)."""
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        if model is not None and getattr(model.config, "pad_token_id", None) is None:
+        if model is not None:
+            # Decoder classifiers pool the last token that is not padding: the model must
+            # know the tokenizer's pad id, whatever its config said.
             model.config.pad_token_id = tokenizer.pad_token_id
 
     def collator(self, tokenizer):

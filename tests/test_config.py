@@ -1,0 +1,71 @@
+"""Configuration: params.yaml is the composition of conf/, every experiment composes, bad values are one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from ftpipe.config import validate
+from ftpipe.errors import ConfigError
+
+SECTIONS = ("task", "data", "model", "method", "tokenize", "subset", "train", "evaluate")
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+def test_params_yaml_equals_composition_of_conf(composed):
+    committed = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert committed == composed, "params.yaml is stale: run `python -m ftpipe.config`"
+
+
+def test_default_experiment_is_quickstart(composed):
+    assert composed["model"]["name"] == "minilm"
+    assert composed["data"]["source"] == "synthetic"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(experiment, monkeypatch):
+    from ftpipe.config import compose
+
+    monkeypatch.chdir(REPO)
+    params = compose([f"experiment={experiment}"])
+    if params["data"]["source"] == "local":  # local files may live outside a fresh checkout
+        params["data"]["files"] = {}
+        params["data"]["source"] = "synthetic"
+    validate(params, SECTIONS)
+
+
+def test_command_line_group_beats_the_experiment_choice(monkeypatch):
+    from ftpipe.config import compose
+
+    monkeypatch.chdir(REPO)
+    params = compose(["experiment=yelp_bert", "model=minilm"])
+    assert params["model"]["name"] == "minilm" and params["task"]["name"] == "yelp"
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "lr", -1.0, "train.lr: must be > 0"),
+    ("train", "lr", "fast", "train.lr"),
+    ("train", "batch_size", 0, "train.batch_size: must be >= 1"),
+    ("train", "lrr", 1e-5, "train.lrr"),  # a typo'd key is an error, not silently ignored
+    ("method", "name", "magic", "method.name: unknown method 'magic'"),
+    ("model", "source", "ftp", "model.source: unknown source 'ftp'"),
+    ("task", "type", "poetry", "task.type: unknown task type 'poetry'"),
+    ("data", "on_bad_record", "ignore", "data.on_bad_record"),
+])
+def test_bad_config_is_one_clear_error(composed, section, key, value, message):
+    params = yaml.safe_load(yaml.safe_dump(composed))
+    params[section][key] = value
+    with pytest.raises(ConfigError) as err:
+        validate(params, SECTIONS)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_local_file_names_the_key(composed, tmp_path: Path):
+    params = yaml.safe_load(yaml.safe_dump(composed))
+    params["data"] = {"source": "local", "files": {"train": [str(tmp_path / "nope.csv")], "eval": [str(tmp_path / "nope.csv")]}}
+    with pytest.raises(ConfigError, match=r"data.files.train: file not found: .*nope.csv"):
+        validate(params, ("data",))
