@@ -113,6 +113,7 @@ class SubsetConfig:
     eval_size: Optional[int] = None
     seed: int = 42
     stratify: bool = False
+    first: bool = False  # take the first N examples in file order instead of a seeded draw
 
     def __post_init__(self):
         for key in ("train_size", "eval_size"):

@@ -39,26 +39,29 @@ def subset(cfg, in_dir: Path, out_dir: Path) -> None:
     with atomic_output(out_dir) as tmp:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
-            chosen = draw(dataset, size, cfg.seed, cfg.stratify)
+            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first)
             chosen.flatten_indices(keep_in_memory=True).save_to_disk(str(tmp / split))
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
 
 
-def draw(dataset, size: int | None, seed: int, stratify: bool):
+def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = False):
     """A seeded subset of `size` examples (all of them when size is None or too large).
 
     Indices are kept in dataset order, so the same seed and size always give the same rows.
+    With `first`, the first `size` examples in file order (a published benchmark's "first N").
     """
     if GROUP_COLUMN in dataset.column_names:
         groups = np.asarray(dataset[GROUP_COLUMN])
         unique = list(dict.fromkeys(groups.tolist()))
         if size is None or size >= len(unique):
             return dataset
-        rng = np.random.default_rng(seed)
-        keep = {unique[i] for i in rng.choice(len(unique), size=size, replace=False)}
+        chosen = range(size) if first else np.random.default_rng(seed).choice(len(unique), size=size, replace=False)
+        keep = {unique[i] for i in chosen}
         return dataset.select(np.flatnonzero([g in keep for g in groups]))
     if size is None or size >= len(dataset):
         return dataset
+    if first:
+        return dataset.select(range(size))
     if stratify and "labels" in dataset.column_names:
         from sklearn.model_selection import train_test_split
 

@@ -24,14 +24,18 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
     stats: dict[str, dict] = {}
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
-        cleaned = {split: _clean_split(task, data_cfg, Path(raw_dir) / split) for split in ("train", "eval")}
+        cleaned, counts = {}, {}
+        for split in ("train", "eval"):
+            task.stats.clear()
+            cleaned[split] = _clean_split(task, data_cfg, Path(raw_dir) / split)
+            counts[split] = dict(task.stats)  # the plug-in's own counts (repairs, ...)
         if data_cfg.eval_from_train:
             cleaned = _hold_out(cleaned, data_cfg.eval_from_train)
         for split, (rows, dropped) in cleaned.items():
             if not rows:
                 raise DataError(Path(raw_dir) / split, "no usable records (no input files, or every record was dropped)")
             datasets.Dataset.from_list(rows).to_parquet(str(tmp / f"{split}.parquet"))
-            stats[split] = {"records": len(rows), "dropped": sum(dropped.values()), "dropped_by_reason": dict(dropped)}
+            stats[split] = {"records": len(rows), "dropped": sum(dropped.values()), "dropped_by_reason": dict(dropped), **counts.get(split, {})}
             log.info("%s: %d records kept, %d dropped", split, len(rows), sum(dropped.values()))
     write_json(metrics_path, stats)
     return stats

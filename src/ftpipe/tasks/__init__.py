@@ -10,6 +10,7 @@ from ftpipe.errors import ConfigError
 TASK_TYPES = {
     "classification": "ftpipe.tasks.classification",
     "summarization": "ftpipe.tasks.summarization",
+    "qa": "ftpipe.tasks.qa",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,6 +38,8 @@ class Task:
 
     def __init__(self, cfg):
         self.cfg = cfg
+        # Counts a plug-in keeps while cleaning (e.g. repaired answers); preprocess adds them to its metrics.
+        self.stats: Counter = Counter()
 
     # --- preprocess -------------------------------------------------------------
     def read(self, path: Path, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:

@@ -1,0 +1,262 @@
+"""Extractive question answering (SQuAD v1.1/v2.0 and files in the same shape).
+
+Inputs: SQuAD nested JSON (data -> paragraphs -> qas -> answers, every article and paragraph),
+or flat CSV/JSON/JSONL records with context, question and answers. Fields that annotation tools
+add (answer ids, document ids, answer_end, categories) are ignored. `is_impossible` or an empty
+answer list marks an unanswerable (v2) question.
+
+Preprocess checks each answer_start against its text and repairs it to the nearest occurrence
+(counted); long contexts become overlapping windows (max_length / doc_stride) at tokenize, and
+evaluation searches the n-best spans over all windows of a question (qa_postprocess).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ftpipe.config import _check
+from ftpipe.errors import DataError
+from ftpipe.io import read_records
+from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import Task as BaseTask
+
+SNIPPET = 200  # characters of context shown next to the question in predictions and reports
+
+
+@dataclass
+class Config(TaskConfig):
+    max_length: int = 384  # tokens per window (question + context + special tokens)
+    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
+    n_best: int = 20  # start and end candidates per window in the span search
+    max_answer_length: int = 30  # longest answer, in tokens
+    version_2: bool = False  # allow "no answer" predictions (SQuAD v2)
+    null_threshold: float = 0.0  # v2: answer nothing when null score - best span score > this
+    context_field: str = "context"
+    question_field: str = "question"
+    answers_field: str = "answers"
+
+    def __post_init__(self):
+        _check("task.max_length", self.max_length >= 32, "must be >= 32")
+        _check("task.doc_stride", 0 < self.doc_stride < self.max_length, "must be > 0 and < task.max_length")
+        _check("task.n_best", self.n_best >= 1, "must be >= 1")
+        _check("task.max_answer_length", self.max_answer_length >= 1, "must be >= 1")
+
+
+class Task(BaseTask):
+    peft_task_type = "QUESTION_ANS"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        from transformers import AutoModelForQuestionAnswering
+
+        self.model_class = AutoModelForQuestionAnswering
+
+    # --- preprocess -------------------------------------------------------------
+    def read(self, path: Path, columns: dict[str, str]):
+        """SQuAD nested JSON question by question; anything else as flat records."""
+        path = Path(path)
+        if path.suffix.lower() != ".json":
+            return read_records(path, columns)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(path, f"not valid UTF-8 (byte {err.start})") from None
+        except json.JSONDecodeError as err:
+            raise DataError(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        articles = data.get("data") if isinstance(data, dict) else None
+        if not (isinstance(articles, list) and articles and isinstance(articles[0], dict) and "paragraphs" in articles[0]):
+            return read_records(path, columns)
+        return self._read_squad(path, articles)
+
+    def _read_squad(self, path: Path, articles: list):
+        number = 0
+        for a, article in enumerate(articles, start=1):
+            paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+            if not isinstance(paragraphs, list):
+                raise DataError(path, f"article {a} has no 'paragraphs' list")
+            for p, paragraph in enumerate(paragraphs, start=1):
+                if not isinstance(paragraph, dict) or not isinstance(paragraph.get("qas"), list):
+                    raise DataError(path, f"article {a} paragraph {p} has no 'qas' list")
+                for qa in paragraph["qas"]:
+                    number += 1
+                    if not isinstance(qa, dict):
+                        raise DataError(path, f"expected an object (article {a} paragraph {p})", record=number)
+                    yield number, {**qa, "context": paragraph.get("context"), "title": article.get("title", "")}
+
+    def clean(self, record: dict, data_cfg) -> dict:
+        cfg = self.cfg
+        qid = str(record.get("id") or "")
+        label = f"question {qid!r}" if qid else "question"
+        context, question = record.get(cfg.context_field), record.get(cfg.question_field)
+        if not isinstance(context, str) or not context.strip():
+            raise RecordError(cfg.context_field, f"{label}: empty or missing context")
+        if not isinstance(question, str) or not question.strip():
+            raise RecordError(cfg.question_field, f"{label}: empty or missing question")
+        answers = [] if _truthy(record.get("is_impossible")) else self._answers(record, label)
+        texts, starts = [], []
+        for text, start in answers:
+            start = self._check_span(context, text, start, label)
+            texts.append(text)
+            starts.append(start)
+        if not texts:
+            self.stats["unanswerable"] += 1
+        return {"id": qid, "context": context, "question": question.strip(), "answer_text": texts, "answer_start": starts}
+
+    def _answers(self, record: dict, label: str) -> list[tuple[str, int | None]]:
+        """(text, answer_start) pairs from the answer formats seen in the wild."""
+        field = self.cfg.answers_field
+        raw = record.get(field)
+        if raw is None and ("answer" in record or "answer_text" in record):  # flat: one answer per row
+            raw = [{"text": record.get("answer", record.get("answer_text")), "answer_start": record.get("answer_start")}]
+        if isinstance(raw, str):  # CSV cells hold JSON
+            try:
+                raw = json.loads(raw) if raw.strip() else []
+            except json.JSONDecodeError:
+                raise RecordError(field, f"{label}: answers is not JSON") from None
+        if raw is None:
+            return []
+        if isinstance(raw, dict):  # Hugging Face style: {"text": [...], "answer_start": [...]}
+            texts, starts = raw.get("text") or [], raw.get("answer_start") or []
+            if isinstance(texts, str):
+                texts, starts = [texts], [starts]
+            raw = [{"text": t, "answer_start": s} for t, s in zip(texts, list(starts) + [None] * len(texts))]
+        if not isinstance(raw, list):
+            raise RecordError(field, f"{label}: expected a list of answers, got {type(raw).__name__}")
+        out = []
+        for answer in raw:
+            if not isinstance(answer, dict) or not isinstance(answer.get("text"), str):
+                raise RecordError(field, f"{label}: each answer needs a 'text' string")
+            if not answer["text"].strip():
+                continue
+            start = answer.get("answer_start")
+            try:
+                start = None if start is None or start == "" else int(start)
+            except (TypeError, ValueError):
+                raise RecordError(f"{field}.answer_start", f"{label}: answer_start {start!r} is not a number") from None
+            out.append((answer["text"], start))
+        return out
+
+    def _check_span(self, context: str, text: str, start: int | None, label: str) -> int:
+        """answer_start, repaired to the nearest occurrence of the text when it does not point at it."""
+        if start is not None and context[start:start + len(text)] == text:
+            return start
+        found = [i for i in _occurrences(context, text)]
+        if not found:
+            raise RecordError(f"{self.cfg.answers_field}.text", f"{label}: answer {text!r} does not occur in the context")
+        self.stats["answer_start_repaired"] += 1
+        return min(found, key=lambda i: abs(i - (start or 0)))
+
+    # --- tokenize ---------------------------------------------------------------
+    def tokenize(self, dataset, tokenizer, split, num_proc, batch_size):
+        """Overlapping windows per question. Train windows carry start/end token positions
+        (CLS when the answer is not inside); eval windows carry context offsets for post-processing.
+        Both keep `example_id`, so subsets draw whole questions."""
+        cfg = self.cfg
+        training = split == "train"
+
+        def encode(batch):
+            enc = tokenizer(
+                batch["question"], batch["context"], truncation="only_second", max_length=cfg.max_length,
+                stride=cfg.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+            )
+            owner = enc.pop("overflow_to_sample_mapping")
+            offsets = enc.pop("offset_mapping")
+            enc["example_id"] = [batch["id"][i] for i in owner]
+            if training:
+                enc["start_positions"], enc["end_positions"] = [], []
+                for f, i in enumerate(owner):
+                    start, end = _token_span(enc.sequence_ids(f), offsets[f], batch["answer_text"][i], batch["answer_start"][i])
+                    enc["start_positions"].append(start)
+                    enc["end_positions"].append(end)
+            else:
+                # Only context tokens keep offsets: the span search never picks question tokens.
+                enc["offset_mapping"] = [
+                    [o if s == 1 else None for o, s in zip(offsets[f], enc.sequence_ids(f))] for f in range(len(owner))
+                ]
+            return enc
+
+        return dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=dataset.column_names)
+
+    # --- evaluate ---------------------------------------------------------------
+    def predict(self, model, tokenizer, features, examples, cfg):
+        from ftpipe.metrics.squad.squad import question_scores
+        from ftpipe.tasks.qa_postprocess import postprocess
+
+        start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        wanted = set(features["example_id"])
+        chosen = examples.filter(lambda ids: [i in wanted for i in ids], input_columns="id", batched=True)
+        answers = postprocess(
+            chosen["id"], dict(zip(chosen["id"], chosen["context"])), features["example_id"], start_logits, end_logits,
+            features["offset_mapping"], self.cfg.n_best, self.cfg.max_answer_length, self.cfg.version_2, self.cfg.null_threshold,
+        )
+        rows = []
+        for row in chosen:
+            answer = answers[row["id"]]
+            em, f1 = question_scores(answer["text"], row["answer_text"])
+            context = " ".join(row["context"].split())
+            rows.append({
+                "id": row["id"],
+                "input": f"{row['question']} | {context[:SNIPPET]}{'...' if len(context) > SNIPPET else ''}",
+                "reference": row["answer_text"][0] if row["answer_text"] else "",
+                "answers": row["answer_text"],
+                "prediction": answer["text"],
+                "start": answer["start"],
+                "probability": answer["probability"],
+                "exact_match": em,
+                "score": f1,  # per-question F1 in [0, 1]: what compare ranks fixed/broken by
+            })
+        return rows
+
+    def metrics(self, rows):
+        from ftpipe import metrics
+
+        return metrics.load("squad").compute(predictions=[r["prediction"] for r in rows], references=[r["answers"] for r in rows])
+
+
+def qa_logits(model, collator, features, batch_size: int, sort_by_length: bool):
+    """Start and end logits per feature (each trimmed to its own length), in input order."""
+    import torch
+
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in features.column_names]
+    rows = features.select_columns(columns).to_list()
+    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
+    device = next(model.parameters()).device
+    starts, ends = [None] * len(rows), [None] * len(rows)
+    model.eval()
+    with torch.inference_mode():
+        for first in range(0, len(rows), batch_size):
+            idx = order[first:first + batch_size]
+            out = model(**{k: v.to(device) for k, v in collator([rows[i] for i in idx]).items()})
+            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+            for j, i in enumerate(idx):
+                n = len(rows[i]["input_ids"])
+                starts[i], ends[i] = s[j, :n], e[j, :n]
+    return starts, ends
+
+
+def _token_span(sequence_ids, offsets, texts, starts) -> tuple[int, int]:
+    """Token positions of the first answer inside this window; (0, 0) = CLS when it is not inside."""
+    if not texts:
+        return 0, 0
+    start_char, end_char = starts[0], starts[0] + len(texts[0])
+    context = [i for i, s in enumerate(sequence_ids) if s == 1]
+    if not context or offsets[context[0]][0] > start_char or offsets[context[-1]][1] < end_char:
+        return 0, 0
+    first = next(i for i in context if offsets[i][1] > start_char)
+    last = next(i for i in reversed(context) if offsets[i][0] < end_char)
+    return first, last
+
+
+def _occurrences(text: str, sub: str):
+    i = text.find(sub)
+    while i >= 0:
+        yield i
+        i = text.find(sub, i + 1)
+
+
+def _truthy(value) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")

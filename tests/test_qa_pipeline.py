@@ -1,0 +1,46 @@
+"""End to end: the tiny QA experiment through every stage with `dvc repro` on a SQuAD-format fixture
+with several articles, a wrong answer_start and unanswerable questions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import REPO, make_repo, run
+
+pytestmark = pytest.mark.slow
+FIXTURE = "tests/fixtures/qa/squad_custom.json"
+
+
+@pytest.fixture(scope="module")
+def qa_pipeline(tmp_path_factory):
+    # Evaluate on the training file itself: the tiny model can memorise it, so tuned must beat base.
+    repo = make_repo(tmp_path_factory.mktemp("qa") / "repo", experiment="test_tiny_qa",
+                     overrides=["data.eval_from_train=0", f"+data.files.eval=[{FIXTURE}]"])
+    (repo / FIXTURE).parent.mkdir(parents=True)
+    shutil.copy2(REPO / FIXTURE, repo / FIXTURE)
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+def test_qa_repro_counts_repairs_and_tuned_beats_base(qa_pipeline):
+    pre = json.loads((qa_pipeline / "metrics/preprocess.json").read_text())
+    assert pre["train"]["records"] == 35 and pre["train"]["answer_start_repaired"] == 1
+    assert pre["train"]["unanswerable"] == 5
+    base = json.loads((qa_pipeline / "metrics/base.json").read_text())
+    tuned = json.loads((qa_pipeline / "metrics/tuned.json").read_text())
+    assert tuned["examples"] == 35 and "NoAns_f1" in tuned and "HasAns_exact_match" in tuned
+    assert tuned["f1"] > base["f1"] + 10, (base, tuned)
+    rows = [json.loads(line) for line in (qa_pipeline / "predictions/tuned.jsonl").read_text().splitlines()]
+    assert all(0 <= r["score"] <= 1 and r["input"].startswith(r["input"].split(" | ")[0]) for r in rows)
+    report = (qa_pipeline / "reports/compare.md").read_text()
+    assert "| f1 |" in report and "## Fixed by tuning" in report
+
+
+def test_predict_entry_point(qa_pipeline):
+    out = run(["ftpipe-predict", "--model", "models/tuned", "--context",
+               "Norland is a small country in the north. Its capital is Vesta, a city built on the river Aro.",
+               "--question", "What is the capital of Norland?"], qa_pipeline).stdout
+    assert out.startswith("input-1\t") and "score=" in out
