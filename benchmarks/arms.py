@@ -1,0 +1,118 @@
+"""The two arms of the headline comparison, each run in its own process on the same rows and model.
+
+recipe: the Yelp tutorial as written: `map(batched=True)` with padding="max_length" (512), fp32,
+        batch 8, Trainer defaults (random sampler, lr 5e-5, no warmup), Trainer.predict to evaluate.
+ftpipe: ftpipe's own package code with its defaults: the task plug-in's tokenize (no padding) and
+        collator (pads each batch), training_arguments (group_by_length, precision auto),
+        task.predict (batched_forward: sorted by length, batch evaluate.batch_size).
+Both evaluate the base model (a fresh head seeded the same way) and the tuned one. Per-epoch
+evaluation during training (the tutorial's eval_strategy="epoch") is left out of both, so train
+time is training only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, gpu_peak_mb, scratch_dir, timer, validated, yelp_examples
+
+EVAL_SEED = 0  # ftpipe's evaluate.seed: the base model's fresh head
+TRAIN_SEED = 42  # the tutorial's and ftpipe's train seed
+
+
+def _accuracy(predictions, references) -> float:
+    return round(float(np.mean(np.asarray(predictions) == np.asarray(references))), 4)
+
+
+def recipe(spec: Spec) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+    out: dict = {"arm": "recipe"}
+    train_set, eval_set = yelp_examples(spec.params, "train", spec.train_rows), yelp_examples(spec.params, "eval", spec.eval_rows)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+    labels = validated(spec.params, "task").task.labels
+
+    def encode(batch):
+        return tokenizer(batch["text"], padding="max_length", truncation=True, max_length=TUTORIAL_MAX_LENGTH)
+
+    with timer(out, "tokenize_s"):
+        train_tok = train_set.map(encode, batched=True).rename_column("label", "labels")
+        eval_tok = eval_set.map(encode, batched=True).rename_column("label", "labels")
+
+    def load():
+        model = AutoModelForSequenceClassification.from_pretrained(spec.model_dir, num_labels=len(labels))
+        return model.to(spec.device)
+
+    args = TrainingArguments(
+        output_dir=str(scratch_dir() / "recipe"), num_train_epochs=spec.epochs,
+        per_device_train_batch_size=TUTORIAL_BATCH, per_device_eval_batch_size=TUTORIAL_BATCH,
+        seed=TRAIN_SEED, save_strategy="no", report_to="none", disable_tqdm=True,
+        use_cpu=spec.device == "cpu",
+    )
+
+    def evaluate(model, which):
+        trainer = Trainer(model=model, args=args)
+        with timer(out, f"eval_{which}_s", spec.device):
+            logits = trainer.predict(eval_tok).predictions
+        out[f"eval_{which}_samples_per_s"] = round(len(eval_tok) / out[f"eval_{which}_s"], 2)
+        out[f"accuracy_{which}"] = _accuracy(logits.argmax(-1), eval_tok["labels"])
+
+    set_seed(EVAL_SEED)
+    evaluate(load(), "base")
+    set_seed(TRAIN_SEED)
+    model = load()
+    trainer = Trainer(model=model, args=args, train_dataset=train_tok)
+    with timer(out, "train_s", spec.device):
+        metrics = trainer.train().metrics
+    out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
+    out["train_loss"] = round(metrics["train_loss"], 4)
+    evaluate(model, "tuned")
+    out.update(train_rows=len(train_tok), eval_rows=len(eval_tok), epochs=spec.epochs,
+               tokens_per_train_row=TUTORIAL_MAX_LENGTH, gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
+    return out
+
+
+def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
+    import dataclasses
+
+    import torch
+    from transformers import Trainer, set_seed
+
+    from ftpipe.methods import build_model
+    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.tasks import get_task
+    from ftpipe.train import training_arguments
+
+    p = validated(spec.params, "task", "model", "method", "tokenize", "train", "evaluate")
+    train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, **(train_overrides or {}))
+    out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(spec.model_dir, task)
+    examples = {"train": yelp_examples(spec.params, "train", spec.train_rows), "eval": yelp_examples(spec.params, "eval", spec.eval_rows)}
+    with timer(out, "tokenize_s"):
+        features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
+
+    def evaluate(model, which):
+        with timer(out, f"eval_{which}_s", spec.device):
+            rows = task.predict(model.to(spec.device), tokenizer, features["eval"], examples["eval"], p.evaluate)
+        out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
+        out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)
+
+    set_seed(EVAL_SEED)
+    evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
+    set_seed(train_cfg.seed)
+    model = build_model(task, spec.model_dir, tokenizer, p.model, p.method)
+    args = training_arguments(train_cfg, scratch_dir() / "ftpipe")
+    trainer = Trainer(model=model, args=args, train_dataset=features["train"],
+                      data_collator=task.collator(tokenizer), processing_class=tokenizer)
+    with timer(out, "train_s", spec.device):
+        metrics = trainer.train().metrics
+    out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
+    out["train_loss"] = round(metrics["train_loss"], 4)
+    evaluate(model, "tuned")
+    lengths = [len(ids) for ids in features["train"]["input_ids"]]
+    out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
+               tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
+               torch_threads=torch.get_num_threads(), precision=args.bf16 and "bf16" or args.fp16 and "fp16" or "fp32")
+    return out

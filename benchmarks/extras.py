@@ -1,0 +1,178 @@
+"""Tokenization throughput, the per-option micro-benchmarks, and scaling with the amount of data."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, compose_params, sync, timer, validated, yelp_examples
+
+
+def tokenization(spec: Spec) -> dict:
+    """Per-example tokenizer calls padded to 512 (the QA tutorial's encode_plus loop) against ftpipe's
+    batched `datasets.map` with the fast tokenizer, on the same rows (the Yelp texts repeated)."""
+    import datasets
+
+    from ftpipe.models import load_tokenizer
+    from ftpipe.tasks import get_task
+
+    p = validated(spec.params, "task", "tokenize")
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(spec.model_dir, task)
+    base = datasets.concatenate_datasets([yelp_examples(spec.params, "train", None), yelp_examples(spec.params, "eval", None)])
+    rows = base.select(np.arange(spec.tokenize_rows) % len(base))
+    out: dict = {"rows": len(rows), "fast_tokenizer": tokenizer.is_fast}
+    # The QA tutorial: BertTokenizer.encode_plus per example, padded to 512, as tensors. Its BertTokenizer
+    # was the pure-Python one (transformers v5 calls it BertTokenizerLegacy). The per-example loop with the
+    # fast tokenizer is measured too, as the stricter baseline. Loops run on a slice (>= 2,000 rows).
+    from transformers import BertTokenizerLegacy
+
+    loops = {"loop_python_tokenizer": tokenizer, "loop_fast_tokenizer": tokenizer}
+    if (Path(spec.model_dir) / "vocab.txt").exists():  # the tiny test model has only tokenizer.json
+        loops["loop_python_tokenizer"] = BertTokenizerLegacy.from_pretrained(spec.model_dir)
+    loop_rows = rows.select(range(min(len(rows), max(2000, len(rows) // 20))))["text"]
+    out["loop_rows"] = len(loop_rows)
+    for key, tok in loops.items():
+        with timer(out, f"{key}_s"):
+            for text in loop_rows:
+                tok(text, padding="max_length", truncation=True, max_length=TUTORIAL_MAX_LENGTH, return_tensors="pt")
+        out[f"{key}_rows_per_s"] = round(len(loop_rows) / out[f"{key}_s"])
+    for num_proc in sorted({1, p.tokenize.num_proc, 2}):
+        key = f"ftpipe_num_proc{num_proc}"
+        with timer(out, f"{key}_s"):
+            task.tokenize(rows, tokenizer, "train", num_proc, p.tokenize.batch_size)
+        out[f"{key}_rows_per_s"] = round(len(rows) / out[f"{key}_s"])
+    out["ftpipe_num_proc"] = p.tokenize.num_proc
+    ftpipe = out[f"ftpipe_num_proc{p.tokenize.num_proc}_rows_per_s"]
+    out["speedup"] = round(ftpipe / out["loop_python_tokenizer_rows_per_s"], 1)  # vs the tutorial
+    out["speedup_vs_fast_loop"] = round(ftpipe / out["loop_fast_tokenizer_rows_per_s"], 1)
+    return out
+
+
+def options(spec: Spec) -> dict:
+    """Evaluation throughput of the base model on the same Yelp rows, one speed-up changed at a time.
+
+    Forward passes stand in for training steps: the same padding/attention/precision choices decide
+    both, and a forward costs a third of a training step. Each variant is timed twice, interleaved
+    with the others, and the faster pass is kept (the CPU is shared with other jobs).
+    """
+    import torch
+    from transformers import set_seed
+
+    from ftpipe.evaluate import batched_forward
+    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.tasks import get_task
+
+    p = validated(spec.params, "task", "tokenize", "evaluate")
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(spec.model_dir, task)
+    eval_set = yelp_examples(spec.params, "eval", spec.option_rows)
+    dynamic = task.tokenize(eval_set, tokenizer, "eval", 1, p.tokenize.batch_size)
+    padded = eval_set.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=TUTORIAL_MAX_LENGTH), batched=True)
+    collator = task.collator(tokenizer)
+    bs = p.evaluate.batch_size
+    default_threads = torch.get_num_threads()
+
+    def model(attn="sdpa"):
+        set_seed(0)
+        return load_for_task(task, spec.model_dir, tokenizer, attn_implementation=attn).to(spec.device)
+
+    sdpa, eager = model(), model("eager")
+    variants = {
+        "padded512_bs8_unsorted (recipe)": dict(m=sdpa, feats=padded, bs=TUTORIAL_BATCH, sort=False),
+        "dynamic_bs8_unsorted": dict(m=sdpa, feats=dynamic, bs=TUTORIAL_BATCH, sort=False),
+        f"dynamic_bs{bs}_unsorted": dict(m=sdpa, feats=dynamic, bs=bs, sort=False),
+        "dynamic_bs8_sorted": dict(m=sdpa, feats=dynamic, bs=TUTORIAL_BATCH, sort=True),
+        f"dynamic_bs{bs}_sorted (ftpipe)": dict(m=sdpa, feats=dynamic, bs=bs, sort=True),
+        f"ftpipe + eager attention": dict(m=eager, feats=dynamic, bs=bs, sort=True),
+        f"ftpipe + 1 thread": dict(m=sdpa, feats=dynamic, bs=bs, sort=True, threads=1),
+        f"ftpipe + bf16 autocast": dict(m=sdpa, feats=dynamic, bs=bs, sort=True, bf16=True),
+    }
+    if spec.device == "cpu" and default_threads < 4:
+        variants[f"ftpipe + {default_threads * 2} threads (oversubscribed)"] = dict(m=sdpa, feats=dynamic, bs=bs, sort=True, threads=default_threads * 2)
+
+    def run(v):
+        torch.set_num_threads(v.get("threads", default_threads))
+        dtype = torch.bfloat16 if v.get("bf16") else None
+        with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=bool(dtype)):
+            sync(spec.device)
+            start = time.perf_counter()
+            logits = batched_forward(v["m"], collator, v["feats"], v["bs"], v["sort"])
+            sync(spec.device)
+        torch.set_num_threads(default_threads)
+        return time.perf_counter() - start, logits
+
+    times = {name: [] for name in variants}
+    reference = None
+    agree = {}
+    for _ in range(2):
+        for name, v in variants.items():
+            seconds, logits = run(v)
+            times[name].append(seconds)
+            reference = logits if reference is None else reference
+            agree[name] = round(float(np.mean(logits.argmax(-1) == reference.argmax(-1))), 4)
+    out = {"rows": len(eval_set), "default_threads": default_threads, "variants": {}}
+    for name, ts in times.items():
+        out["variants"][name] = {"samples_per_s": round(len(eval_set) / min(ts), 2), "seconds": [round(t, 2) for t in ts],
+                                 "same_predictions_as_recipe": agree[name]}
+
+    # torch.compile: compile time is paid once per process (and again for new shapes).
+    compiled = torch.compile(model(), dynamic=True)
+    first, _ = run(dict(m=compiled, feats=dynamic, bs=bs, sort=True))
+    second, _ = run(dict(m=compiled, feats=dynamic, bs=bs, sort=True))
+    out["variants"]["ftpipe + torch.compile"] = {"samples_per_s": round(len(eval_set) / second, 2),
+                                                 "seconds": [round(first, 2), round(second, 2)],
+                                                 "note": "first pass includes compilation"}
+    return out
+
+
+def scaling(spec: Spec) -> dict:
+    """Time per stage for growing synthetic datasets, through ftpipe's package functions.
+
+    tokenize, subset (a seeded half for train) and evaluate (the base model on the other half) use the
+    Yelp workload's model; train runs 1 epoch of the tiny 2-layer BERT (conf/model/tiny_bert.yaml), so
+    the cost of the stage machinery shows without hours of MiniLM training on 2 cores.
+    """
+    import datasets
+    from transformers import Trainer, set_seed
+
+    from benchmarks.common import prepare_model, scratch_dir
+    from ftpipe.data.synthetic import reviews
+    from ftpipe.datasets_io import draw
+    from ftpipe.evaluate import batched_forward
+    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.tasks import get_task
+    from ftpipe.train import training_arguments
+
+    params = compose_params(["experiment=quickstart"])
+    p = validated(params, "task", "tokenize", "train", "evaluate")
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(spec.model_dir, task)
+    tiny_dir = prepare_model(dataclasses.replace(spec, model="tiny_bert"), scratch_dir())
+    tiny_tok = load_tokenizer(tiny_dir, task)
+    set_seed(0)
+    model = load_for_task(task, spec.model_dir, tokenizer).to(spec.device)
+    out = {"what": "tokenize/subset/evaluate: workload model; train: tiny_bert, 1 epoch", "sizes": {}}
+    for n in spec.scaling_sizes:
+        raw = datasets.Dataset.from_list([r | {"label": task.label_id(r["label"], 0)} for r in reviews(n, seed=1)])
+        t: dict = {}
+        with timer(t, "tokenize_s"):
+            feats = task.tokenize(raw, tokenizer, "train", p.tokenize.num_proc, p.tokenize.batch_size)
+        with timer(t, "subset_s"):
+            train_half = draw(feats, n // 2, 42, False).flatten_indices(keep_in_memory=True)
+            eval_half = feats.select(range(n // 2, n)).flatten_indices(keep_in_memory=True)
+        tiny_feats = task.tokenize(raw.select(range(n // 2)), tiny_tok, "train", 1, p.tokenize.batch_size)
+        set_seed(42)
+        trainer = Trainer(model=load_for_task(task, tiny_dir, tiny_tok),
+                          args=training_arguments(dataclasses.replace(p.train, epochs=1), scratch_dir() / "scale"),
+                          train_dataset=tiny_feats, data_collator=task.collator(tiny_tok))
+        with timer(t, "train_tiny_s", spec.device):
+            trainer.train()
+        with timer(t, "evaluate_s", spec.device):
+            batched_forward(model, task.collator(tokenizer), eval_half, p.evaluate.batch_size, p.evaluate.sort_by_length)
+        t["train_rows"], t["eval_rows"] = len(train_half), len(eval_half)
+        out["sizes"][str(n)] = t
+    return out
