@@ -56,6 +56,7 @@ def recipe(spec: Spec) -> dict:
         with timer(out, f"eval_{which}_s", spec.device):
             logits = trainer.predict(eval_tok).predictions
         out[f"eval_{which}_samples_per_s"] = round(len(eval_tok) / out[f"eval_{which}_s"], 2)
+        out[f"eval_{which}_samples_per_cpu_s"] = round(len(eval_tok) / out[f"eval_{which}_cpu_s"], 2)
         out[f"accuracy_{which}"] = _accuracy(logits.argmax(-1), eval_tok["labels"])
 
     set_seed(EVAL_SEED)
@@ -66,6 +67,7 @@ def recipe(spec: Spec) -> dict:
     with timer(out, "train_s", spec.device):
         metrics = trainer.train().metrics
     out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
+    out["train_samples_per_cpu_s"] = round(metrics["train_samples_per_second"] * metrics["train_runtime"] / out["train_cpu_s"], 3)
     out["train_loss"] = round(metrics["train_loss"], 4)
     evaluate(model, "tuned")
     out.update(train_rows=len(train_tok), eval_rows=len(eval_tok), epochs=spec.epochs,
@@ -97,6 +99,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
         with timer(out, f"eval_{which}_s", spec.device):
             rows = task.predict(model.to(spec.device), tokenizer, features["eval"], examples["eval"], p.evaluate)
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
+        out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
         out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)
 
     set_seed(EVAL_SEED)
@@ -109,6 +112,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
     with timer(out, "train_s", spec.device):
         metrics = trainer.train().metrics
     out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
+    out["train_samples_per_cpu_s"] = round(metrics["train_samples_per_second"] * metrics["train_runtime"] / out["train_cpu_s"], 3)
     out["train_loss"] = round(metrics["train_loss"], 4)
     evaluate(model, "tuned")
     lengths = [len(ids) for ids in features["train"]["input_ids"]]

@@ -65,7 +65,8 @@ def summary(results: dict) -> dict:
     if not arms_:
         return {}
     r, f = arms_["recipe"], arms_["ftpipe"]
-    out = {key: ratio(f[key], r[key]) for key in ("train_samples_per_s", "eval_base_samples_per_s", "eval_tuned_samples_per_s")}
+    out = {key: ratio(f[key], r[key]) for key in ("train_samples_per_s", "eval_base_samples_per_s", "eval_tuned_samples_per_s",
+                                                "train_samples_per_cpu_s", "eval_base_samples_per_cpu_s", "eval_tuned_samples_per_cpu_s")}
     out["accuracy_delta_points"] = round(100 * (f["accuracy_tuned"] - r["accuracy_tuned"]), 2)
     out["peak_rss_ratio"] = ratio(f["peak_rss_mb"], r["peak_rss_mb"])
     if "tokenization" in results:
@@ -79,7 +80,9 @@ def table(results: dict) -> str:
     if arms_:
         r, f = arms_["recipe"], arms_["ftpipe"]
         lines += ["| | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]
-        for key, label in [("train_samples_per_s", "train samples/s"), ("train_s", "train wall time (s)"),
+        for key, label in [("train_samples_per_s", "train samples/s"), ("train_samples_per_cpu_s", "train samples per CPU-second"),
+                           ("train_s", "train wall time (s)"), ("train_cpu_s", "train CPU time (s)"),
+                           ("eval_base_samples_per_cpu_s", "eval samples per CPU-s (base)"), ("eval_tuned_samples_per_cpu_s", "eval samples per CPU-s (tuned)"),
                            ("eval_base_samples_per_s", "eval samples/s (base)"), ("eval_tuned_samples_per_s", "eval samples/s (tuned)"),
                            ("accuracy_base", "accuracy (base)"), ("accuracy_tuned", "accuracy (tuned)"),
                            ("tokens_per_train_row", "tokens per train row"), ("peak_rss_mb", "peak RSS (MB)"), ("tokenize_s", "tokenize (s)")]:
