@@ -149,6 +149,8 @@ class TrainConfig:
         _check("train.epochs", self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be > 0")
         _check("train.warmup", 0 <= self.warmup < 1 or float(self.warmup).is_integer(), "a fraction in [0, 1) or a whole number of steps")
         _check("train.precision", self.precision in ("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16")
+        _check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
+        _check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
 
 
 @dataclass
@@ -218,8 +220,15 @@ def load_params(*sections: str, path: Path = PARAMS) -> Params:
     """Load and validate the params sections a stage declares in dvc.yaml."""
     if not path.exists():
         raise ConfigError(str(path), "file not found (run from the repository root)")
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "expected a mapping of params sections")
     return validate(raw, sections)
 
 

@@ -65,19 +65,22 @@ def read_records(path: str | Path, columns: dict[str, str] | None = None) -> Ite
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
     rename = {source: name for name, source in (columns or {}).items()}
+    number = 0
     try:
         for number, record in _records(path, suffix):
             if not isinstance(record, dict):
                 raise DataError(path, f"expected an object, got {type(record).__name__}", record=number)
             yield number, {rename.get(key, key): _none_if_nan(value) for key, value in record.items()}
-    except UnicodeDecodeError as err:
-        raise DataError(path, f"not valid UTF-8 (byte {err.start})") from None
+    except UnicodeDecodeError as err:  # .json (CSV and JSONL lines are decoded one by one below)
+        raise DataError(path, f"not valid UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+    except csv.Error as err:  # unbalanced quotes, a field over csv.field_size_limit(), ...
+        raise DataError(path, f"malformed CSV: {err}", record=number + 1) from None
 
 
 def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
     if suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+        with open(path, "rb") as fh:
+            reader = csv.DictReader(_decoded(fh, path, first_record=0), strict=True)  # strict: bad quoting is an error, not a silent merge
             if not reader.fieldnames:
                 raise DataError(path, "no header row")
             for number, row in enumerate(reader, start=1):
@@ -85,8 +88,8 @@ def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
                     raise DataError(path, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} columns", record=number)
                 yield number, row
     elif suffix == ".jsonl":
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
+        with open(path, "rb") as fh:
+            for number, line in enumerate(_decoded(fh, path, first_record=1), start=1):
                 if line.strip():
                     yield number, _loads(line, path, number)
     elif suffix == ".json":
@@ -103,6 +106,15 @@ def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
         except Exception as err:  # pyarrow raises several types for corrupt files
             raise DataError(path, f"not a readable Parquet file ({err})") from None
         yield from enumerate(table.to_pylist(), start=1)
+
+
+def _decoded(fh, path: Path, first_record: int) -> Iterator[str]:
+    """Lines decoded one at a time, so a bad byte is reported with its record (line 1 is record `first_record`)."""
+    for number, line in enumerate(fh, start=first_record):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(path, f"not valid UTF-8 (byte 0x{line[err.start]:02x})", record=number or None) from None
 
 
 def _loads(text: str, path: Path, number: int | None) -> Any:

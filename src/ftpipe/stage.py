@@ -15,5 +15,14 @@ def run(main: Callable[[], None]) -> None:
     try:
         main()
     except FtpipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(err))
+    except OSError as err:  # a missing or unreadable path given on the command line or in params
+        if err.filename is None:
+            raise
+        _fail(f"{err.filename}: {err.strerror or err}")
+
+
+def _fail(message: str) -> None:
+    # One line however the message was built: a runner's log shows it whole.
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(1)

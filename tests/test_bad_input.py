@@ -1,0 +1,218 @@
+"""Bad input never costs data: every broken file or config ends its stage with ONE clear line.
+
+The corpus lives in tests/bad_inputs/<task>/. To add a case, add a row to DATA_CASES (a file of the
+corpus, the experiment it runs under, and what the error line must say) or to CONFIG_CASES (params
+overrides, the stage script to run, and what the error line must say). Stage scripts run directly in
+a throwaway repository (seconds each); one test goes through `dvc repro` to show that the outputs of
+the previous good run survive a failed stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, make_repo, run
+
+CORPUS = REPO / "tests" / "bad_inputs"
+PREPROCESS = "python stages/preprocess.py --raw data/raw --out data/clean --metrics metrics/preprocess.json"
+STAGES = {
+    "download_data": "python stages/download_data.py --out data/raw",
+    "download_model": "python stages/download_model.py --out models/base",
+    "preprocess": PREPROCESS,
+    "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
+             "--live dvclive/train --checkpoints checkpoints/train",
+}
+
+
+@dataclass
+class DataCase:
+    file: str  # in tests/bad_inputs/<task>/
+    expected: str  # substring of the one-line error (after the file name)
+    record: int | None = None  # the record number the line must name
+    task: str = "classification"
+    experiment: str = "test_tiny"
+    overrides: dict = field(default_factory=dict)  # params keys -> values, e.g. {"data.columns": {...}}
+    content: bytes | None = None  # generated instead of read from the corpus (huge inputs)
+    names_file: bool = True  # False: the error is about the split folder, not one file
+
+
+DATA_CASES = [
+    DataCase("malformed.jsonl", "malformed JSON at column", record=2),
+    DataCase("malformed.json", "malformed JSON at line 2"),
+    DataCase("unbalanced_quote.csv", "malformed CSV", record=2),
+    DataCase("extra_cells.csv", "3 cells for 2 columns", record=2),
+    DataCase("misnamed_columns.csv", "field 'text': missing (columns: review, stars", record=1),
+    DataCase("missing_label.jsonl", "field 'label': missing", record=1),
+    DataCase("label_out_of_range.jsonl", "field 'label': label '7' out of range 0..4", record=2),
+    DataCase("label_unknown_name.jsonl", "field 'label': unknown label 'very good'", record=2),
+    DataCase("label_nan.jsonl", "field 'label': missing or invalid label None", record=1),
+    DataCase("empty_text.csv", "field 'text': empty or missing text", record=2),
+    DataCase("text_wrong_type.jsonl", "field 'text': empty or missing text", record=1),
+    DataCase("non_utf8.csv", "not valid UTF-8 (byte 0xe9)", record=2),
+    DataCase("duplicate_id.jsonl", "field 'id': duplicate id 'a'", record=2),
+    DataCase("empty.csv", "file is empty"),
+    DataCase("no_records.json", "no usable records", names_file=False),
+    DataCase("huge_record.csv", "field larger than field limit", record=1,
+             content=b"text,label\n" + b"x" * 200_000 + b",2\n"),
+]
+
+MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
+MODEL_WITH_PICKLE = "tests/bad_inputs/model_with_pickle"  # only a pytorch_model.bin: refused
+
+
+@dataclass
+class ConfigCase:
+    id: str
+    stage: str
+    overrides: dict  # dotted params keys -> values (None deletes the key)
+    expected: str
+
+
+CONFIG_CASES = [
+    ConfigCase("unknown_task", "preprocess", {"task.type": "poetry"}, "params.yaml: task.type: unknown task type 'poetry'"),
+    ConfigCase("unknown_model_source", "download_model", {"model.source": "ftp"}, "params.yaml: model.source: unknown source 'ftp'"),
+    ConfigCase("unknown_method", "train", {"method.name": "magic"}, "params.yaml: method.name: unknown method 'magic'"),
+    ConfigCase("negative_lr", "train", {"train.lr": -1e-5}, "params.yaml: train.lr: must be > 0"),
+    ConfigCase("non_numeric_lr", "train", {"train.lr": "fast"}, "params.yaml: train.lr"),
+    ConfigCase("batch_size_0", "train", {"train.batch_size": 0}, "params.yaml: train.batch_size: must be >= 1"),
+    ConfigCase("missing_local_data", "download_data",
+               {"data.source": "local", "data.files": {"train": ["nope/train.csv"], "eval": ["nope/eval.csv"]}},
+               "params.yaml: data.files.train: file not found: nope/train.csv"),
+    ConfigCase("missing_local_model", "download_model", {"model.source": "local", "model.path": "nope/model"},
+               "params.yaml: model.path: directory not found: nope/model"),
+    ConfigCase("model_without_weights", "download_model", {"model.source": "local", "model.path": MODEL_WITHOUT_WEIGHTS},
+               "has no *.safetensors weights"),
+    ConfigCase("model_with_pickle_weights", "download_model", {"model.source": "local", "model.path": MODEL_WITH_PICKLE},
+               "has no *.safetensors weights"),
+]
+
+
+def set_key(params: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is None:
+        node.pop(last, None)
+    else:
+        node[last] = value
+
+
+def digest(paths: list[Path]) -> dict[str, str]:
+    """A hash of every file under `paths`: equal digests mean untouched outputs."""
+    out = {}
+    for root in paths:
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                out[str(path)] = hashlib.md5(path.read_bytes()).hexdigest()
+    return out
+
+
+def assert_one_line_error(result, *expected: str) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A tiny-experiment repo whose preprocess stage ran once on good data."""
+    repo = make_repo(tmp_path_factory.mktemp("bad") / "repo")
+    for split in ("train", "eval"):
+        (repo / "data/raw" / split).mkdir(parents=True)
+        shutil.copy(CORPUS / "classification/good.jsonl", repo / "data/raw" / split / "good.jsonl")
+    no_weights = repo / MODEL_WITHOUT_WEIGHTS
+    no_weights.mkdir(parents=True)
+    (no_weights / "config.json").write_text('{"model_type": "bert"}')
+    pickle = repo / MODEL_WITH_PICKLE
+    pickle.mkdir(parents=True)
+    (pickle / "config.json").write_text('{"model_type": "bert"}')
+    (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    run(PREPROCESS, repo)
+    return repo
+
+
+@pytest.fixture
+def params(repo):
+    """params.yaml of the repo, restored after the test."""
+    path = repo / "params.yaml"
+    saved = path.read_text()
+    yield yaml.safe_load(saved)
+    path.write_text(saved)
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=lambda c: f"{c.task}-{c.file}")
+def test_bad_data_is_one_line_naming_file_record_field(repo, params, case):
+    for key, value in case.overrides.items():
+        set_key(params, key, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bad_dir = repo / "data/raw/train"
+    shutil.move(bad_dir / "good.jsonl", repo / "good.jsonl.saved")
+    content = case.content if case.content is not None else (CORPUS / case.task / case.file).read_bytes()
+    (bad_dir / case.file).write_bytes(content)
+    before = digest([repo / "data/clean", repo / "metrics/preprocess.json"])
+    try:
+        result = run(PREPROCESS, repo, check=False)
+    finally:
+        (bad_dir / case.file).unlink()
+        shutil.move(repo / "good.jsonl.saved", bad_dir / "good.jsonl")
+    where = "data/raw/train" + (f"/{case.file}" if case.names_file else "") + (f": record {case.record}:" if case.record else "")
+    assert_one_line_error(result, where, case.expected)
+    assert digest([repo / "data/clean", repo / "metrics/preprocess.json"]) == before
+
+
+@pytest.mark.parametrize("case", CONFIG_CASES, ids=lambda c: c.id)
+def test_bad_config_is_one_line_naming_the_key(repo, params, case):
+    for key, value in case.overrides.items():
+        set_key(params, key, value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = digest([repo / "data/clean"])
+    assert_one_line_error(run(STAGES[case.stage], repo, check=False), case.expected)
+    assert digest([repo / "data/clean"]) == before
+    # Nothing half-written left behind: no models/base, no temporary sibling of it.
+    assert not (repo / "models/base").exists()
+    assert not list(repo.glob("**/.*.tmp-*"))
+
+
+def test_unreadable_params_and_missing_paths_are_one_line(repo, params):
+    (repo / "params.yaml").write_text("train:\n  lr: [1e-5\n")
+    assert_one_line_error(run(STAGES["train"], repo, check=False), "params.yaml: not valid YAML at line")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run(PREPROCESS.replace("--raw data/raw", "--raw data/nowhere"), repo, check=False)
+    assert_one_line_error(result, "data/nowhere/train: No such file or directory")
+
+
+@pytest.mark.slow
+def test_failed_dvc_repro_keeps_previous_outputs(tiny_pipeline):
+    """Through DVC: a bad file fails preprocess; every output of the good run is byte-identical after."""
+    repo = tiny_pipeline
+    outputs = [repo / p for p in ("data/clean", "data/tokenized", "data/subset", "models", "metrics", "predictions",
+                                  "plots", "reports", "dvclive")]
+    before = digest(outputs)
+    saved = {name: (repo / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    params = yaml.safe_load(saved["params.yaml"])
+    bad = str(CORPUS / "classification/label_out_of_range.jsonl")
+    params["data"].update(source="local", files={"train": [bad], "eval": [bad]})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = run(["dvc", "repro"], repo, check=False)
+        assert result.returncode != 0
+        assert "label_out_of_range.jsonl: record 2: field 'label': label '7' out of range" in result.stderr
+        assert digest(outputs) == before
+        status = run(["dvc", "status", "preprocess"], repo).stdout
+        assert "deleted" not in status, status  # outs are still there, just out of date
+    finally:  # put the shared fixture back as it was: the good params, lock and raw data
+        for name, text in saved.items():
+            (repo / name).write_text(text)
+        run(["dvc", "checkout", "-f", "data/raw"], repo)
+    assert "changed" not in run(["dvc", "status"], repo).stdout

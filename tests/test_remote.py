@@ -1,0 +1,74 @@
+"""The remote-runner workflow: push the downloads to the DVC remote, reproduce in a fresh offline
+clone with scripts/remote_run.sh, push the experiment back; and a queued learning-rate sweep."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from conftest import REPO, run
+
+pytestmark = pytest.mark.slow
+OFFLINE_METRICS = ["metrics/preprocess.json", "metrics/base.json", "metrics/tuned.json", "metrics/compare.json",
+                   "dvclive/train/metrics.json"]
+
+
+def test_fresh_offline_clone_pulls_and_reproduces_identical_metrics(tiny_pipeline):
+    # The default remote is ../ftpipe-remote beside the repository: clones side by side share it.
+    remote = tiny_pipeline.parent / "ftpipe-remote"
+    run(["dvc", "push", "download_data", "download_model"], tiny_pipeline)
+    assert any(remote.rglob("*")), "nothing pushed"
+
+    clone = tiny_pipeline.parent / "runner"
+    run(["git", "clone", "-q", str(tiny_pipeline), str(clone)], tiny_pipeline.parent)
+    assert not (clone / "data/raw").exists() and not (clone / "models").exists()
+    # Offline (conftest's run sets HF_*_OFFLINE); a network call would fail, not hang.
+    out = run(["bash", str(REPO / "scripts/remote_run.sh")], clone,
+              env={"HF_ENDPOINT": "http://127.0.0.1:9", "GIT_REMOTE": "origin"})
+    log = out.stdout + out.stderr
+    assert "Running stage 'download_data'" not in log and "Running stage 'download_model'" not in log
+    assert "Running stage 'train'" in log  # really recomputed, not pulled
+    for name in OFFLINE_METRICS:
+        committed = json.loads(run(["git", "show", f"HEAD:{name}"], clone).stdout)
+        assert json.loads((clone / name).read_text()) == committed, name
+
+    # The runner pushed its experiment back to the origin: review it there.
+    exps = run(["dvc", "exp", "list", "--name-only"], tiny_pipeline).stdout.split()
+    assert len(exps) >= 1, exps
+
+
+def test_queued_lr_sweep_lists_three_experiments_with_metrics(tiny_pipeline):
+    run(["dvc", "exp", "run", "--queue", "-S", "train.lr=1e-5,2e-5,5e-5"], tiny_pipeline)
+    run(["dvc", "queue", "start", "-j", "1"], tiny_pipeline)
+    deadline = time.time() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], tiny_pipeline).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.time() < deadline, status
+        time.sleep(3)
+    assert "Failed" not in status, status + run(["dvc", "queue", "logs", status.split()[0]], tiny_pipeline, check=False).stdout
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], tiny_pipeline).stdout)
+    accuracy_by_lr = {lr: acc for lr, acc in walk_runs(shown) if acc is not None}
+    assert {1e-5, 2e-5, 5e-5} <= set(accuracy_by_lr), accuracy_by_lr
+    table = run(["dvc", "exp", "show", "--no-pager", "--md"], tiny_pipeline).stdout
+    assert "accuracy" in table
+
+
+def walk_runs(node):
+    """(train.lr, tuned accuracy) of every revision in `dvc exp show --json`, however deeply nested."""
+    if isinstance(node, list):
+        for item in node:
+            yield from walk_runs(item)
+    elif isinstance(node, dict):
+        data = node.get("data")
+        if "rev" in node and isinstance(data, dict):
+            params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
+            metrics = (data.get("metrics") or {}).get("metrics/tuned.json", {}).get("data", {})
+            yield params.get("train", {}).get("lr"), metrics.get("accuracy")
+        for value in node.values():
+            if isinstance(value, (list, dict)):
+                yield from walk_runs(value)

@@ -1,0 +1,79 @@
+"""Resume: a train stage killed with SIGKILL after a checkpoint resumes on the next `dvc repro`
+and ends with exactly the metrics of an uninterrupted run; stale checkpoints are not resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import OFFLINE, make_repo, run
+
+pytestmark = pytest.mark.slow
+SAVE_STEPS = 20  # the tiny experiment trains 100 steps
+
+
+def kill_after_first_checkpoint(repo: Path) -> None:
+    """`dvc repro` in its own process group, SIGKILLed (dvc and the stage) once a checkpoint is complete."""
+    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = repo / f"checkpoints/train/checkpoint-{SAVE_STEPS}/ftpipe_complete"
+    try:
+        deadline = time.time() + 300
+        while not marker.exists():
+            assert proc.poll() is None, "dvc repro ended before the first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 5 minutes"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # like a preempted machine: no chance to clean up
+        proc.wait()
+
+
+def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tmp_path):
+    repo = make_repo(tmp_path / "repo", overrides=[f"train.save_steps={SAVE_STEPS}"])
+    kill_after_first_checkpoint(repo)
+    assert not (repo / "models/tuned").exists()  # the killed run left no half-written model
+
+    out = run(["dvc", "repro"], repo)
+    resumed = re.search(r"resuming from \S+checkpoint-(\d+) \(step (\d+)\)", out.stdout + out.stderr)
+    assert resumed, out.stdout[-3000:] + out.stderr[-3000:]
+    step = int(resumed.group(2))
+    assert step >= SAVE_STEPS and step % SAVE_STEPS == 0
+    info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
+    assert info["run"]["resumed_from_step"] == step
+    assert [p.name for p in (repo / "checkpoints/train").iterdir()] == ["fingerprint.json"]  # cleared on success
+    resumed_metrics = json.loads((repo / "metrics/tuned.json").read_text())
+    resumed_weights = (repo / "models/tuned/model.safetensors").read_bytes()
+    resumed_live = (repo / "dvclive/train/metrics.json").read_text()
+
+    # The same params, uninterrupted (checkpoints were cleared, so this starts from step 0).
+    out = run("dvc repro -f -s train && dvc repro", repo)
+    assert "resuming" not in out.stdout + out.stderr
+    assert json.loads((repo / "models/tuned/ftpipe_train.json").read_text())["run"]["resumed_from_step"] is None
+    # Tolerance: none. On CPU a resumed run is bit-identical (RNG states, optimizer, data order restored).
+    assert (repo / "models/tuned/model.safetensors").read_bytes() == resumed_weights
+    assert json.loads((repo / "metrics/tuned.json").read_text()) == resumed_metrics
+    assert json.loads((repo / "dvclive/train/metrics.json").read_text())["step"] == json.loads(resumed_live)["step"]
+
+
+def test_checkpoints_from_other_params_are_not_resumed(tmp_path):
+    """Unit level: a fingerprint mismatch clears the folder instead of resuming."""
+    from ftpipe.train import FINGERPRINT, find_checkpoint
+
+    ckpt = tmp_path / "checkpoints"
+    assert find_checkpoint(ckpt, "aaa") is None  # fresh: writes the fingerprint
+    (ckpt / "checkpoint-20").mkdir()
+    (ckpt / "checkpoint-20" / "ftpipe_complete").write_text("")
+    (ckpt / "checkpoint-40").mkdir()  # killed while saving: no completion marker
+    assert find_checkpoint(ckpt, "aaa") == ckpt / "checkpoint-20"
+    assert find_checkpoint(ckpt, "bbb") is None  # other params or data: start over
+    assert [p.name for p in ckpt.iterdir()] == [FINGERPRINT]
+    assert json.loads((ckpt / FINGERPRINT).read_text())["fingerprint"] == "bbb"
