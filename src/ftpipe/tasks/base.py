@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from ftpipe.io import read_records
 
@@ -30,16 +30,23 @@ class TaskConfig:
 class Task:
     """A task plug-in: schema, cleaning, tokenization, model head, prediction and metrics.
 
-    `model_class` is the transformers Auto class for the head; `peft_task_type` is what peft calls it.
+    `auto_class` names the transformers Auto class for the head; `peft_task_type` is what peft calls it.
     """
 
-    model_class: Any = None
+    auto_class: str = ""
     peft_task_type: str = ""
 
     def __init__(self, cfg):
         self.cfg = cfg
         # Counts a plug-in keeps while cleaning (e.g. repaired answers); preprocess adds them to its metrics.
         self.stats: Counter = Counter()
+
+    @property
+    def model_class(self):
+        # Imported on use: preprocess never needs transformers, and it is slow to import.
+        import transformers
+
+        return getattr(transformers, self.auto_class)
 
     # --- preprocess -------------------------------------------------------------
     def read(self, path: Path, columns: dict[str, str]) -> Iterator[tuple[int, dict]]:

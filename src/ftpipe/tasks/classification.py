@@ -30,13 +30,11 @@ class Config(TaskConfig):
 
 
 class Task(BaseTask):
+    auto_class = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
-        from transformers import AutoModelForSequenceClassification
-
-        self.model_class = AutoModelForSequenceClassification
         self.names = {name.lower(): idx for idx, name in enumerate(cfg.labels)}
         self.names.update({alias.lower(): idx for alias, idx in cfg.label_aliases.items()})
 

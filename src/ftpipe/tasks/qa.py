@@ -47,13 +47,8 @@ class Config(TaskConfig):
 
 
 class Task(BaseTask):
+    auto_class = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
-
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        from transformers import AutoModelForQuestionAnswering
-
-        self.model_class = AutoModelForQuestionAnswering
 
     # --- preprocess -------------------------------------------------------------
     def read(self, path: Path, columns: dict[str, str]):

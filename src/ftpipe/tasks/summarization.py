@@ -36,13 +36,8 @@ class Config(TaskConfig):
 
 
 class Task(BaseTask):
+    auto_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
-
-    def __init__(self, cfg: Config):
-        super().__init__(cfg)
-        from transformers import AutoModelForCausalLM
-
-        self.model_class = AutoModelForCausalLM
 
     # --- preprocess -------------------------------------------------------------
     def clean(self, record, data_cfg):
