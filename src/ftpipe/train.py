@@ -47,6 +47,7 @@ def training_arguments(cfg, output_dir: Path):
         save_total_limit=2,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
+        use_cpu=precision != "fp32" and not torch.cuda.is_available(),  # else bf16 on CPU is refused
         activation_checkpointing=cfg.gradient_checkpointing,  # v5's name for gradient checkpointing
         torch_compile=cfg.torch_compile,
         report_to="none",  # DVCLive is added as a callback, with its own directory
