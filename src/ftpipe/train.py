@@ -12,7 +12,8 @@ import subprocess
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftpipe.io import atomic_output
 from ftpipe.methods import build_model, log_trainable
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg, output_dir: Path):
-    from transformers import TrainingArguments
-
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
@@ -62,7 +61,6 @@ def training_arguments(cfg, output_dir: Path):
 def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path) -> dict:
     import datasets
     from dvclive import Live
-    from transformers import set_seed
 
     from ftpipe.tasks import get_task
 
@@ -196,22 +194,14 @@ class EpochSeededSampler(torch.utils.data.Sampler):
         return iter(self.sampler)
 
 
-def _resumable_trainer():
-    from transformers import Trainer
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+class ResumableTrainer(Trainer):
+    """A Trainer whose length-grouped batches come in the same order after a resume."""
 
-    class ResumableTrainer(Trainer):
-        def _get_train_sampler(self, train_dataset=None):
-            sampler = super()._get_train_sampler(train_dataset)
-            if isinstance(sampler, LengthGroupedSampler):
-                return EpochSeededSampler(sampler, self.args.data_seed or self.args.seed)
-            return sampler  # RandomSampler: accelerate already seeds it per epoch
-
-    return ResumableTrainer
-
-
-def ResumableTrainer(**kwargs):  # noqa: N802 (a class made on first use: transformers loads lazily)
-    return _resumable_trainer()(**kwargs)
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            return EpochSeededSampler(sampler, self.args.data_seed or self.args.seed)
+        return sampler  # RandomSampler: accelerate already seeds it per epoch
 
 
 # --- provenance ---------------------------------------------------------------------------------
