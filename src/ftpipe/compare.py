@@ -8,6 +8,9 @@ from pathlib import Path
 from ftpipe.io import atomic_output, read_json, write_json
 
 
+COUNTS = ("examples", "total")  # sizes, not scores: no delta for them
+
+
 def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
     out = {}
     for key, value in metrics.items():
@@ -27,7 +30,7 @@ def read_rows(path: Path) -> dict[str, dict]:
 def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
             out_metrics: Path, report: Path, n_examples: int) -> dict:
     base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
-    delta = {key: tuned[key] - base[key] for key in tuned if key in base and key != "examples"}
+    delta = {key: tuned[key] - base[key] for key in tuned if key in base and key not in COUNTS}
     write_json(out_metrics, delta)
 
     base_rows, tuned_rows = read_rows(base_predictions), read_rows(tuned_predictions)
