@@ -63,16 +63,20 @@ def recipe(spec: Spec) -> dict:
     evaluate(load(), "base")
     set_seed(TRAIN_SEED)
     model = load()
-    trainer = Trainer(model=model, args=args, train_dataset=train_tok)
-    with timer(out, "train_s", spec.device):
-        metrics = trainer.train().metrics
-    out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
-    out["train_samples_per_cpu_s"] = round(metrics["train_samples_per_second"] * metrics["train_runtime"] / out["train_cpu_s"], 3)
-    out["train_loss"] = round(metrics["train_loss"], 4)
+    timed_train(Trainer(model=model, args=args, train_dataset=train_tok), out, spec.device)
     evaluate(model, "tuned")
     out.update(train_rows=len(train_tok), eval_rows=len(eval_tok), epochs=spec.epochs,
                tokens_per_train_row=TUTORIAL_MAX_LENGTH, gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out
+
+
+def timed_train(trainer, out: dict, device: str) -> None:
+    """Train, recording wall and CPU time, samples/s (both ways) and the final loss into `out`."""
+    with timer(out, "train_s", device):
+        metrics = trainer.train().metrics
+    out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
+    out["train_samples_per_cpu_s"] = round(metrics["train_samples_per_second"] * metrics["train_runtime"] / out["train_cpu_s"], 3)
+    out["train_loss"] = round(metrics["train_loss"], 4)
 
 
 def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
@@ -107,13 +111,8 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
     set_seed(train_cfg.seed)
     model = build_model(task, spec.model_dir, tokenizer, p.model, p.method)
     args = training_arguments(train_cfg, scratch_dir() / "ftpipe")
-    trainer = Trainer(model=model, args=args, train_dataset=features["train"],
-                      data_collator=task.collator(tokenizer), processing_class=tokenizer)
-    with timer(out, "train_s", spec.device):
-        metrics = trainer.train().metrics
-    out["train_samples_per_s"] = round(metrics["train_samples_per_second"], 3)
-    out["train_samples_per_cpu_s"] = round(metrics["train_samples_per_second"] * metrics["train_runtime"] / out["train_cpu_s"], 3)
-    out["train_loss"] = round(metrics["train_loss"], 4)
+    timed_train(Trainer(model=model, args=args, train_dataset=features["train"],
+                        data_collator=task.collator(tokenizer), processing_class=tokenizer), out, spec.device)
     evaluate(model, "tuned")
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
