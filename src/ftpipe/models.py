@@ -173,7 +173,6 @@ def load_tuned(task, model_dir: Path, tokenizer):
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
-        info = json.loads((model_dir / "ftpipe_train.json").read_text())
-        base = load_for_task(task, Path(info["base_model"]), tokenizer)
-        return PeftModel.from_pretrained(base, model_dir)
+        (base_dir,) = _base_of(model_dir)
+        return PeftModel.from_pretrained(load_for_task(task, base_dir, tokenizer), model_dir)
     return load_for_task(task, model_dir, tokenizer)
