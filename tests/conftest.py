@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,23 @@ def composed() -> dict:
         return compose()
     finally:
         os.chdir(cwd)
+
+
+def kill_at_first_checkpoint(repo: Path, cmd: list[str]) -> Path:
+    """Run `cmd` (a `dvc repro`) in its own process group and SIGKILL the whole group, like a preempted
+    machine, as soon as one checkpoint is complete. Returns that checkpoint."""
+    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen(cmd, cwd=repo, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    try:
+        while not (done := sorted((repo / "checkpoints/train").glob("checkpoint-*/ftpipe_complete"))):
+            assert proc.poll() is None, "the run ended before its first checkpoint: give it more steps"
+            assert time.time() < deadline, "no checkpoint within 5 minutes"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed: give it more steps"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return done[0].parent

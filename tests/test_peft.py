@@ -131,31 +131,16 @@ def test_saved_adapter_reloads_and_merges_to_the_same_logits(base_dir, tmp_path,
 @pytest.mark.slow
 def test_killed_lora_run_resumes_from_its_checkpoint(tmp_path):
     """A PEFT checkpoint (adapter + optimizer + RNG states) resumes to the adapter an uninterrupted run gives."""
-    import os
     import re
     import shutil
-    import signal
-    import subprocess
-    import sys
-    import time
 
-    from conftest import OFFLINE, make_repo, run
+    from conftest import kill_at_first_checkpoint, make_repo, run
 
-    repo = make_repo(tmp_path / "repo", "test_tiny_dialogsum", ["train.save_steps=4", "train.max_steps=12"])
+    # 40 steps, so a fast machine cannot finish the run between two looks for the first checkpoint.
+    repo = make_repo(tmp_path / "repo", "test_tiny_dialogsum", ["train.save_steps=4", "train.max_steps=40"])
     shutil.copytree(Path(__file__).parent / "fixtures" / "dialogsum", repo / "tests" / "fixtures" / "dialogsum")
-    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = repo / "checkpoints/train/checkpoint-4/ftpipe_complete"
-    try:
-        deadline = time.time() + 300
-        while not marker.exists():
-            assert proc.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert (marker.parent / "adapter_model.safetensors").exists()  # the checkpoint holds the adapter
+    checkpoint = kill_at_first_checkpoint(repo, ["dvc", "repro", "train"])
+    assert (checkpoint / "adapter_model.safetensors").exists()  # the checkpoint holds the adapter
 
     out = run(["dvc", "repro", "train"], repo)
     assert re.search(r"resuming from \S+checkpoint-\d+", out.stdout + out.stderr)

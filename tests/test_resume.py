@@ -4,42 +4,20 @@ and ends with exactly the metrics of an uninterrupted run; stale checkpoints are
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import OFFLINE, make_repo, run
+from conftest import kill_at_first_checkpoint, make_repo, run
 
 pytestmark = pytest.mark.slow
 SAVE_STEPS = 20  # the tiny experiment trains 100 steps
 
 
-def kill_after_first_checkpoint(repo: Path) -> None:
-    """`dvc repro` in its own process group, SIGKILLed (dvc and the stage) once a checkpoint is complete."""
-    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    marker = repo / f"checkpoints/train/checkpoint-{SAVE_STEPS}/ftpipe_complete"
-    try:
-        deadline = time.time() + 300
-        while not marker.exists():
-            assert proc.poll() is None, "dvc repro ended before the first checkpoint"
-            assert time.time() < deadline, "no checkpoint within 5 minutes"
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # like a preempted machine: no chance to clean up
-        proc.wait()
-
-
 def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tmp_path):
     repo = make_repo(tmp_path / "repo", overrides=[f"train.save_steps={SAVE_STEPS}"])
-    kill_after_first_checkpoint(repo)
+    kill_at_first_checkpoint(repo, ["dvc", "repro"])
     assert not (repo / "models/tuned").exists()  # the killed run left no half-written model
 
     out = run(["dvc", "repro"], repo)
