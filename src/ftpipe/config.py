@@ -98,11 +98,13 @@ class MethodConfig:
 
 @dataclass
 class TokenizeConfig:
-    num_proc: int = 1  # processes for datasets.map
+    # null: map in this process, where the fast tokenizer spreads each batch over every core.
+    # N: N forked processes (datasets then turns the tokenizer's own threads off, even for N = 1).
+    num_proc: Optional[int] = None
     batch_size: int = 1000  # rows per batched map call
 
     def __post_init__(self):
-        _check("tokenize.num_proc", self.num_proc >= 1, "must be >= 1")
+        _check("tokenize.num_proc", self.num_proc is None or self.num_proc >= 1, "must be null or >= 1")
 
 
 @dataclass
