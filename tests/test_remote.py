@@ -72,3 +72,23 @@ def walk_runs(node):
         for value in node.values():
             if isinstance(value, (list, dict)):
                 yield from walk_runs(value)
+
+
+@pytest.mark.parametrize("revision, warns", [("main", True), ("0123456789abcdef0123456789abcdef01234567", False)])
+def test_hub_model_download_records_the_commit_it_got(tmp_path, monkeypatch, caplog, revision, warns):
+    """A branch name still leaves a record of the exact commit, and a warning that says how to pin it."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    from ftpipe.models import _from_hub
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "cache" / "snapshots" / commit  # how huggingface_hub lays out a snapshot
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo, revision, allow_patterns: str(snapshot))
+    _from_hub(SimpleNamespace(path="org/model", revision=revision), tmp_path / "base")
+    assert json.loads((tmp_path / "base/ftpipe_source.json").read_text()) == {"repo": "org/model", "revision": revision, "commit": commit}
+    assert (f"model.revision={commit}" in caplog.text) == warns

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -14,6 +16,8 @@ from typing import Any, Iterator
 from ftpipe.errors import DataError
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
+HUB_SOURCE = "ftpipe_source.json"
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -127,3 +131,12 @@ def _loads(text: str, path: Path, number: int | None) -> Any:
 
 def _none_if_nan(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def record_hub_source(out_dir: Path, key: str, repo: str, revision: str | None, commit: str) -> None:
+    """Write which Hub commit a download resolved to next to what it downloaded, so a run made
+    with a branch name (`main`) still says exactly what it used; warn when `revision` is not a commit."""
+    if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
+        log.warning("%s %r is not a commit sha, so %s may change under you; this download got %s "
+                    "(set %s=%s to pin it)", key, revision, repo, commit, key, commit)
+    (out_dir / HUB_SOURCE).write_text(json.dumps({"repo": repo, "revision": revision, "commit": commit}, indent=2) + "\n")

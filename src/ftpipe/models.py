@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ftpipe.config import ModelConfig
 from ftpipe.errors import ConfigError
-from ftpipe.io import atomic_output
+from ftpipe.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,10 @@ def _copy_snapshot(src: Path, dst: Path) -> None:
 def _from_hub(cfg: ModelConfig, dst: Path) -> None:
     from huggingface_hub import snapshot_download
 
-    if not cfg.revision:
-        log.warning("model.revision is not pinned: the Hub model may change under you")
     # The token, if any, comes from the environment (HF_TOKEN), never from params.
-    path = snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS)
-    _copy_snapshot(Path(path), dst)
+    path = Path(snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS))
+    _copy_snapshot(path, dst)
+    record_hub_source(dst, "model.revision", cfg.path, cfg.revision, commit=path.name)  # snapshots/<commit>
 
 
 def _from_gguf(cfg: ModelConfig, dst: Path) -> None:

@@ -8,4 +8,7 @@ import os
 
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# On, and said so: the tokenize stage's fast tokenizer spreads each batch over every core. tokenizers
+# turns its threads off by itself in forked children (datasets' num_proc, dataloader workers), and an
+# explicit value keeps it from warning there.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")

@@ -14,7 +14,7 @@ from pathlib import Path
 from ftpipe.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
 from ftpipe.errors import ConfigError
-from ftpipe.io import atomic_output
+from ftpipe.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
@@ -30,6 +30,11 @@ def download_data(cfg: DataConfig, out_dir: Path) -> None:
                 _copy_local(cfg.files.get(split, []), tmp / split)
             else:
                 _from_hub(cfg, split, tmp / split)
+        if cfg.source == "hub":
+            from huggingface_hub import HfApi
+
+            commit = HfApi().dataset_info(cfg.hub_path, revision=cfg.revision).sha
+            record_hub_source(tmp, "data.revision", cfg.hub_path, cfg.revision, commit)
     log.info("raw data in %s", out_dir)
 
 
@@ -58,8 +63,6 @@ def _copy_local(files: list[str], out: Path) -> None:
 def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:
     import datasets
 
-    if not cfg.revision:
-        log.warning("data.revision is not pinned: the Hub dataset may change under you")
     hub_split = cfg.splits.get(split, split)
     dataset = datasets.load_dataset(cfg.hub_path, cfg.hub_name, split=hub_split, revision=cfg.revision)
     dataset.to_parquet(str(out / f"{hub_split.replace('/', '_')}.parquet"))
