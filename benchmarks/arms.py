@@ -79,7 +79,7 @@ def timed_train(trainer, out: dict, device: str) -> None:
     out["train_loss"] = round(metrics["train_loss"], 4)
 
 
-def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
+def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None) -> dict:
     import dataclasses
 
     import torch
@@ -87,11 +87,13 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
 
     from ftpipe.methods import build_model
     from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
     from ftpipe.train import training_arguments
 
     p = validated(spec.params, "task", "model", "method", "tokenize", "train", "evaluate")
     train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, **(train_overrides or {}))
+    p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, **(eval_overrides or {})))
     out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
@@ -100,7 +102,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
     def evaluate(model, which):
-        with timer(out, f"eval_{which}_s", spec.device):
+        with timer(out, f"eval_{which}_s", spec.device), autocast(p.evaluate.precision):
             rows = task.predict(model.to(spec.device), tokenizer, features["eval"], examples["eval"], p.evaluate)
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
         out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
@@ -117,5 +119,6 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None) -> dict:
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
-               torch_threads=torch.get_num_threads(), precision=args.bf16 and "bf16" or args.fp16 and "fp16" or "fp32")
+               torch_threads=torch.get_num_threads(), precision=args.bf16 and "bf16" or args.fp16 and "fp16" or "fp32",
+               eval_precision=resolve(p.evaluate.precision))
     return out

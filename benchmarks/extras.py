@@ -66,20 +66,21 @@ def options(spec: Spec) -> dict:
 
     Forward passes stand in for training steps: the same padding/attention/precision choices decide
     both, and a forward costs a third of a training step. Each variant is timed twice, interleaved
-    with the others, and the faster pass is kept (the CPU is shared with other jobs).
+    with the others, and the faster pass is kept.
     """
     import torch
     from transformers import set_seed
 
     from ftpipe.evaluate import batched_forward
     from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
 
     p = validated(spec.params, "task", "tokenize", "evaluate")
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
     eval_set = yelp_examples(spec.params, "eval", spec.option_rows)
-    dynamic = task.tokenize(eval_set, tokenizer, "eval", 1, p.tokenize.batch_size)
+    dynamic = task.tokenize(eval_set, tokenizer, "eval", p.tokenize.num_proc, p.tokenize.batch_size)
     padded = eval_set.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=TUTORIAL_MAX_LENGTH), batched=True)
     collator = task.collator(tokenizer)
     bs = p.evaluate.batch_size
@@ -90,24 +91,26 @@ def options(spec: Spec) -> dict:
         return load_for_task(task, spec.model_dir, tokenizer, attn_implementation=attn).to(spec.device)
 
     sdpa, eager = model(), model("eager")
-    # In-process variants first: once datasets has forked (num_proc >= 1), the tokenizer's threads stay off.
+    auto = resolve(p.evaluate.precision)  # ftpipe's default on this machine
+    ftpipe = dict(m=sdpa, feats=dynamic, bs=bs, sort=True, precision=auto)
     variants = {
         "padded512_bs8_unsorted (recipe)": dict(m=sdpa, feats=padded, bs=TUTORIAL_BATCH, sort=False),
         "dynamic_bs8_unsorted": dict(m=sdpa, feats=dynamic, bs=TUTORIAL_BATCH, sort=False),
-        f"dynamic_bs{bs}_unsorted": dict(m=sdpa, feats=dynamic, bs=bs, sort=False),
         "dynamic_bs8_sorted": dict(m=sdpa, feats=dynamic, bs=TUTORIAL_BATCH, sort=True),
-        f"dynamic_bs{bs}_sorted (ftpipe)": dict(m=sdpa, feats=dynamic, bs=bs, sort=True),
-        f"ftpipe + eager attention": dict(m=eager, feats=dynamic, bs=bs, sort=True),
-        f"ftpipe + 1 thread": dict(m=sdpa, feats=dynamic, bs=bs, sort=True, threads=1),
-        f"ftpipe + bf16 autocast": dict(m=sdpa, feats=dynamic, bs=bs, sort=True, bf16=True),
+        f"dynamic_bs{bs}_sorted": dict(m=sdpa, feats=dynamic, bs=bs, sort=True),
+        f"ftpipe (dynamic_bs{bs}_sorted, {auto})": ftpipe,
+        "ftpipe + eager attention": {**ftpipe, "m": eager},
+        "ftpipe + 1 thread": {**ftpipe, "threads": 1},
+        **{f"ftpipe, batch {n}": {**ftpipe, "bs": n} for n in (8, 32) if n != bs},
     }
+    if auto != "bf16":
+        variants["ftpipe + bf16 autocast"] = {**ftpipe, "precision": "bf16"}
     if spec.device == "cpu" and default_threads < 4:
-        variants[f"ftpipe + {default_threads * 2} threads (oversubscribed)"] = dict(m=sdpa, feats=dynamic, bs=bs, sort=True, threads=default_threads * 2)
+        variants[f"ftpipe + {default_threads * 2} threads (oversubscribed)"] = {**ftpipe, "threads": default_threads * 2}
 
     def run(v):
         torch.set_num_threads(v.get("threads", default_threads))
-        dtype = torch.bfloat16 if v.get("bf16") else None
-        with torch.autocast(spec.device.split(":")[0], dtype=torch.bfloat16, enabled=bool(dtype)):
+        with autocast(v.get("precision", "fp32")):
             sync(spec.device)
             start = time.perf_counter()
             logits = batched_forward(v["m"], collator, v["feats"], v["bs"], v["sort"])
@@ -131,8 +134,8 @@ def options(spec: Spec) -> dict:
 
     # torch.compile: compile time is paid once per process (and again for new shapes).
     compiled = torch.compile(model(), dynamic=True)
-    first, _ = run(dict(m=compiled, feats=dynamic, bs=bs, sort=True))
-    second, _ = run(dict(m=compiled, feats=dynamic, bs=bs, sort=True))
+    first, _ = run({**ftpipe, "m": compiled})
+    second, _ = run({**ftpipe, "m": compiled})
     out["variants"]["ftpipe + torch.compile"] = {"samples_per_s": round(len(eval_set) / second, 2),
                                                  "seconds": [round(first, 2), round(second, 2)],
                                                  "note": "first pass includes compilation"}

@@ -102,8 +102,8 @@ def table(results: dict) -> str:
             if f"{key}_rows_per_s" in t:
                 lines.append(f"| {label} | {t[f'{key}_rows_per_s']:,} | {round(t[f'{key}_rows_per_s'] / loop, 1)} |")
     if "ablations" in results:
-        lines += ["", "| training variant (1 epoch) | samples/s | samples per CPU-s | accuracy (tuned) |", "|---|---:|---:|---:|"]
-        lines += [f"| {name} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | {v['accuracy_tuned']} |"
+        lines += ["", "| training variant (1 epoch) | precision | samples/s | samples per CPU-s | accuracy (tuned) |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {name} | {v['precision']} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | {v['accuracy_tuned']} |"
                   for name, v in results["ablations"].items()]
     if "options" in results:
         lines += ["", f"| evaluation variant ({results['options']['rows']} rows) | samples/s | same predictions |", "|---|---:|---:|"]
@@ -163,9 +163,10 @@ def main(argv=None) -> None:
         section("scaling", lambda: isolated(extras.scaling, spec))
     if "ablations" in args.only:
         one = dataclasses.replace(spec, epochs=min(spec.epochs, 1.0))
-        variants = {"ftpipe": {}, "ftpipe, random sampler (no length grouping)": {"group_by_length": False},
-                    "ftpipe + bf16 autocast": {"precision": "bf16"}}
-        section("ablations", lambda: {k: isolated(arms.ftpipe_arm, one, v) for k, v in variants.items()})
+        variants = {"ftpipe": ({}, {}), "ftpipe, random sampler (no length grouping)": ({"group_by_length": False}, {}),
+                    "ftpipe, fp32": ({"precision": "fp32"}, {"precision": "fp32"}),
+                    "ftpipe, bf16": ({"precision": "bf16"}, {"precision": "bf16"})}
+        section("ablations", lambda: {k: isolated(arms.ftpipe_arm, one, *v) for k, v in variants.items()})
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save()
     print(table(results))

@@ -138,7 +138,7 @@ class TrainConfig:
     logging_steps: int = 10
     save_steps: int = 0  # checkpoint every N steps for resume (0 = never)
     full_determinism: bool = False
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: bf16 on a GPU that has it, else fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: see ftpipe/precision.py)
     gradient_checkpointing: bool = False
     optim: Optional[str] = None  # null: the transformers default (fused AdamW where torch has it)
     torch_compile: bool = False
@@ -157,14 +157,16 @@ class TrainConfig:
 
 @dataclass
 class EvaluateConfig:
-    batch_size: int = 32
+    batch_size: int = 16
     seed: int = 0  # seeds the fresh head of the base model
     sort_by_length: bool = True  # batches of similar length: less padding
     report_examples: int = 5  # fixed/broken examples shown in reports/compare.md
     generation: dict[str, Any] = field(default_factory=dict)  # generate() kwargs for generative tasks
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: see ftpipe/precision.py)
 
     def __post_init__(self):
         _check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
+        _check("evaluate.precision", self.precision in ("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16")
 
 
 SCHEMAS = {

@@ -11,6 +11,8 @@ import torch
 
 from ftpipe.io import atomic_output, write_json
 from ftpipe.models import load_for_task, load_tokenizer, load_tuned
+from ftpipe.precision import autocast
+from ftpipe.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,9 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     features = datasets.load_from_disk(str(Path(data_dir) / "eval"))
     examples = datasets.Dataset.from_parquet(str(Path(clean_dir) / "eval.parquet"), keep_in_memory=True)
 
-    rows = task.predict(model, tokenizer, features, examples, params.evaluate)
+    log.info("evaluating %s in %s", which, resolve_precision(params.evaluate.precision))
+    with autocast(params.evaluate.precision):
+        rows = task.predict(model, tokenizer, features, examples, params.evaluate)
     metrics = task.metrics(rows)
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})

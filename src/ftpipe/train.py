@@ -18,14 +18,13 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from ftpipe.io import atomic_output
 from ftpipe.methods import build_model, log_trainable
 from ftpipe.models import load_tokenizer
+from ftpipe.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg, output_dir: Path):
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    precision = resolve_precision(cfg.precision)
     kwargs = dict(
         output_dir=str(output_dir),
         learning_rate=cfg.lr,
