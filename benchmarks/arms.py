@@ -81,6 +81,7 @@ def timed_train(trainer, out: dict, device: str) -> None:
 
 def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None) -> dict:
     import dataclasses
+    from collections import Counter
 
     import torch
     from transformers import Trainer, set_seed
@@ -107,6 +108,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
         out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
         out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)
+        out[f"predicted_{which}"] = dict(sorted(Counter(row["prediction"] for row in rows).items()))
 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")

@@ -1,6 +1,6 @@
 """Benchmark suite: the Yelp tutorial recipe against ftpipe, side by side in one run.
 
-    python -m benchmarks.run --suite cpu              # the full CPU suite (~45 min on 2 shared cores)
+    python -m benchmarks.run --suite cpu              # the full CPU suite (~25 min on 2 idle cores)
     python -m benchmarks.run --suite cpu --quick      # 1 epoch, fewer rows: a few minutes
     python -m benchmarks.run --suite gpu              # bert-base-cased architecture (random weights) on CUDA
     python -m benchmarks.run --quick --tiny           # seconds: the smoke test's path
