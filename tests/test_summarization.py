@@ -117,5 +117,7 @@ def test_tiny_dialogsum_pipeline(tmp_path):
     assert "| rougeL |" in (repo / "reports/compare.md").read_text()
     train_log = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
     assert 0 < train_log["trainable_fraction"] < 0.2
+    from ftpipe.precision import resolve
+    assert train_log["precision"] == resolve("auto")  # what `auto` meant on this machine is on record
     run(["python", "stages/merge.py", "--tuned", "models/tuned", "--out", "models/merged"], repo)
     assert not (repo / "models/merged/adapter_config.json").exists() and (repo / "models/merged/model.safetensors").exists()

@@ -90,6 +90,7 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     live.end()
 
     summary = {**log_trainable(model), **result.metrics, "base_model": str(base_dir), "method": params.method.name,
+               "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
                "run": run_info(fingerprint, resume_from)}
     with atomic_output(out_dir) as tmp:
         trainer.save_model(str(tmp))  # a PEFT model saves only its adapter
