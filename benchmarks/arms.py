@@ -121,6 +121,6 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
-               torch_threads=torch.get_num_threads(), precision=args.bf16 and "bf16" or args.fp16 and "fp16" or "fp32",
+               torch_threads=torch.get_num_threads(), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision))
     return out

@@ -22,6 +22,9 @@ CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC
 PARAMS = Path("params.yaml")
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what `auto` means: ftpipe/precision.py
+
+
 def _check(key: str, ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(key, message)
@@ -150,7 +153,7 @@ class TrainConfig:
         _check("train.grad_accum", self.grad_accum >= 1, f"must be >= 1, got {self.grad_accum}")
         _check("train.epochs", self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be > 0")
         _check("train.warmup", 0 <= self.warmup < 1 or float(self.warmup).is_integer(), "a fraction in [0, 1) or a whole number of steps")
-        _check("train.precision", self.precision in ("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16")
+        _check("train.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
         _check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
         _check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
 
@@ -166,7 +169,7 @@ class EvaluateConfig:
 
     def __post_init__(self):
         _check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
-        _check("evaluate.precision", self.precision in ("auto", "fp32", "bf16", "fp16"), "auto, fp32, bf16 or fp16")
+        _check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
 
 
 SCHEMAS = {

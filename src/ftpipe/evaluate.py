@@ -54,8 +54,9 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     features = datasets.load_from_disk(str(Path(data_dir) / "eval"))
     examples = datasets.Dataset.from_parquet(str(Path(clean_dir) / "eval.parquet"), keep_in_memory=True)
 
-    log.info("evaluating %s in %s", which, resolve_precision(params.evaluate.precision))
-    with autocast(params.evaluate.precision):
+    precision = resolve_precision(params.evaluate.precision)
+    log.info("evaluating %s in %s", which, precision)
+    with autocast(precision):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)
     metrics = task.metrics(rows)
     metrics["examples"] = len(rows)

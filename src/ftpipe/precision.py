@@ -11,8 +11,6 @@ import contextlib
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
 
 def cpu_has_native_bf16() -> bool:
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence the guard
