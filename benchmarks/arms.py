@@ -4,7 +4,7 @@ recipe: the Yelp tutorial as written: `map(batched=True)` with padding="max_leng
         batch 8, Trainer defaults (random sampler, lr 5e-5, no warmup), Trainer.predict to evaluate.
 ftpipe: ftpipe's own package code with its defaults: the task plug-in's tokenize (no padding) and
         collator (pads each batch), training_arguments (group_by_length, precision auto),
-        task.predict (batched_forward: sorted by length, batch evaluate.batch_size).
+        task.predict (ftpipe.inference: sorted by length, batch evaluate.batch_size).
 Both evaluate the base model (a fresh head seeded the same way) and the tuned one. Per-epoch
 evaluation during training (the tutorial's eval_strategy="epoch") is left out of both, so train
 time is training only.
@@ -86,8 +86,8 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     import torch
     from transformers import Trainer, set_seed
 
-    from ftpipe.methods import build_model
-    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.methods import get_method
+    from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
     from ftpipe.train import training_arguments
@@ -113,7 +113,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
     set_seed(train_cfg.seed)
-    model = build_model(task, spec.model_dir, tokenizer, p.model, p.method)
+    model = get_method(p.method).build(task, spec.model_dir, tokenizer, p.model)
     args = training_arguments(train_cfg, scratch_dir() / "ftpipe")
     timed_train(Trainer(model=model, args=args, train_dataset=features["train"],
                         data_collator=task.collator(tokenizer), processing_class=tokenizer), out, spec.device)

@@ -50,7 +50,7 @@ def validated(params: dict, *sections: str):
 def prepare_model(spec: Spec, scratch: Path) -> str:
     """A directory the arms load the base model from (tokenizer + safetensors)."""
     from ftpipe.config import ModelConfig
-    from ftpipe.models import _local_dir, build_tiny
+    from ftpipe.models.sources import _local_dir, build_tiny
 
     if spec.model == "minilm":
         return str(_local_dir(validated(spec.params, "model").model))

@@ -16,7 +16,7 @@ def tokenization(spec: Spec) -> dict:
     batched `datasets.map` with the fast tokenizer, on the same rows (the Yelp texts repeated)."""
     import datasets
 
-    from ftpipe.models import load_tokenizer
+    from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
 
     p = validated(spec.params, "task", "tokenize")
@@ -71,8 +71,8 @@ def options(spec: Spec) -> dict:
     import torch
     from transformers import set_seed
 
-    from ftpipe.evaluate import batched_forward
-    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.inference import logits as batched_forward
+    from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
 
@@ -155,8 +155,8 @@ def scaling(spec: Spec) -> dict:
     from benchmarks.common import prepare_model, scratch_dir
     from ftpipe.data.synthetic import reviews
     from ftpipe.datasets_io import draw
-    from ftpipe.evaluate import batched_forward
-    from ftpipe.models import load_for_task, load_tokenizer
+    from ftpipe.inference import logits as batched_forward
+    from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.tasks import get_task
     from ftpipe.train import training_arguments
 

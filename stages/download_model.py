@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from ftpipe.config import load_params
-from ftpipe.models import download_model
+from ftpipe.models.sources import download_model
 from ftpipe.stage import run
 
 

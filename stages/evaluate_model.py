@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
     args = parser.parse_args()
-    params = load_params("task", "evaluate")
+    params = load_params("task", "evaluate", "model")  # model: only trust_remote_code (dvc.yaml)
     evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots)
 
 

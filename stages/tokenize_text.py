@@ -16,8 +16,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="base model folder (for its tokenizer)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    params = load_params("task", "tokenize")
-    tokenize(get_task(params.task), params.tokenize, args.clean, args.model, args.out)
+    params = load_params("task", "tokenize", "model")  # model: only trust_remote_code (dvc.yaml)
+    tokenize(get_task(params.task), params.tokenize, args.clean, args.model, args.out, params.model.trust_remote_code)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # What a pipeline run needs from the repository; outputs, caches and the venv stay behind.
-PROJECT_FILES = ["conf", "stages", "src", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 

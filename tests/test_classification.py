@@ -90,8 +90,9 @@ def test_decoder_classifier_batched_equals_one_at_a_time(tmp_path):
     import datasets
     import torch
 
-    from ftpipe.evaluate import batched_forward
-    from ftpipe.models import build_tiny, load_for_task, load_tokenizer
+    from ftpipe.inference import logits as batched_forward
+    from ftpipe.models.loading import load_for_task, load_tokenizer
+    from ftpipe.models.sources import build_tiny
 
     build_tiny({"model_type": "gpt2", "vocab_size": 300, "n_embd": 32, "n_layer": 2, "n_head": 2}, tmp_path / "gpt2")
     task = get_task(Config(name="t", type="classification", labels=["neg", "neu", "pos"]))
@@ -116,7 +117,8 @@ def test_tokenize_gives_the_ids_transformers_gives(tmp_path, model, side):
     """The fast path (the Rust backend's encode_batch_fast) equals the transformers call, truncation included."""
     import datasets
 
-    from ftpipe.models import build_tiny, load_tokenizer
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.models.sources import build_tiny
     from ftpipe.tasks.classification import input_ids_encoder
 
     if model == "minilm":

@@ -50,7 +50,7 @@ def test_command_line_group_beats_the_experiment_choice(monkeypatch):
     ("train", "lr", "fast", "train.lr"),
     ("train", "batch_size", 0, "train.batch_size: must be >= 1"),
     ("train", "lrr", 1e-5, "train.lrr"),  # a typo'd key is an error, not silently ignored
-    ("method", "name", "magic", "method.name: unknown method 'magic'"),
+    ("method", "type", "magic", "method.type: unknown method type 'magic'"),
     ("model", "source", "ftp", "model.source: unknown source 'ftp'"),
     ("task", "type", "poetry", "task.type: unknown task type 'poetry'"),
     ("data", "on_bad_record", "ignore", "data.on_bad_record"),

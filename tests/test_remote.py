@@ -81,7 +81,7 @@ def test_hub_model_download_records_the_commit_it_got(tmp_path, monkeypatch, cap
 
     import huggingface_hub
 
-    from ftpipe.models import _from_hub
+    from ftpipe.models.sources import _from_hub
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     snapshot = tmp_path / "cache" / "snapshots" / commit  # how huggingface_hub lays out a snapshot

@@ -50,7 +50,8 @@ def test_weights_load_only_from_safetensors(tmp_path: Path):
 
     from ftpipe.config import ModelConfig
     from ftpipe.errors import ConfigError
-    from ftpipe.models import download_model, load_for_task, trusts_remote_code
+    from ftpipe.models.loading import load_for_task
+    from ftpipe.models.sources import download_model
     from ftpipe.tasks import get_task
     from ftpipe.config import validate
 
@@ -61,11 +62,9 @@ def test_weights_load_only_from_safetensors(tmp_path: Path):
     config.save_pretrained(model_dir)  # transformers v5 writes only safetensors: pickle the weights by hand
     torch.save(BertForSequenceClassification(config).state_dict(), model_dir / "pytorch_model.bin")
     assert not list(model_dir.glob("*.safetensors"))
-    (model_dir / "ftpipe_source.json").write_text(json.dumps({"trust_remote_code": False}))
 
     with pytest.raises(ConfigError, match=r"no \*\.safetensors weights"):
         download_model(ModelConfig(name="x", source="local", path=str(model_dir)), tmp_path / "base")
     task = get_task(validate({"task": {"type": "classification", "labels": ["a", "b"]}}, ("task",)).task)
     with pytest.raises(OSError):  # transformers: no model.safetensors, and .bin is not allowed
         load_for_task(task, model_dir, tokenizer=None)
-    assert trusts_remote_code(model_dir) is False

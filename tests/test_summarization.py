@@ -25,7 +25,7 @@ def make_task(**overrides):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from ftpipe.models import tiny_tokenizer
+    from ftpipe.models.sources import tiny_tokenizer
 
     tok = tiny_tokenizer("llama", 800)
     return tok

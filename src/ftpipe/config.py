@@ -85,21 +85,6 @@ class ModelConfig:
 
 
 @dataclass
-class MethodConfig:
-    """How the base model is adapted: which weights train, and how the base is loaded."""
-
-    name: str = "full"  # full | freeze | lora | qlora (and any peft method via peft_type)
-    train_top_layers: int = 0  # freeze: encoder/decoder layers kept trainable below the head
-    peft: dict[str, Any] = field(default_factory=dict)  # LoraConfig (or other peft config) kwargs
-    quantization: dict[str, Any] = field(default_factory=dict)  # BitsAndBytesConfig kwargs
-    merge: bool = False  # also write a merged model after PEFT training
-
-    def __post_init__(self):
-        _check("method.name", self.name in ("full", "freeze", "lora", "qlora", "peft"), f"unknown method '{self.name}' (full, freeze, lora, qlora, peft)")
-        _check("method.train_top_layers", self.train_top_layers >= 0, "must be >= 0")
-
-
-@dataclass
 class TokenizeConfig:
     # null: map in this process, where the fast tokenizer spreads each batch over every core.
     # N: N forked processes (datasets then turns the tokenizer's own threads off, even for N = 1).
@@ -175,7 +160,6 @@ class EvaluateConfig:
 SCHEMAS = {
     "data": DataConfig,
     "model": ModelConfig,
-    "method": MethodConfig,
     "tokenize": TokenizeConfig,
     "subset": SubsetConfig,
     "train": TrainConfig,
@@ -190,7 +174,7 @@ class Params:
     task: Any = None
     data: Optional[DataConfig] = None
     model: Optional[ModelConfig] = None
-    method: Optional[MethodConfig] = None
+    method: Any = None
     tokenize: Optional[TokenizeConfig] = None
     subset: Optional[SubsetConfig] = None
     train: Optional[TrainConfig] = None
@@ -213,13 +197,19 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
     for section in sections:
         if section not in raw:
             raise ConfigError(section, "section missing")
-        if section == "task":
+        if section == "task":  # plug-in sections: the schema is the plug-in's own
             from ftpipe.tasks import task_schema
 
             schema = task_schema(raw["task"])
+        elif section == "method":
+            from ftpipe.methods import method_schema
+
+            schema = method_schema(raw["method"])
         else:
             schema = SCHEMAS[section]
         setattr(out, section, _validate(section, schema, raw[section]))
+    if out.task is not None and out.method is not None and out.task.type not in out.method.tasks:
+        raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
     return out
 
 

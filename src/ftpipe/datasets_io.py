@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ftpipe.io import atomic_output
-from ftpipe.models import load_tokenizer
+from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
@@ -16,11 +16,11 @@ SPLITS = ("train", "eval")
 GROUP_COLUMN = "example_id"
 
 
-def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path) -> None:
+def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path, trust_remote_code: bool = False) -> None:
     import datasets
 
     datasets.disable_caching()  # DVC versions the output; map's cache files would only leak into it
-    tokenizer = load_tokenizer(model_dir, task)
+    tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
     if not tokenizer.is_fast:
         log.warning("%s has no fast tokenizer: tokenization will be slow", model_dir)
     with atomic_output(out_dir) as tmp:

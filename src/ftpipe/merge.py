@@ -13,20 +13,24 @@ from pathlib import Path
 
 from ftpipe.errors import ConfigError
 from ftpipe.io import atomic_output
-from ftpipe.models import load_tokenizer, load_tuned
+from ftpipe.methods import RECORD, load_tuned
+from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 
 
-def merge(task, adapter_dir: Path, out_dir: Path) -> None:
+def merge(task, adapter_dir: Path, base_dir: Path, out_dir: Path, trust_remote_code: bool = False) -> None:
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").exists():
         raise ConfigError("method.name", f"{adapter_dir} holds no PEFT adapter: only lora/qlora/peft runs can be merged")
-    tokenizer = load_tokenizer(adapter_dir, task)
-    model = load_tuned(task, adapter_dir, tokenizer).merge_and_unload()
+    tokenizer = load_tokenizer(adapter_dir, task, trust_remote_code=trust_remote_code)
+    model = load_tuned(task, adapter_dir, base_dir, tokenizer, trust_remote_code).merge_and_unload()
     with atomic_output(out_dir) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-        info = json.loads((adapter_dir / "ftpipe_train.json").read_text())
-        (tmp / "ftpipe_merge.json").write_text(json.dumps({"adapter": str(adapter_dir), "base_model": info["base_model"]}, indent=2))
+        # The base's identity travels on; the merged model loads as a complete one (type full).
+        info = json.loads((adapter_dir / RECORD).read_text()) if (adapter_dir / RECORD).exists() else {}
+        method = info.get("method") or {}
+        info["method"] = {"name": method.get("name"), "type": "full", "merged_from": method.get("type")}
+        (tmp / RECORD).write_text(json.dumps(info, indent=2))
     log.info("merged model in %s", out_dir)

@@ -18,11 +18,13 @@ from ftpipe import offline  # noqa: F401  (before transformers/datasets)
 from ftpipe.errors import FtpipeError
 
 
-def predict(model_dir: Path, records: list[dict], params_path: Path = Path("params.yaml")) -> list[dict]:
+def predict(model_dir: Path, records: list[dict], params_path: Path = Path("params.yaml"),
+            base_dir: Path = Path("models/base"), trust_remote_code: bool = False) -> list[dict]:
     import datasets
 
     from ftpipe.config import DataConfig, EvaluateConfig, load_params
-    from ftpipe.models import load_tokenizer, load_tuned
+    from ftpipe.methods import load_tuned
+    from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
 
     task = get_task(load_params("task", path=params_path).task)
@@ -31,8 +33,8 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
         row = task.clean(record, DataConfig())
         row["id"] = row.get("id") or f"input-{i}"
         rows.append(row)
-    tokenizer = load_tokenizer(model_dir, task)
-    model = load_tuned(task, model_dir, tokenizer)
+    tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
+    model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code)
     examples = datasets.Dataset.from_list(rows)
     features = task.tokenize(examples, tokenizer, "eval", 1, 1000)
     return task.predict(model, tokenizer, features, examples, EvaluateConfig())
@@ -41,6 +43,9 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, required=True, help="a model directory (models/tuned)")
+    parser.add_argument("--base", type=Path, default=Path("models/base"), help="the base an adapter was trained on (default: models/base)")
+    # Trust is the user's call on this command line, never a setting read from the model folder.
+    parser.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the model")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml with the task section")
     parser.add_argument("--file", type=Path, help="a file of records (any format the task reads)")
     parser.add_argument("--context")
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
             records = [{"context": args.context, "question": args.question}]
         else:
             parser.error("give --file, or --context and --question")
-        for row in predict(args.model, records, args.params):
+        for row in predict(args.model, records, args.params, args.base, args.trust_remote_code):
             if args.json:
                 print(json.dumps(row, ensure_ascii=False))
             else:

@@ -1,4 +1,9 @@
-"""`train`: fine-tune the base model on the training subset with transformers' Trainer."""
+"""`train`: the rank-aware runner. It resumes, sets up logging, and hands the model to the method's fit.
+
+The method plug-in (ftpipe.methods) builds, fits and saves; the runner owns everything that writes:
+checkpoints' bookkeeping, DVCLive, provenance and the atomic move of the tuned model into place,
+all on the main process only, so the stage can run under a multi-process launcher.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,18 @@ import logging
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from dvclive import Live
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ftpipe.io import atomic_output
-from ftpipe.methods import build_model, log_trainable
-from ftpipe.models import load_tokenizer
+from ftpipe.methods.base import count_trainable
+from ftpipe.models.loading import base_identity, load_tokenizer
 from ftpipe.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
@@ -57,49 +65,93 @@ def training_arguments(cfg, output_dir: Path):
     return TrainingArguments(**kwargs)
 
 
+@dataclass
+class Run:
+    """What a method's fit sees of the run: the process it is in, the data, the Trainer's settings.
+
+    Rank-aware: every process builds the same model and sees the same data in the same order (the
+    Trainer's seeded, distributed sampler); only the main process writes outputs, DVCLive and the
+    checkpoints' bookkeeping. Launched alone, it is the main process of a world of one.
+    """
+
+    state: Any  # accelerate.PartialState: rank, local rank, world size
+    args: TrainingArguments
+    train_set: Any
+    collator: Any
+    tokenizer: Any
+    callbacks: list
+    resume_from: Path | None
+    trainer: Trainer | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.state.is_main_process
+
+    @property
+    def local_rank(self) -> int:
+        return self.state.local_process_index
+
+    def make_trainer(self, model) -> Trainer:
+        self.trainer = ResumableTrainer(model=model, args=self.args, train_dataset=self.train_set, data_collator=self.collator,
+                                        processing_class=self.tokenizer, callbacks=self.callbacks)
+        return self.trainer
+
+
 def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path) -> dict:
     import datasets
-    from dvclive import Live
+    from accelerate import PartialState
 
+    from ftpipe.methods import RECORD, get_method
     from ftpipe.tasks import get_task
 
-    task = get_task(params.task)
+    state = PartialState()  # reads the launcher's environment (RANK, LOCAL_RANK, ...); one process if none
+    task, method = get_task(params.task), get_method(params.method)
+    checkpoint_dir = Path(checkpoint_dir)
     fingerprint = run_fingerprint(params, data_dir, base_dir)
-    resume_from = find_checkpoint(Path(checkpoint_dir), fingerprint)
+    with state.main_process_first():  # the main process discards stale checkpoints before anyone looks
+        resume_from = find_checkpoint(checkpoint_dir, fingerprint, cleanup=state.is_main_process)
     set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed
-    tokenizer = load_tokenizer(base_dir, task)
-    model = build_model(task, base_dir, tokenizer, params.model, params.method)
-    train_set = datasets.load_from_disk(str(Path(data_dir) / "train"))
+    tokenizer = load_tokenizer(base_dir, task, trust_remote_code=params.model.trust_remote_code)
 
     # DVCLive writes beside the checkpoints and is copied into place at the end (atomic, like every
     # output); each checkpoint carries a copy of it, so a resumed run continues the same history.
-    staging = Path(checkpoint_dir) / "live"
-    shutil.rmtree(staging, ignore_errors=True)
-    if resume_from:
-        shutil.copytree(resume_from / "live", staging)
-    live = Live(str(staging), resume=bool(resume_from), save_dvc_exp=False, dvcyaml=None, report=None)
-    trainer = ResumableTrainer(
-        model=model,
-        args=training_arguments(params.train, checkpoint_dir),
-        train_dataset=train_set,
-        data_collator=task.collator(tokenizer),
-        processing_class=tokenizer,
-        callbacks=[LiveLogger(live, staging)],
-    )
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    live.end()
+    staging, live, callbacks = checkpoint_dir / "live", None, []
+    if state.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        if resume_from:
+            shutil.copytree(resume_from / "live", staging)
+        live = Live(str(staging), resume=bool(resume_from), save_dvc_exp=False, dvcyaml=None, report=None)
+        callbacks.append(LiveLogger(live, staging))
+    run = Run(state, training_arguments(params.train, checkpoint_dir), datasets.load_from_disk(str(Path(data_dir) / "train")),
+              task.collator(tokenizer), tokenizer, callbacks, resume_from)
+    model = method.build(task, base_dir, tokenizer, params.model, run)
+    trainable = count_trainable(model)
+    metrics = method.fit(model, run)
 
-    summary = {**log_trainable(model), **result.metrics, "base_model": str(base_dir), "method": params.method.name,
-               "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
-               "run": run_info(fingerprint, resume_from)}
-    with atomic_output(out_dir) as tmp:
-        trainer.save_model(str(tmp))  # a PEFT model saves only its adapter
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / "ftpipe_train.json").write_text(json.dumps(summary, indent=2))
-    with atomic_output(live_dir) as tmp:
-        shutil.copytree(staging, tmp)
-    clear_checkpoints(Path(checkpoint_dir))
-    log.info("tuned model in %s", out_dir)
+    # Every process takes part in saving (a sharded model is gathered first); the main one writes.
+    final = checkpoint_dir / "final"
+    if state.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)  # left by a run that died while saving
+    state.wait_for_everyone()
+    method.save(model, tokenizer, final, run)
+    summary = {}
+    if state.is_main_process:
+        live.end()
+        summary = {**trainable, **metrics,
+                   "method": {"name": params.method.name, "type": params.method.type},
+                   "base_model": base_identity(base_dir),  # where the base came from, not models/base
+                   "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
+                   "processes": state.num_processes,
+                   "run": run_info(fingerprint, resume_from)}
+        tokenizer.save_pretrained(str(final))
+        (final / RECORD).write_text(json.dumps(summary, indent=2))
+        with atomic_output(out_dir) as tmp:
+            shutil.move(str(final), str(tmp))
+        with atomic_output(live_dir) as tmp:
+            shutil.copytree(staging, tmp)
+        clear_checkpoints(checkpoint_dir)
+        log.info("tuned model in %s", out_dir)
+    state.wait_for_everyone()
     return summary
 
 
@@ -125,16 +177,22 @@ def run_fingerprint(params, data_dir: Path, base_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def find_checkpoint(checkpoint_dir: Path, fingerprint: str) -> Path | None:
-    """The latest complete checkpoint of a run with this fingerprint; stale checkpoints are removed."""
+def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True) -> Path | None:
+    """The latest complete checkpoint of a run with this fingerprint.
+
+    With `cleanup` (the main process only), stale checkpoints are removed and the fingerprint written.
+    """
     stamp = checkpoint_dir / FINGERPRINT
-    if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+    same_run = stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+    if same_run:
         done = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).exists()]
         if done:
             latest = max(done, key=lambda p: int(p.name.split("-")[1]))
             log.info("resuming from %s (step %s)", latest, latest.name.split("-")[1])
             return latest
-    elif checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
+    if not cleanup:
+        return None
+    if not same_run and checkpoint_dir.exists() and any(checkpoint_dir.iterdir()):
         log.info("ignoring checkpoints in %s: they are from other params or data", checkpoint_dir)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True)

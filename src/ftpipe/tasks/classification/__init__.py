@@ -88,10 +88,10 @@ class Task(BaseTask):
 
     # --- evaluate ---------------------------------------------------------------
     def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe.evaluate import batched_forward
+        from ftpipe.inference import logits as batched_logits
 
         texts = dict(zip(examples["id"], examples["text"]))
-        logits = batched_forward(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        logits = batched_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
         rows = []
         for example_id, label, scores in zip(features["id"], features["labels"], logits):
             predicted = int(scores.argmax())

@@ -89,29 +89,20 @@ class Task(BaseTask):
 
     # --- evaluate ---------------------------------------------------------------
     def predict(self, model, tokenizer, features, examples, cfg):
-        import numpy as np
-        import torch
-
         from ftpipe import metrics
+        from ftpipe.inference import batched
 
         refs = dict(zip(examples["id"], examples["references"]))
         texts = dict(zip(examples["id"], examples["dialogue"]))
-        prompts = features["input_ids"]
-        order = np.argsort([len(p) for p in prompts], kind="stable") if cfg.sort_by_length else np.arange(len(prompts))
         generation = {"max_new_tokens": 64, "do_sample": False, **cfg.generation}
-        collate = PadCollator(tokenizer.pad_token_id, "left")  # generation appends on the right
-        device = next(model.parameters()).device
-        outputs = [""] * len(prompts)
-        model.eval()
-        with torch.inference_mode():
-            for start in range(0, len(prompts), cfg.batch_size):
-                idx = order[start:start + cfg.batch_size]
-                batch = collate([{"input_ids": prompts[i]} for i in idx])
-                batch = {k: v.to(device) for k, v in batch.items()}
-                generated = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **generation)
-                new = generated[:, batch["input_ids"].shape[1]:]
-                for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                    outputs[i] = text.strip()
+
+        def step(model, batch, _):
+            generated = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **generation)
+            return [text.strip() for text in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+
+        prompts = [{"input_ids": ids} for ids in features["input_ids"]]
+        # Left padding: generation appends on the right.
+        outputs = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
         rouge = metrics.load("rouge")
         rows = []
         for example_id, prediction in zip(features["id"], outputs):

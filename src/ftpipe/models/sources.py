@@ -1,4 +1,4 @@
-"""Base models: `download` snapshots them as safetensors + tokenizer; stages load them from there.
+"""Where base models come from: `download_model` snapshots them as safetensors + tokenizer.
 
 Sources: a Python package that carries a model (offline default), a local directory, the Hub at a
 pinned revision, a GGUF file (dequantized once and saved as safetensors), or a tiny model built
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ftpipe.config import ModelConfig
 from ftpipe.errors import ConfigError
-from ftpipe.io import atomic_output, record_hub_source
+from ftpipe.io import HUB_SOURCE, atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,12 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
             _from_gguf(cfg, tmp)
         else:
             build_tiny(cfg.tiny, tmp)
-        (tmp / "ftpipe_source.json").write_text(json.dumps({"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}, indent=2))
+        # The base's identity (Hub id or package, not a path in this repository): tuned models and
+        # their cards name it. A Hub download adds the commit it resolved to (record_hub_source).
+        source = tmp / HUB_SOURCE
+        identity = {"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision,
+                    **(json.loads(source.read_text()) if source.exists() else {})}
+        source.write_text(json.dumps(identity, indent=2) + "\n")
     log.info("base model %s in %s", cfg.name, out_dir)
 
 
@@ -132,46 +137,3 @@ def tiny_tokenizer(model_type: str, vocab_size: int):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_input_names=["input_ids", "token_type_ids", "attention_mask"])
-
-
-def trusts_remote_code(model_dir: Path) -> bool:
-    """model.trust_remote_code as recorded by `download` (a tuned model follows its base); False by default."""
-    for folder in (Path(model_dir), *_base_of(Path(model_dir))):
-        source = folder / "ftpipe_source.json"
-        if source.exists():
-            return bool(json.loads(source.read_text()).get("trust_remote_code", False))
-    return False
-
-
-def _base_of(model_dir: Path) -> list[Path]:
-    info = model_dir / "ftpipe_train.json"
-    return [Path(json.loads(info.read_text())["base_model"])] if info.exists() else []
-
-
-def load_tokenizer(model_dir: Path, task=None):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trusts_remote_code(model_dir))
-    if task is not None:
-        task.prepare(tokenizer)
-    return tokenizer
-
-
-def load_for_task(task, model_dir: Path, tokenizer, **kwargs):
-    """The base model (or a fully tuned one) with the task's head; a fresh head is seeded by the caller."""
-    # Weights only from safetensors (a pickled .bin can run code when loaded); remote code only if configured.
-    kwargs = {"use_safetensors": True, "trust_remote_code": trusts_remote_code(model_dir), **kwargs}
-    model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
-    task.prepare(tokenizer, model)
-    return model
-
-
-def load_tuned(task, model_dir: Path, tokenizer):
-    """A tuned model from the train stage: a full model, or a PEFT adapter on its base."""
-    model_dir = Path(model_dir)
-    if (model_dir / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        (base_dir,) = _base_of(model_dir)
-        return PeftModel.from_pretrained(load_for_task(task, base_dir, tokenizer), model_dir)
-    return load_for_task(task, model_dir, tokenizer)

@@ -7,7 +7,7 @@ answer list marks an unanswerable (v2) question.
 
 Preprocess checks each answer_start against its text and repairs it to the nearest occurrence
 (counted); long contexts become overlapping windows (max_length / doc_stride) at tokenize, and
-evaluation searches the n-best spans over all windows of a question (qa_postprocess).
+evaluation searches the n-best spans over all windows of a question (qa/postprocess.py).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class Task(BaseTask):
     # --- evaluate ---------------------------------------------------------------
     def predict(self, model, tokenizer, features, examples, cfg):
         from ftpipe.metrics.squad.squad import question_scores
-        from ftpipe.tasks.qa_postprocess import postprocess
+        from ftpipe.tasks.qa.postprocess import postprocess
 
         start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
         wanted = set(features["example_id"])
@@ -214,23 +214,15 @@ class Task(BaseTask):
 
 def qa_logits(model, collator, features, batch_size: int, sort_by_length: bool):
     """Start and end logits per feature (each trimmed to its own length), in input order."""
-    import torch
+    from ftpipe.inference import batched, model_inputs
 
-    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in features.column_names]
-    rows = features.select_columns(columns).to_list()
-    order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
-    device = next(model.parameters()).device
-    starts, ends = [None] * len(rows), [None] * len(rows)
-    model.eval()
-    with torch.inference_mode():
-        for first in range(0, len(rows), batch_size):
-            idx = order[first:first + batch_size]
-            out = model(**{k: v.to(device) for k, v in collator([rows[i] for i in idx]).items()})
-            s, e = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
-            for j, i in enumerate(idx):
-                n = len(rows[i]["input_ids"])
-                starts[i], ends[i] = s[j, :n], e[j, :n]
-    return starts, ends
+    def step(model, batch, rows):
+        out = model(**batch)
+        starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
+        return [(s[:len(r["input_ids"])], e[:len(r["input_ids"])]) for s, e, r in zip(starts, ends, rows)]
+
+    pairs = batched(model, model_inputs(features), collator, step, batch_size, sort_by_length)
+    return [s for s, _ in pairs], [e for _, e in pairs]
 
 
 def _token_span(sequence_ids, offsets, texts, starts) -> tuple[int, int]:

@@ -1,0 +1,134 @@
+"""Any peft method (LoRA, DoRA, IA3, AdaLoRA, LoHa, LoKr, prefix or prompt tuning, ...) from its config kwargs.
+
+`method.peft` holds the kwargs of the peft config named by its `peft_type`; a new PEFT method is a
+`conf/method/<name>.yaml` with `type: peft`. Kwargs are checked against peft's own config class at
+config load. For the LoRA family `target_modules: null` takes the model family's
+`model.lora_target_modules`, and targets that wrap no module fail naming the model's linear layers.
+`method.quantization` (BitsAndBytesConfig kwargs) loads the base in 4 bits first (QLoRA). The task
+head stays trainable: peft's task type (SEQ_CLS, ...) saves it with the adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ftpipe.config import _check
+from ftpipe.errors import ConfigError
+from ftpipe.methods.base import Method as BaseMethod
+from ftpipe.methods.base import MethodConfig
+from ftpipe.models.loading import base_id, base_identity, load_for_task
+
+log = logging.getLogger(__name__)
+TARGETED = ("LORA", "LOHA", "LOKR", "IA3", "ADALORA", "VERA", "BOFT", "OFT")  # types with target_modules
+
+
+@dataclass
+class Config(MethodConfig):
+    type: str = "peft"
+    peft: dict[str, Any] = field(default_factory=dict)  # the peft config's kwargs, with peft_type
+    quantization: dict[str, Any] = field(default_factory=dict)  # BitsAndBytesConfig kwargs (4-bit base)
+
+    def __post_init__(self):
+        _check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
+        peft_config_class(self.peft)  # unknown type or kwarg: a one-line error now, not mid-training
+
+
+def peft_config_class(settings: dict):
+    from peft import PeftType
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    peft_type = str(settings.get("peft_type", "")).upper()
+    if peft_type not in PeftType.__members__:
+        raise ConfigError("method.peft.peft_type", f"unknown peft type '{settings.get('peft_type')}' (known: {', '.join(PeftType.__members__)})")
+    cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
+    unknown = sorted(set(settings) - set(cls.__dataclass_fields__) - {"peft_type"})
+    if unknown:
+        raise ConfigError(f"method.peft.{unknown[0]}", f"not a {cls.__name__} setting")
+    return cls
+
+
+class Method(BaseMethod):
+    def build(self, task, base_dir, tokenizer, model_cfg, run=None):
+        from peft import get_peft_model
+
+        quantized = bool(self.cfg.quantization)
+        kwargs = quantization_kwargs(self.cfg.quantization, run) if quantized else {}
+        model = load_for_task(task, base_dir, tokenizer, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+        if quantized:
+            from peft import prepare_model_for_kbit_training
+
+            # Casts norms/head to fp32 and freezes the 4-bit base; checkpointing is the Trainer's call.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        config = self.peft_config(task, model, model_cfg)
+        # The adapter names its base by identity (Hub id, package), not by this repository's models/base.
+        config.base_model_name_or_path = base_id(base_identity(base_dir))
+        model = get_peft_model(model, config)
+        model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding
+        return model
+
+    def peft_config(self, task, model, model_cfg):
+        settings = {k: v for k, v in self.cfg.peft.items() if v is not None or k != "target_modules"}
+        settings["peft_type"] = str(settings["peft_type"]).upper()
+        settings.setdefault("task_type", task.peft_task_type)
+        cls = peft_config_class(settings)
+        if settings["peft_type"] in TARGETED and "target_modules" in cls.__dataclass_fields__:
+            settings["target_modules"] = check_targets(model, settings.get("target_modules") or list(model_cfg.lora_target_modules))
+        settings.pop("peft_type")
+        try:
+            return cls(**settings)
+        except (TypeError, ValueError) as err:
+            raise ConfigError("method.peft", " ".join(str(err).split())) from None
+
+    @classmethod
+    def load(cls, task, tuned_dir, base_dir, tokenizer, trust_remote_code=False):
+        from peft import PeftModel
+
+        base = load_for_task(task, base_dir, tokenizer, trust_remote_code=trust_remote_code)
+        return PeftModel.from_pretrained(base, tuned_dir)
+
+
+def quantization_kwargs(settings: dict, run=None) -> dict:
+    """from_pretrained kwargs for a bitsandbytes-quantized base, on this process's own device."""
+    from transformers import BitsAndBytesConfig
+
+    settings = dict(settings)
+    dtype = settings.get("bnb_4bit_compute_dtype", "auto")
+    if dtype == "auto":  # bf16 where the GPU has it; fp32 on a CPU, where bf16 matmuls are slow
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    settings["bnb_4bit_compute_dtype"] = getattr(torch, dtype)
+    # Each process of a multi-GPU run loads its copy onto its own GPU (the local rank), never all onto
+    # GPU 0. On a CPU everything stays there; fresh task heads are kept out of quantization through
+    # llm_int8_skip_modules (conf/method/qlora.yaml).
+    local_rank = run.local_rank if run is not None else 0
+    device_map = {"": local_rank} if torch.cuda.is_available() else "cpu"
+    return {"quantization_config": BitsAndBytesConfig(**settings), "device_map": device_map}
+
+
+def linear_names(model) -> list[str]:
+    """Distinct short names of the model's linear layers (nn.Linear, bnb Linear4bit, GPT-2's Conv1D)."""
+    from transformers.pytorch_utils import Conv1D
+
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, (torch.nn.Linear, Conv1D))}
+    return sorted(names)
+
+
+def check_targets(model, targets):
+    """`all-linear` as peft spells it, or a list that must match at least one module."""
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    if targets == ["all-linear"]:
+        return "all-linear"
+    module_names = [name for name, _ in model.named_modules()]
+    hits = [t for t in targets if any(name == t or name.endswith("." + t) for name in module_names)]
+    if not hits:
+        raise ConfigError("model.lora_target_modules",
+                          f"{targets} match no module of {type(model).__name__}; its linear layers are: "
+                          f"{', '.join(linear_names(model))} (or use all-linear)")
+    missing = sorted(set(targets) - set(hits))
+    if missing:
+        log.warning("LoRA targets %s match nothing in %s (ignored)", missing, type(model).__name__)
+    return targets

@@ -1,0 +1,43 @@
+"""How stages load models at run time: tokenizers, a model with its task head, a base's identity.
+
+Weights load only from safetensors (a pickled .bin can run code when loaded). Remote code runs
+only when the caller says so, from the user's config (`model.trust_remote_code`) or an explicit
+command-line flag, never from a file inside the model directory, which travels with the model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ftpipe.io import HUB_SOURCE
+
+
+def load_tokenizer(model_dir: Path, task=None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    if task is not None:
+        task.prepare(tokenizer)
+    return tokenizer
+
+
+def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = False, **kwargs):
+    """A model with the task's head (a fresh head is seeded by the caller)."""
+    kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
+    model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
+    task.prepare(tokenizer, model)
+    return model
+
+
+def base_identity(base_dir: Path) -> dict:
+    """What `download_model` recorded of where the base came from (Hub id and commit, package, ...)."""
+    source = Path(base_dir) / HUB_SOURCE
+    identity = json.loads(source.read_text()) if source.exists() else {"path": str(base_dir)}
+    identity.pop("trust_remote_code", None)  # older snapshots recorded it; trust is never read from a folder
+    return identity
+
+
+def base_id(identity: dict) -> str:
+    """The name a model card or adapter config gives the base: the Hub id, else the package or path."""
+    return identity.get("repo") or identity.get("path") or identity.get("name") or "unknown"
