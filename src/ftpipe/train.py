@@ -263,6 +263,9 @@ class ResumableTrainer(Trainer):
 
 
 # --- provenance ---------------------------------------------------------------------------------
+DEFINES_RUN = ("src", "stages", "conf", "dvc.yaml", "params.yaml", "pyproject.toml")
+
+
 def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
     """Library versions and git/DVC state, recorded in the tuned model's ftpipe_train.json."""
     import platform
@@ -278,7 +281,8 @@ def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
         "versions": versions,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
         "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # Uncommitted changes to what defines the run; dvc.lock and outputs change as the pipeline runs.
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *DEFINES_RUN)),
         # Set by `dvc exp run`; absent under `dvc repro`. Only these names are read: never the whole environment.
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
         "dvc_exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV"),
