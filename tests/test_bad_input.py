@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO, make_repo, run, write_params
+from ftpipe.config import DataConfig
 
 CORPUS = REPO / "tests" / "bad_inputs"
 PREPROCESS = "python stages/preprocess.py --raw data/raw --out data/clean --metrics metrics/preprocess.json"
@@ -40,6 +41,7 @@ class DataCase:
     overrides: dict = field(default_factory=dict)  # params keys -> values, e.g. {"data.columns": {...}}
     content: bytes | None = None  # generated instead of read from the corpus (huge inputs)
     names_file: bool = True  # False: the error is about the split folder, not one file
+    where: str | None = None  # the path the line must name, when it is neither the file nor the train folder
 
 
 DATA_CASES = [
@@ -60,6 +62,18 @@ DATA_CASES = [
     DataCase("no_records.json", "no usable records", names_file=False),
     DataCase("huge_record.csv", "field larger than field limit", record=1,
              content=b"text,label\n" + b"x" * 200_000 + b",2\n"),
+    # issue 15: column mapping, byte order marks, id 0, train/eval overlap
+    DataCase("duplicate_header.csv", "column 'text' appears 2 times in the header"),
+    DataCase("mapped_column_missing.csv", "column 'reviewID_typo' (data.columns.id) not found (columns: review_id, text, label)",
+             overrides={"data.columns": {"id": "reviewID_typo"}}),
+    DataCase("mapped_column_clash.jsonl", "column 'text' clashes with data.columns.text: 'review_body' (rename or drop one of them)",
+             record=1, overrides={"data.columns": {"text": "review_body"}}),
+    # The BOM must not hide the mapped id column: its duplicate is then found.
+    DataCase("bom_duplicate_id.csv", "field 'id': duplicate id 'r1'", record=2, overrides={"data.columns": {"id": "review_id"}}),
+    DataCase("duplicate_id_zero.jsonl", "field 'id': duplicate id '0'", record=2),  # 0 is an id, not "no id"
+    pytest.param(DataCase("same_as_eval.jsonl", "train and eval share 10 ids and 10 texts (first in eval: id 'g0'); "
+                          "data.on_overlap is 'error'", overrides={"data.on_overlap": "error"}, where="data/raw:"),
+                 marks=pytest.mark.skipif(not hasattr(DataConfig, "on_overlap"), reason="DataConfig has no on_overlap yet")),
 ]
 QA, SUMMARIZATION = {"task": "qa", "experiment": "test_tiny_qa"}, {"task": "summarization", "experiment": "test_tiny_dialogsum"}
 DATA_CASES += [
@@ -169,7 +183,7 @@ def params(repo):
     path.write_text(saved)
 
 
-@pytest.mark.parametrize("case", DATA_CASES, ids=lambda c: f"{c.task}-{c.file}")
+@pytest.mark.parametrize("case", DATA_CASES, ids=lambda c: f"{c.task}-{c.file}" if isinstance(c, DataCase) else None)
 def test_bad_data_is_one_line_naming_file_record_field(repo, params, case):
     if case.experiment != "test_tiny":
         # That task's params, its local data files (absent from this repo) switched off: preprocess reads data/raw.
@@ -188,7 +202,7 @@ def test_bad_data_is_one_line_naming_file_record_field(repo, params, case):
     finally:
         (bad_dir / case.file).unlink()
         shutil.move(repo / "good.jsonl.saved", bad_dir / "good.jsonl")
-    where = "data/raw/train" + (f"/{case.file}" if case.names_file else "") + (f": record {case.record}:" if case.record else "")
+    where = case.where or "data/raw/train" + (f"/{case.file}" if case.names_file else "") + (f": record {case.record}:" if case.record else "")
     assert_one_line_error(result, where, case.expected)
     assert digest([repo / "data/clean", repo / "metrics/preprocess.json"]) == before
 

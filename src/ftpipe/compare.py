@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 from ftpipe.io import atomic_output, read_json, write_json
@@ -41,7 +43,7 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     broke = [p for p in pairs if p[1]["score"] < p[0]["score"]][:n_examples]
 
     lines = ["# Base vs tuned", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
-    lines += [f"| {key} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
+    lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
     lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
               f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
@@ -49,14 +51,21 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
         if not chosen:
             lines += ["(none)", ""]
         for b, t in chosen:
-            lines += [f"**{t['id']}**: {_short(t['input'])}", "",
-                      f"- reference: {_short(t['reference'])}", f"- base: {_short(b['prediction'])}",
-                      f"- tuned: {_short(t['prediction'])}", ""]
+            lines += [f"**{_md(t['id'])}**: {_md(t['input'])}", "",
+                      f"- reference: {_md(t['reference'])}", f"- base: {_md(b['prediction'])}",
+                      f"- tuned: {_md(t['prediction'])}", ""]
     with atomic_output(report) as tmp:
         tmp.write_text("\n".join(lines))
     return delta
 
 
-def _short(text, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit] + "..."
+def _md(text, limit: int = 300) -> str:
+    """User text (ids, inputs, predictions, class names) as inert Markdown on one line.
+
+    It comes from data files and models: without this a newline in an id starts a heading, a `|`
+    splits a table cell, and `<script>` or a backtick becomes HTML or code in the rendered report.
+    """
+    text = " ".join(str(text).split())  # newlines and tabs become spaces
+    text = text if len(text) <= limit else text[:limit] + "..."  # cut before escaping: never inside an escape
+    text = html.escape(text, quote=False)  # < > & shown as text, not parsed as HTML
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)  # Markdown's own markup, backslash-escaped

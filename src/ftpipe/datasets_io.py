@@ -65,7 +65,19 @@ def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = Fal
     if stratify and "labels" in dataset.column_names:
         from sklearn.model_selection import train_test_split
 
-        idx, _ = train_test_split(np.arange(len(dataset)), train_size=size, stratify=dataset["labels"], random_state=seed)
+        from ftpipe.errors import ConfigError
+
+        labels = dataset["labels"]
+        classes, total = len(set(labels)), len(dataset)
+        # sklearn needs each class both in the subset and in the rest: say so in params' terms, not a traceback
+        if min(size, total - size) < classes:
+            raise ConfigError("subset.stratify", f"a stratified subset of {size} of {total} examples needs one per class in it and "
+                                                 f"outside it, and there are {classes} classes (use a size in {classes}..{total - classes} "
+                                                 f"or subset.stratify=false)")
+        try:
+            idx, _ = train_test_split(np.arange(total), train_size=size, stratify=labels, random_state=seed)
+        except ValueError as err:  # e.g. a class with a single example
+            raise ConfigError("subset.stratify", f"cannot stratify a subset of {size} of {total} examples: {err}") from None
     else:
         idx = np.random.default_rng(seed).choice(len(dataset), size=size, replace=False)
     return dataset.select(np.sort(idx))

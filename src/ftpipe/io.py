@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import json
 import logging
 import math
@@ -11,12 +12,14 @@ import os
 import re
 import shutil
 from pathlib import Path
+from collections import Counter
 from typing import Any, Iterator
 
 from ftpipe.errors import DataError
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
 HUB_SOURCE = "ftpipe_source.json"
+BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +32,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
@@ -38,6 +42,28 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
     _remove(path)
     os.replace(tmp, path)
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove temporary siblings of `path` left by a killed process (SIGKILL skips the cleanup above).
+
+    Those of a live process (a concurrent stage) are left alone.
+    """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        pid = stale.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            log.info("removing %s, left by a process that died", stale)
+            _remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:
@@ -60,7 +86,9 @@ def read_records(path: str | Path, columns: dict[str, str] | None = None) -> Ite
     """Yield (record number, record) from a CSV, JSON (list), JSONL or Parquet file.
 
     Record numbers count from 1: data rows for CSV and Parquet, lines for JSONL, items for JSON.
-    `columns` maps ftpipe's field names to the file's column names.
+    `columns` maps ftpipe's field names to the file's column names. A mapped column the file
+    lacks, or an unmapped column named like a mapped field, is an error rather than a silent
+    guess. Integer ids become strings, so id 0 stays "0" instead of counting as "no id".
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -68,25 +96,58 @@ def read_records(path: str | Path, columns: dict[str, str] | None = None) -> Ite
         raise DataError(path, f"unsupported file type '{suffix}' (use {', '.join(READABLE)})")
     if path.stat().st_size == 0:
         raise DataError(path, "file is empty")
-    rename = {source: name for name, source in (columns or {}).items()}
+    columns = dict(columns or {})
+    rename = {source: name for name, source in columns.items()}
+    seen: dict[str, None] = {}  # every key met, in order: JSON records need not share their keys
     number = 0
     try:
-        for number, record in _records(path, suffix):
+        for number, record in _records(path, suffix, columns):
             if not isinstance(record, dict):
                 raise DataError(path, f"expected an object, got {type(record).__name__}", record=number)
-            yield number, {rename.get(key, key): _none_if_nan(value) for key, value in record.items()}
+            _check_clash(path, record, columns, number)
+            seen.update(dict.fromkeys(record))
+            record = {rename.get(key, key): _none_if_nan(value) for key, value in record.items()}
+            if isinstance(record.get("id"), int) and not isinstance(record["id"], bool):
+                record["id"] = str(record["id"])
+            yield number, record
     except UnicodeDecodeError as err:  # .json (CSV and JSONL lines are decoded one by one below)
         raise DataError(path, f"not valid UTF-8 (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
     except csv.Error as err:  # unbalanced quotes, a field over csv.field_size_limit(), ...
         raise DataError(path, f"malformed CSV: {err}", record=number + 1) from None
+    if seen:  # JSON and JSONL: known only once every record was read (CSV and Parquet fail at the header)
+        _check_mapped(path, list(seen), columns)
 
 
-def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
+def _check_mapped(path: Path, names: list[str], columns: dict[str, str]) -> None:
+    for field, source in columns.items():
+        if source not in names:
+            raise DataError(path, f"column '{source}' (data.columns.{field}) not found (columns: {_listed(names)})")
+
+
+def _check_clash(path: Path, names, columns: dict[str, str], number: int | None = None) -> None:
+    """An unmapped column named like a mapped field: which one was meant is a guess, so refuse."""
+    sources = set(columns.values())
+    for field, source in columns.items():
+        if field in names and field not in sources:
+            raise DataError(path, f"column '{field}' clashes with data.columns.{field}: '{source}' "
+                                  f"(rename or drop one of them)", record=number)
+
+
+def _listed(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+
+
+def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple[int, Any]]:
     if suffix == ".csv":
         with open(path, "rb") as fh:
             reader = csv.DictReader(_decoded(fh, path, first_record=0), strict=True)  # strict: bad quoting is an error, not a silent merge
             if not reader.fieldnames:
                 raise DataError(path, "no header row")
+            twice = [name for name, count in Counter(reader.fieldnames).items() if count > 1]
+            if twice:  # DictReader would keep the last of them
+                raise DataError(path, f"column '{twice[0]}' appears {reader.fieldnames.count(twice[0])} times in the header")
+            _check_mapped(path, reader.fieldnames, columns)
+            _check_clash(path, reader.fieldnames, columns)
             for number, row in enumerate(reader, start=1):
                 if None in row:  # more cells than header columns
                     raise DataError(path, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} columns", record=number)
@@ -97,7 +158,7 @@ def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
                 if line.strip():
                     yield number, _loads(line, path, number)
     elif suffix == ".json":
-        data = _loads(path.read_text(encoding="utf-8"), path, None)
+        data = _loads(read_text(path), path, None)
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             raise DataError(path, "expected a JSON list of records (or {'data': [...]})")
@@ -109,16 +170,24 @@ def _records(path: Path, suffix: str) -> Iterator[tuple[int, Any]]:
             table = pq.read_table(path)
         except Exception as err:  # pyarrow raises several types for corrupt files
             raise DataError(path, f"not a readable Parquet file ({err})") from None
+        _check_mapped(path, table.column_names, columns)
+        _check_clash(path, table.column_names, columns)
         yield from enumerate(table.to_pylist(), start=1)
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 file's text without the byte order mark some editors (Excel, Notepad) write first."""
+    return Path(path).read_bytes().decode("utf-8").removeprefix(BOM)
 
 
 def _decoded(fh, path: Path, first_record: int) -> Iterator[str]:
     """Lines decoded one at a time, so a bad byte is reported with its record (line 1 is record `first_record`)."""
     for number, line in enumerate(fh, start=first_record):
         try:
-            yield line.decode("utf-8")
+            text = line.decode("utf-8")
         except UnicodeDecodeError as err:
             raise DataError(path, f"not valid UTF-8 (byte 0x{line[err.start]:02x})", record=number or None) from None
+        yield text.removeprefix(BOM) if number == first_record else text
 
 
 def _loads(text: str, path: Path, number: int | None) -> Any:

@@ -1,0 +1,237 @@
+"""Hostile or careless input (issue 15) through the functions that read, clean and report it: fast, no model.
+
+The same cases also run through the preprocess stage in tests/test_bad_input.py where the answer is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from ftpipe.errors import ConfigError, DataError
+from ftpipe.io import atomic_output, read_records
+
+REVIEWS = {"text": "review_body", "label": "stars", "id": "review_id"}
+
+
+def records(path: Path, columns: dict | None = None) -> list[dict]:
+    return [record for _, record in read_records(path, columns)]
+
+
+def error(path: Path, columns: dict | None = None) -> str:
+    with pytest.raises(DataError) as info:
+        records(path, columns)
+    return str(info.value)
+
+
+# --- 1: a byte order mark -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bom.csv", "review_id,review_body,stars\nr1,Great,5\n"),
+    ("bom.jsonl", '{"review_id": "r1", "review_body": "Great", "stars": 5}\n'),
+    ("bom.json", '[{"review_id": "r1", "review_body": "Great", "stars": 5}]'),
+])
+def test_byte_order_mark_is_stripped(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    assert records(path, REVIEWS) == [{"id": "r1", "text": "Great", "label": 5 if name != "bom.csv" else "5"}]
+
+
+# --- 2: column mapping ------------------------------------------------------------
+
+
+def test_mapped_column_missing_from_csv_names_file_and_column(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("review_id,review_body,stars\nr1,Great,5\n")
+    columns = {**REVIEWS, "id": "reviewID_typo"}
+    assert error(path, columns) == (f"{path}: column 'reviewID_typo' (data.columns.id) not found "
+                                    "(columns: review_id, review_body, stars)")
+
+
+def test_mapped_column_missing_from_jsonl_names_file_and_column(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"review_id": "r1", "review_body": "Great", "stars": 5}\n{"review_body": "Bad", "stars": 1}\n')
+    columns = {**REVIEWS, "id": "reviewID_typo"}
+    assert error(path, columns) == (f"{path}: column 'reviewID_typo' (data.columns.id) not found "
+                                    "(columns: review_id, review_body, stars)")
+
+
+def test_unmapped_column_named_like_a_mapped_field_is_an_error(tmp_path):
+    csv_path, jsonl_path = tmp_path / "both.csv", tmp_path / "both.jsonl"
+    csv_path.write_text("review_body,text,stars\nGreat,raw text,5\n")
+    jsonl_path.write_text('{"review_body": "Great", "stars": 5}\n{"review_body": "Great", "text": "raw", "stars": 5}\n')
+    columns = {"text": "review_body"}
+    assert error(csv_path, columns) == (f"{csv_path}: column 'text' clashes with data.columns.text: 'review_body' "
+                                        "(rename or drop one of them)")
+    assert error(jsonl_path, columns) == (f"{jsonl_path}: record 2: column 'text' clashes with data.columns.text: "
+                                          "'review_body' (rename or drop one of them)")
+    # Mapping a field to itself, or swapping two columns, is no clash.
+    assert records(csv_path, {"text": "text"})[0]["text"] == "raw text"
+    assert records(csv_path, {"text": "review_body", "review_body": "text"})[0] == {"text": "Great", "review_body": "raw text", "stars": "5"}
+
+
+def test_duplicated_csv_header_is_an_error(tmp_path):
+    path = tmp_path / "twice.csv"
+    path.write_text("text,label,text\na,1,b\n")
+    assert error(path) == f"{path}: column 'text' appears 2 times in the header"
+
+
+def test_integer_id_zero_is_kept_as_a_string(tmp_path):
+    path = tmp_path / "ids.jsonl"
+    path.write_text('{"id": 0, "text": "zero", "label": 1}\n{"id": 7, "text": "seven", "label": 2}\n')
+    assert [r["id"] for r in records(path)] == ["0", "7"]
+    raw = tmp_path / "raw"
+    for split in ("train", "eval"):
+        (raw / split).mkdir(parents=True)
+    (raw / "train/ids.jsonl").write_text(path.read_text())
+    (raw / "eval/other.jsonl").write_text('{"id": 0, "text": "another", "label": 3}\n')
+    clean = run_preprocess(raw, tmp_path)
+    assert clean["train"] == ["0", "7"] and clean["eval"] == ["0"]
+
+
+# --- 9: train and eval overlap ------------------------------------------------------
+
+
+def review_task():
+    from ftpipe.tasks.classification import Config, Task
+
+    return Task(Config(labels=["1 star", "2 stars", "3 stars", "4 stars", "5 stars"]))
+
+
+def data_cfg(**values):
+    from ftpipe.config import DataConfig
+
+    cfg = DataConfig()
+    for key, value in values.items():
+        setattr(cfg, key, value)  # on_overlap: read with getattr until DataConfig declares it
+    return cfg
+
+
+def run_preprocess(raw: Path, tmp_path: Path, **cfg) -> dict:
+    """Preprocess `raw`; the cleaned ids per split (and the metrics, as '_metrics')."""
+    import pandas as pd
+
+    from ftpipe.preprocess import preprocess
+
+    out, metrics = tmp_path / "clean", tmp_path / "metrics.json"
+    preprocess(review_task(), data_cfg(**cfg), raw, out, metrics)
+    ids = {split: pd.read_parquet(out / f"{split}.parquet")["id"].tolist() for split in ("train", "eval")}
+    return {**ids, "_metrics": json.loads(metrics.read_text())}
+
+
+def overlap_raw(tmp_path: Path) -> Path:
+    raw = tmp_path / "raw"
+    for split in ("train", "eval"):
+        (raw / split).mkdir(parents=True)
+    (raw / "train/a.jsonl").write_text('{"id": "a1", "text": "Great food", "label": 4}\n'
+                                       '{"id": "a2", "text": "Cold soup", "label": 0}\n'
+                                       '{"id": "a3", "text": "Fine", "label": 2}\n')
+    # a2 again under its id; a3's text again under another id, in other case and spacing
+    (raw / "eval/b.jsonl").write_text('{"id": "a2", "text": "Something else", "label": 0}\n'
+                                      '{"id": "b2", "text": "  FINE ", "label": 2}\n'
+                                      '{"id": "b3", "text": "New", "label": 3}\n')
+    return raw
+
+
+def test_train_eval_overlap_is_counted_and_warned(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="ftpipe.preprocess"):
+        result = run_preprocess(overlap_raw(tmp_path), tmp_path)
+    assert result["_metrics"]["overlap"] == {"ids": 1, "texts": 1}
+    assert "train and eval share 1 ids and 1 texts (first in eval: id 'a2')" in caplog.text
+
+
+def test_train_eval_overlap_is_an_error_when_strict(tmp_path):
+    raw = overlap_raw(tmp_path)
+    with pytest.raises(DataError) as info:
+        run_preprocess(raw, tmp_path, on_overlap="error")
+    assert str(info.value) == f"{raw}: train and eval share 1 ids and 1 texts (first in eval: id 'a2'); data.on_overlap is 'error'"
+    assert not (tmp_path / "clean").exists() and not (tmp_path / "metrics.json").exists()
+    with pytest.raises(ConfigError, match=r"^params.yaml: data.on_overlap: must be 'warn' or 'error', not 'maybe'$"):
+        run_preprocess(raw, tmp_path, on_overlap="maybe")
+
+
+def test_the_same_file_as_train_and_eval_overlaps_entirely(tmp_path):
+    raw = tmp_path / "raw"
+    for split in ("train", "eval"):
+        (raw / split).mkdir(parents=True)
+        (raw / split / "same.csv").write_text("text,label\nGreat,4\nBad,0\n")  # no ids: made up, not compared
+    assert run_preprocess(raw, tmp_path)["_metrics"]["overlap"] == {"ids": 0, "texts": 2}
+
+
+# --- 12: temporaries of killed stages ---------------------------------------------------
+
+
+def test_atomic_output_removes_temporaries_of_dead_processes(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".tokenized.tmp-{dead_pid}"
+    (stale / "train").mkdir(parents=True)
+    live = tmp_path / f".tokenized.tmp-{os.getppid()}"  # a live process: a concurrent run, left alone
+    live.mkdir()
+    other = tmp_path / f".clean.tmp-{dead_pid}"  # another output's: not this call's business
+    other.mkdir()
+    with atomic_output(tmp_path / "tokenized") as tmp:
+        tmp.mkdir()
+    assert (tmp_path / "tokenized").is_dir()
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_temporaries_are_git_ignored(tmp_path):
+    # In a fresh repository holding only the project's .gitignore: whatever else is ignored here does not count.
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text((REPO / ".gitignore").read_text())
+    paths = ["data/.tokenized.tmp-1234", "metrics/.preprocess.json.tmp-9"]
+    result = subprocess.run(["git", "check-ignore", *paths], cwd=tmp_path, capture_output=True, text=True)
+    assert result.stdout.split() == paths
+
+
+# --- 13: user text in the Markdown report -----------------------------------------------
+
+
+def test_compare_report_escapes_user_text(tmp_path):
+    from ftpipe.compare import compare
+
+    metrics = {"accuracy": 0.5}
+    for name in ("base", "tuned"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(metrics))
+    hostile = "x\n# Owned <script>alert(1)</script> | `rm` *b*"
+    rows = {"base": 0.0, "tuned": 1.0}
+    for name, score in rows.items():
+        row = {"id": hostile, "input": "a|b\n\nc", "reference": "<b>ref</b>", "prediction": f"`{name}`", "score": score}
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    report = tmp_path / "compare.md"
+    compare(tmp_path / "base.json", tmp_path / "tuned.json", tmp_path / "base.jsonl", tmp_path / "tuned.jsonl",
+            tmp_path / "delta.json", report, n_examples=5)
+    text = report.read_text()
+    assert "<script>" not in text and "<b>" not in text
+    assert [line for line in text.splitlines() if line.startswith("#")] == [
+        "# Base vs tuned", "## Fixed by tuning", "## Broken by tuning"]
+    assert r"**x # Owned &lt;script&gt;alert(1)&lt;/script&gt; \| \`rm\` \*b\***: a\|b c" in text.splitlines()
+    assert r"- reference: &lt;b&gt;ref&lt;/b&gt;" in text and r"- tuned: \`tuned\`" in text
+
+
+# --- 11: stratified subsets smaller than the classes ----------------------------------------
+
+
+def test_stratified_subset_smaller_than_the_classes_is_a_config_error():
+    import datasets
+
+    from ftpipe.datasets_io import draw
+
+    data = datasets.Dataset.from_dict({"x": list(range(50)), "labels": [i % 5 for i in range(50)]})
+    with pytest.raises(ConfigError) as info:
+        draw(data, 3, seed=1, stratify=True)
+    assert str(info.value) == ("params.yaml: subset.stratify: a stratified subset of 3 of 50 examples needs one per class "
+                               "in it and outside it, and there are 5 classes (use a size in 5..45 or subset.stratify=false)")
+    single = datasets.Dataset.from_dict({"x": list(range(10)), "labels": [0] * 9 + [1]})
+    with pytest.raises(ConfigError, match=r"^params.yaml: subset.stratify: cannot stratify a subset of 5 of 10 examples: "):
+        draw(single, 5, seed=1, stratify=True)
+    assert len(draw(data, 5, seed=1, stratify=True)) == 5
