@@ -18,7 +18,6 @@ import pytest
 import yaml
 
 from conftest import REPO, make_repo, run, write_params
-from ftpipe.config import DataConfig
 
 CORPUS = REPO / "tests" / "bad_inputs"
 PREPROCESS = "python stages/preprocess.py --raw data/raw --out data/clean --metrics metrics/preprocess.json"
@@ -71,9 +70,8 @@ DATA_CASES = [
     # The BOM must not hide the mapped id column: its duplicate is then found.
     DataCase("bom_duplicate_id.csv", "field 'id': duplicate id 'r1'", record=2, overrides={"data.columns": {"id": "review_id"}}),
     DataCase("duplicate_id_zero.jsonl", "field 'id': duplicate id '0'", record=2),  # 0 is an id, not "no id"
-    pytest.param(DataCase("same_as_eval.jsonl", "train and eval share 10 ids and 10 texts (first in eval: id 'g0'); "
-                          "data.on_overlap is 'error'", overrides={"data.on_overlap": "error"}, where="data/raw:"),
-                 marks=pytest.mark.skipif(not hasattr(DataConfig, "on_overlap"), reason="DataConfig has no on_overlap yet")),
+    DataCase("same_as_eval.jsonl", "train and eval share 10 ids and 10 texts (first in eval: id 'g0'); "
+             "data.on_overlap is 'error'", overrides={"data.on_overlap": "error"}, where="data/raw:"),
 ]
 QA, SUMMARIZATION = {"task": "qa", "experiment": "test_tiny_qa"}, {"task": "summarization", "experiment": "test_tiny_dialogsum"}
 DATA_CASES += [

@@ -12,7 +12,7 @@ import pytest
 from conftest import kill_at_first_checkpoint, make_repo, run
 
 pytestmark = pytest.mark.slow
-SAVE_STEPS = 20  # the tiny experiment trains 100 steps
+SAVE_STEPS = 20  # the tiny experiment trains 138 steps
 
 
 def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tmp_path):

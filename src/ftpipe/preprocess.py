@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from ftpipe.errors import ConfigError, DataError
+from ftpipe.errors import DataError
 from ftpipe.io import atomic_output, write_json
 from ftpipe.tasks.base import RecordError
 
@@ -27,9 +27,7 @@ INPUT_FIELDS = ("text", "context", "question", "dialogue")
 def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path) -> dict:
     import datasets
 
-    on_overlap = getattr(data_cfg, "on_overlap", "warn")  # a DataConfig field once config.py has it
-    if on_overlap not in ("warn", "error"):
-        raise ConfigError("data.on_overlap", f"must be 'warn' or 'error', not {on_overlap!r}")
+    on_overlap = data_cfg.on_overlap
     stats: dict = {}
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()

@@ -17,6 +17,7 @@ from ftpipe.errors import ConfigError
 METHOD_TYPES = {
     "full": "ftpipe.methods.full",
     "freeze": "ftpipe.methods.freeze",
+    "features": "ftpipe.methods.features",
     "peft": "ftpipe.methods.peft",
     "lora": "ftpipe.methods.lora",
     "qlora": "ftpipe.methods.qlora",

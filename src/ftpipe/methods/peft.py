@@ -63,17 +63,23 @@ class Method(BaseMethod):
 
             # Casts norms/head to fp32 and freezes the 4-bit base; checkpointing is the Trainer's call.
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        config = self.peft_config(task, model, model_cfg)
+        config = self.peft_config(task, model, model_cfg, run)
         # The adapter names its base by identity (Hub id, package), not by this repository's models/base.
         config.base_model_name_or_path = base_id(base_identity(base_dir))
+        if config.peft_type == "PREFIX_TUNING" and task.peft_task_type != "CAUSAL_LM" and not _takes_past_key_values(model):
+            # peft would only find out at the first forward pass, mid-training.
+            raise ConfigError("method", f"'{self.cfg.name}' does not fit {type(model).__name__}: prefix tuning needs a model "
+                              "that takes past key values (a decoder such as GPT-2 or Llama)")
         model = get_peft_model(model, config)
         model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding
         return model
 
-    def peft_config(self, task, model, model_cfg):
+    def peft_config(self, task, model, model_cfg, run=None):
         settings = {k: v for k, v in self.cfg.peft.items() if v is not None or k != "target_modules"}
         settings["peft_type"] = str(settings["peft_type"]).upper()
         settings.setdefault("task_type", task.peft_task_type)
+        if settings["peft_type"] == "ADALORA" and not settings.get("total_step") and run is not None:
+            settings["total_step"] = planned_steps(run)  # its rank schedule needs the length of training
         cls = peft_config_class(settings)
         if settings["peft_type"] in TARGETED and "target_modules" in cls.__dataclass_fields__:
             settings["target_modules"] = check_targets(model, settings.get("target_modules") or list(model_cfg.lora_target_modules))
@@ -106,6 +112,23 @@ def quantization_kwargs(settings: dict, run=None) -> dict:
     local_rank = run.local_rank if run is not None else 0
     device_map = {"": local_rank} if torch.cuda.is_available() else "cpu"
     return {"quantization_config": BitsAndBytesConfig(**settings), "device_map": device_map}
+
+
+def _takes_past_key_values(model) -> bool:
+    """peft's own test for prefix tuning outside causal LMs (transformers v5 names the cache `cache` instead)."""
+    import inspect
+
+    return any("past_key_values" in inspect.signature(m.forward).parameters for m in (model, model.base_model))
+
+
+def planned_steps(run) -> int:
+    """Optimizer steps the run will take (max_steps, else epochs over the per-process batches)."""
+    import math
+
+    if run.args.max_steps > 0:
+        return run.args.max_steps
+    per_step = run.args.per_device_train_batch_size * run.args.gradient_accumulation_steps * run.state.num_processes
+    return max(1, math.ceil(len(run.train_set) / per_step) * math.ceil(run.args.num_train_epochs))
 
 
 def linear_names(model) -> list[str]:

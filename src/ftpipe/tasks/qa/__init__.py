@@ -20,7 +20,7 @@ import numpy as np
 
 from ftpipe.config import _check
 from ftpipe.errors import DataError
-from ftpipe.io import read_records
+from ftpipe.io import read_records, read_text
 from ftpipe.tasks.base import RecordError, TaskConfig
 from ftpipe.tasks.base import Task as BaseTask
 
@@ -57,7 +57,7 @@ class Task(BaseTask):
         if path.suffix.lower() != ".json":
             return read_records(path, columns)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_text(path))
         except UnicodeDecodeError as err:
             raise DataError(path, f"not valid UTF-8 (byte {err.start})") from None
         except json.JSONDecodeError as err:
