@@ -153,3 +153,20 @@ def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
     for method in ("features", "prefix_tuning", "prompt_tuning", "qlora"):
         with pytest.raises(ConfigError, match=f"'{method}' does not fit a qa task"):
             validate(compose(["experiment=test_tiny_qa", f"method={method}"]), ("task", "method"))
+
+
+def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatch):
+    """A rate high enough that validation loss turns up: training stops early and the best step is the model."""
+    from ftpipe.train import train
+
+    base, data = tiny["classification"]
+    p = params_for("test_tiny", "full", monkeypatch, max_steps=-1, epochs=30, lr=0.02, validation_fraction=0.25,
+                   early_stopping_patience=2, batch_size=8)
+    monkeypatch.chdir(tmp_path)
+    record = train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    losses = [float(line.split("\t")[1]) for line in (tmp_path / "live/plots/metrics/eval/loss.tsv").read_text().splitlines()[1:]]
+    steps_per_epoch = 6  # 48 of 64 rows train, batch 8
+    assert record["stopped_early"] and len(losses) < 30, losses
+    best = losses.index(min(losses))
+    assert record["best_step"] == (best + 1) * steps_per_epoch and record["best_metric"]["eval_loss"] == pytest.approx(min(losses))
+    assert len(losses) == best + 1 + 2  # patience: two evaluations without improvement, then stop

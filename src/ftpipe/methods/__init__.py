@@ -18,6 +18,7 @@ METHOD_TYPES = {
     "full": "ftpipe.methods.full",
     "freeze": "ftpipe.methods.freeze",
     "features": "ftpipe.methods.features",
+    "distill": "ftpipe.methods.distill",
     "peft": "ftpipe.methods.peft",
     "lora": "ftpipe.methods.lora",
     "qlora": "ftpipe.methods.qlora",

@@ -39,5 +39,10 @@ def base_identity(base_dir: Path) -> dict:
 
 
 def base_id(identity: dict) -> str:
-    """The name a model card or adapter config gives the base: the Hub id, else the package or path."""
+    """The name a model card or adapter config gives the base: the Hub id, else the package or path.
+
+    A base that an earlier ftpipe run tuned (source dvc) is named by the model it was tuned from.
+    """
+    if identity.get("source") == "dvc":
+        return base_id(identity.get("tuned_from") or {"name": identity.get("name")})
     return identity.get("repo") or identity.get("path") or identity.get("name") or "unknown"

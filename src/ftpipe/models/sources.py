@@ -1,8 +1,9 @@
 """Where base models come from: `download_model` snapshots them as safetensors + tokenizer.
 
 Sources: a Python package that carries a model (offline default), a local directory, the Hub at a
-pinned revision, a GGUF file (dequantized once and saved as safetensors), or a tiny model built
-from a config with a tokenizer trained on the fly (tests).
+pinned revision, a GGUF file (dequantized once and saved as safetensors), a model another ftpipe
+run tuned (DVC, at a git revision or experiment), or a tiny model built from a config with a
+tokenizer trained on the fly (tests).
 """
 
 from __future__ import annotations
@@ -33,13 +34,18 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
             _from_hub(cfg, tmp)
         elif cfg.source == "gguf":
             _from_gguf(cfg, tmp)
+        elif cfg.source == "dvc":
+            fetch_from_dvc(cfg.repo, cfg.path, cfg.revision, tmp)
         else:
             build_tiny(cfg.tiny, tmp)
         # The base's identity (Hub id or package, not a path in this repository): tuned models and
         # their cards name it. A Hub download adds the commit it resolved to (record_hub_source).
         source = tmp / HUB_SOURCE
         identity = {"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision,
-                    **(json.loads(source.read_text()) if source.exists() else {})}
+                    **(json.loads(source.read_text()) if source.exists() and cfg.source != "dvc" else {})}
+        if cfg.source == "dvc":  # a tuned model: name the run that made it and the base it was tuned from
+            made = tmp / "ftpipe_train.json"
+            identity.update(repo=cfg.repo, tuned_from=json.loads(made.read_text()).get("base_model") if made.exists() else None)
         source.write_text(json.dumps(identity, indent=2) + "\n")
     log.info("base model %s in %s", cfg.name, out_dir)
 
@@ -72,6 +78,23 @@ def _from_hub(cfg: ModelConfig, dst: Path) -> None:
     path = Path(snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS))
     _copy_snapshot(path, dst)
     record_hub_source(dst, "model.revision", cfg.path, cfg.revision, commit=path.name)  # snapshots/<commit>
+
+
+def fetch_from_dvc(repo: str, path: str, revision: str, dst: Path) -> None:
+    """A model directory another ftpipe run produced, at a git revision or experiment, through DVC's own API.
+
+    DVC reads it from the cache or remote of `repo` as it was at `revision`, so the dependency is
+    versioned: the same params always fetch the same bytes.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        Repo.get(repo, path, out=str(dst), rev=revision)
+    except DvcException as err:
+        raise ConfigError("model.revision", f"cannot fetch {path} from {repo} at {revision}: {' '.join(str(err).split())}") from None
+    if not list(Path(dst).glob("*.safetensors")):
+        raise ConfigError("model.path", f"{path} in {repo} at {revision} holds no *.safetensors weights (a PEFT adapter? merge it first)")
 
 
 def _from_gguf(cfg: ModelConfig, dst: Path) -> None:

@@ -1,0 +1,55 @@
+"""One run's tuned model feeds the next, fetched by git revision through DVC: a teacher for
+distillation, and a base for a second fine-tuning (SQuAD first, then a user's own file)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from conftest import REPO, make_repo, run
+
+pytestmark = pytest.mark.slow
+
+
+def committed_run(repo) -> str:
+    run(["dvc", "repro"], repo)
+    run("git add -A && git commit -qm 'first run'", repo)
+    return run("git rev-parse HEAD", repo).stdout.strip()
+
+
+def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
+    repo = make_repo(tmp_path / "repo", "test_tiny")
+    rev = committed_run(repo)
+    teacher = json.loads((repo / "metrics/tuned.json").read_text())
+    base = json.loads((repo / "metrics/base.json").read_text())
+
+    out = run(["dvc", "exp", "run", "-S", "method=distill", "-S", f"method.teacher.revision={rev}",
+               "-S", "method.student_layers=1", "-S", "train.lr=3e-3"], repo)
+    assert "Running stage 'train'" in out.stdout and "Running stage 'download_model'" not in out.stdout
+    info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
+    config = json.loads((repo / "models/tuned/config.json").read_text())
+    assert info["method"] == {"name": "distill", "type": "distill"} and config["num_hidden_layers"] == 1
+    student = json.loads((repo / "metrics/tuned.json").read_text())
+    assert student["accuracy"] > base["accuracy"] + 0.1, (base, student, teacher)
+    # The teacher is a versioned dependency: its revision is a param DVC tracks.
+    assert rev in (repo / "params.yaml").read_text()
+
+
+def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(tmp_path):
+    fixture = "tests/fixtures/qa/squad_custom.json"
+    repo = make_repo(tmp_path / "repo", "test_tiny_qa", ["data.eval_from_train=0", f"+data.files.eval=[{fixture}]"])
+    (repo / fixture).parent.mkdir(parents=True)
+    shutil.copy2(REPO / fixture, repo / fixture)
+    run("git add -A && git commit -qm fixture", repo)
+    rev = committed_run(repo)
+    first = json.loads((repo / "metrics/tuned.json").read_text())
+
+    # Second run: the same small own file, starting from the first run's tuned model.
+    run(["dvc", "exp", "run", "-S", "model=ftpipe_run", "-S", f"model.revision={rev}", "-S", "train.epochs=1"], repo)
+    source = json.loads((repo / "models/base/ftpipe_source.json").read_text())
+    assert source["source"] == "dvc" and source["revision"] == rev and source["tuned_from"]["name"] == "tiny_bert"
+    base = json.loads((repo / "metrics/base.json").read_text())
+    # The base of the second run already answers like the first run's tuned model.
+    assert base["f1"] == pytest.approx(first["f1"], abs=1e-6), (base, first)
