@@ -85,6 +85,11 @@ DATA_CASES += [
     DataCase("answers_not_json.csv", "field 'answers': question 'q1': answers is not JSON", record=1, **QA),
     DataCase("no_paragraphs.json", "article 2 has no 'paragraphs' list", **QA),
     DataCase("non_utf8.json", "not valid UTF-8 (byte", **QA),
+    # issue 15: SQuAD v1 has no unanswerable questions; a negative answer_start once passed the span check
+    DataCase("missing_answers_v1.jsonl", "field 'answers': question 'q2': missing answers (SQuAD v1 questions all have one; "
+             "task.version_2=true allows unanswerable ones)", record=2, overrides={"task.version_2": False}, **QA),
+    DataCase("negative_answer_start.jsonl", "field 'answers.answer_start': question 'q2': answer_start -10 is negative",
+             record=2, **QA),
     DataCase("missing_summary.jsonl", "field 'summary': no summary in any of summary", record=2, **SUMMARIZATION),
     DataCase("empty_dialogue.jsonl", "field 'dialogue': empty or missing dialogue", record=1, **SUMMARIZATION),
     DataCase("misnamed_columns.csv", "field 'dialogue': empty or missing dialogue (columns: id, conversation, summary", record=1,

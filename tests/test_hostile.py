@@ -232,3 +232,46 @@ def test_stratified_subset_smaller_than_the_classes_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^params.yaml: subset.stratify: cannot stratify a subset of 5 of 10 examples: "):
         draw(single, 5, seed=1, stratify=True)
     assert len(draw(data, 5, seed=1, stratify=True)) == 5
+
+
+# --- 4: a summary longer than task.max_length allows -----------------------------------------
+
+
+def summarization_task(**values):
+    from ftpipe.config import validate
+    from ftpipe.tasks import get_task
+
+    return get_task(validate({"task": {"name": "dialogsum", "type": "summarization", **values}}, ("task",)).task)
+
+
+def tokenize_one(task, dialogue: str, summary: str) -> dict:
+    import datasets
+
+    from ftpipe.models.sources import tiny_tokenizer
+
+    tokenizer = tiny_tokenizer("llama", 800)
+    rows = datasets.Dataset.from_list([{"id": "a", "dialogue": dialogue, "references": [summary]}])
+    row = task.tokenize(rows, tokenizer, "train", None, 10)[0]
+    before, after = task.prompt_parts(tokenizer)
+    prompt = row["labels"].count(-100)
+    return {**row, "dialogue_tokens": prompt - len(before) - len(after), "summary_tokens": len(row["labels"]) - prompt}
+
+
+def test_long_summary_is_cut_and_counted_never_the_whole_dialogue(caplog):
+    task = summarization_task(max_length=80)  # min_dialogue_tokens null: a quarter of it, 20
+    dialogue = "\n".join(f"#Person1#: turn number {i} of the talk." for i in range(40))
+    with caplog.at_level(logging.WARNING, logger="ftpipe.tasks.summarization"):
+        row = tokenize_one(task, dialogue, "a summary that goes on and on " * 20)
+    # The dialogue once lost every token to the summary: the row trained on an empty prompt.
+    assert len(row["input_ids"]) == 80 and row["dialogue_tokens"] == 20
+    assert "train: 1 of 1 summaries cut to fit task.max_length=80 beside task.min_dialogue_tokens=20 dialogue tokens" in caplog.text
+    # A dialogue shorter than the floor stays whole; the summary takes the rest.
+    short = tokenize_one(summarization_task(max_length=80, min_dialogue_tokens=30), "#Person1#: Hi.", "words " * 100)
+    assert 0 < short["dialogue_tokens"] < 30 and len(short["input_ids"]) == 80
+
+
+def test_max_length_without_room_for_a_summary_is_a_config_error():
+    task = summarization_task(max_length=24, min_dialogue_tokens=20)
+    with pytest.raises(ConfigError, match=r"^params.yaml: task.max_length: 24 leaves no room for a summary: the prompt takes "
+                                          r"\d+ tokens and task.min_dialogue_tokens is 20$"):
+        tokenize_one(task, "#Person1#: Hi.", "A greeting.")

@@ -113,6 +113,9 @@ class Task(BaseTask):
             except json.JSONDecodeError:
                 raise RecordError(field, f"{label}: answers is not JSON") from None
         if raw is None:
+            if not self.cfg.version_2:  # v1 has no unanswerable questions: a missing key is a broken record
+                raise RecordError(field, f"{label}: missing answers (SQuAD v1 questions all have one; "
+                                        "task.version_2=true allows unanswerable ones)")
             return []
         if isinstance(raw, dict):  # Hugging Face style: {"text": [...], "answer_start": [...]}
             texts, starts = raw.get("text") or [], raw.get("answer_start") or []
@@ -132,6 +135,8 @@ class Task(BaseTask):
                 start = None if start is None or start == "" else int(start)
             except (TypeError, ValueError):
                 raise RecordError(f"{field}.answer_start", f"{label}: answer_start {start!r} is not a number") from None
+            if start is not None and start < 0:  # Python's negative slicing would let it pass the span check
+                raise RecordError(f"{field}.answer_start", f"{label}: answer_start {start} is negative")
             out.append((answer["text"], start))
         return out
 

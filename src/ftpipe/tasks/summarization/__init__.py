@@ -2,19 +2,23 @@
 
 Training rows are `prompt + summary + eos` with the prompt (and padding) masked to -100, so only
 the summary is learned. Over-long dialogues lose tokens from `truncation_side`; the summary is
-never cut. Evaluation rows hold the prompt alone and are completed by batched, left-padded
-generation; several reference summaries (DialogSum test: summary1..3) are scored by their max.
+cut (and counted) only where it would leave the dialogue fewer than `min_dialogue_tokens`.
+Evaluation rows hold the prompt alone and are completed by batched, left-padded generation;
+several reference summaries (DialogSum test: summary1..3) are scored by their max.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ftpipe.config import _check
 from ftpipe.errors import ConfigError
 from ftpipe.tasks.base import RecordError, TaskConfig
 from ftpipe.tasks.base import Task as BaseTask
 
+log = logging.getLogger(__name__)
 IGNORE = -100  # the label value the loss skips
 PLACEHOLDER = "\x00dialogue\x00"  # stands for the dialogue while a chat template is rendered
 
@@ -28,11 +32,16 @@ class Config(TaskConfig):
     prompt: str = "Instruct: Summarize the following conversation.\n{dialogue}\nOutput:\n"
     chat_template: bool = False  # wrap the prompt as a user turn with the tokenizer's chat template
     truncation_side: str = "right"  # which end of an over-long dialogue loses tokens
+    # Dialogue tokens a long summary cannot take away (a shorter dialogue keeps all); null: max_length // 4.
+    min_dialogue_tokens: Optional[int] = None
 
     def __post_init__(self):
         _check("task.prompt", self.prompt.count("{dialogue}") == 1, "must contain {dialogue} exactly once")
         _check("task.truncation_side", self.truncation_side in ("left", "right"), "left or right")
         _check("task.summary_fields", bool(self.summary_fields), "name at least one summary field")
+        if self.min_dialogue_tokens is None:
+            self.min_dialogue_tokens = max(self.max_length // 4, 1)
+        _check("task.min_dialogue_tokens", self.min_dialogue_tokens >= 1, f"must be >= 1 or null, got {self.min_dialogue_tokens}")
 
 
 class Task(BaseTask):
@@ -67,13 +76,24 @@ class Task(BaseTask):
         before, after = self.prompt_parts(tokenizer)
         eos = [tokenizer.eos_token_id]
         training = split == "train"
+        room = self.cfg.max_length - len(before) - len(after)  # dialogue + summary tokens
+        if room <= self.cfg.min_dialogue_tokens:
+            raise ConfigError("task.max_length", f"{self.cfg.max_length} leaves no room for a summary: the prompt takes "
+                                                 f"{len(before) + len(after)} tokens and task.min_dialogue_tokens is {self.cfg.min_dialogue_tokens}")
 
         def encode(batch):
             dialogues = tokenizer(batch["dialogue"], add_special_tokens=False)["input_ids"]
-            out = {"input_ids": [], "attention_mask": [], "labels": []}
+            out = {"input_ids": [], "attention_mask": [], "labels": [], "summary_cut": []}
             for dialogue, refs in zip(dialogues, batch["references"]):
                 summary = tokenizer(refs[0], add_special_tokens=False)["input_ids"] + eos if training else []
-                budget = max(self.cfg.max_length - len(before) - len(after) - len(summary), 0)
+                # A summary too long for max_length once cut the dialogue to nothing: the row trained on an
+                # empty prompt. Now the dialogue keeps min_dialogue_tokens and the summary is cut (and counted)
+                # instead. Cut, not dropped: its start still pairs with its dialogue, and dropping would skew
+                # training toward short summaries and shrink the data out of sight.
+                summary_room = room - min(len(dialogue), self.cfg.min_dialogue_tokens)
+                out["summary_cut"].append(len(summary) > summary_room)
+                summary = summary[:summary_room]
+                budget = room - len(summary)
                 if len(dialogue) > budget:
                     dialogue = dialogue[:budget] if self.cfg.truncation_side == "right" else dialogue[len(dialogue) - budget:]
                 prompt = before + dialogue + after
@@ -82,7 +102,11 @@ class Task(BaseTask):
                 out["labels"].append([IGNORE] * len(prompt) + summary)
             return out
 
-        return dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=["dialogue", "references"])
+        features = dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=["dialogue", "references"])
+        if cut := sum(features["summary_cut"]):
+            log.warning("%s: %d of %d summaries cut to fit task.max_length=%d beside task.min_dialogue_tokens=%d dialogue tokens",
+                        split, cut, len(features), self.cfg.max_length, self.cfg.min_dialogue_tokens)
+        return features.remove_columns("summary_cut")
 
     def collator(self, tokenizer):
         return PadCollator(tokenizer.pad_token_id, "right")
