@@ -275,3 +275,19 @@ def test_max_length_without_room_for_a_summary_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^params.yaml: task.max_length: 24 leaves no room for a summary: the prompt takes "
                                           r"\d+ tokens and task.min_dialogue_tokens is 20$"):
         tokenize_one(task, "#Person1#: Hi.", "A greeting.")
+
+
+# --- 8: tiny test models built twice ------------------------------------------------------------
+
+
+def test_tiny_model_builds_are_byte_identical(tmp_path):
+    import yaml
+
+    models = {name: yaml.safe_load((REPO / "conf/model" / f"{name}.yaml").read_text())["tiny"] for name in ("tiny_bert", "tiny_gpt2", "tiny_llama")}
+    code = ("import json, sys; from pathlib import Path; from ftpipe.models.sources import build_tiny\n"
+            "for name, settings in json.loads(sys.argv[1]).items(): build_tiny(settings, Path(sys.argv[2]) / name)")
+    for build in ("a", "b"):  # one process each: the hash seed that reordered the WordPiece vocabulary is per process
+        subprocess.run([sys.executable, "-c", code, json.dumps(models), str(tmp_path / build)], check=True, capture_output=True)
+    for name in models:
+        for file in ("tokenizer.json", "model.safetensors", "config.json"):
+            assert (tmp_path / "a" / name / file).read_bytes() == (tmp_path / "b" / name / file).read_bytes(), f"{name}/{file}"

@@ -149,12 +149,21 @@ def tiny_tokenizer(model_type: str, vocab_size: int):
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tok.train_from_iterator(corpus, trainer)
         return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>", pad_token="<pad>")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    # The WordPiece trainer numbers each "##x" piece when it first meets it, walking a Rust HashMap whose
+    # order is seeded at random per process, and breaks ties between equally frequent merges by those
+    # numbers: the vocabulary (and every tiny experiment's result) differed from build to build. Listing
+    # every character and "##" piece up front, sorted, fixes the numbering and with it the merges.
+    chars = sorted({c for text in corpus for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)) for c in word})
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials + [f"##{c}" for c in chars], initial_alphabet=chars)
+    trained = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    trained.normalizer, trained.pre_tokenizer = normalizer, pre_tokenizer
+    trained.train_from_iterator(corpus, trainer)
+    # The same vocabulary in a fresh tokenizer, where the "##" pieces are ordinary tokens, not special ones.
+    tok = Tokenizer(models.WordPiece(trained.get_vocab(), unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
+    tok.add_special_tokens(specials)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
