@@ -25,6 +25,7 @@ STAGES = {
     "download_data": "python stages/download_data.py --out data/raw",
     "download_model": "python stages/download_model.py --out models/base",
     "preprocess": PREPROCESS,
+    "tokenize": "python stages/tokenize_text.py --clean data/clean --model tests/bad_inputs/model_512_positions --out data/tokenized",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
              "--live dvclive/train --checkpoints checkpoints/train",
 }
@@ -98,6 +99,7 @@ DATA_CASES += [
 
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
 MODEL_WITH_PICKLE = "tests/bad_inputs/model_with_pickle"  # only a pytorch_model.bin: refused
+MODEL_512 = "tests/bad_inputs/model_512_positions"  # only a config.json: the tokenize stage checks it first
 
 
 @dataclass
@@ -125,6 +127,12 @@ CONFIG_CASES = [
                "has no *.safetensors weights"),
     ConfigCase("model_with_pickle_weights", "download_model", {"model.source": "local", "model.path": MODEL_WITH_PICKLE},
                "has no *.safetensors weights"),
+    # issue 15: 0 and 1 once switched truncation off, -5 ended in an OverflowError, 2048 in a RuntimeError at training
+    *[ConfigCase(f"max_length_{n}", "preprocess", {"task.max_length": n}, f"params.yaml: task.max_length: must be >= 8, got {n}")
+      for n in (0, 1, -5)],
+    ConfigCase("max_length_beyond_the_model", "tokenize", {"task.max_length": 2048},
+               f"params.yaml: task.max_length: 2048 is more than the model's 512 positions (max_position_embeddings in "
+               f"{MODEL_512}/config.json): use task.max_length <= 512"),
 ]
 
 
@@ -173,6 +181,8 @@ def repo(tmp_path_factory) -> Path:
     pickle.mkdir(parents=True)
     (pickle / "config.json").write_text('{"model_type": "bert"}')
     (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    (repo / MODEL_512).mkdir(parents=True)
+    (repo / MODEL_512 / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 512}')
     run(PREPROCESS, repo)
     return repo
 

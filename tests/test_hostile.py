@@ -291,3 +291,22 @@ def test_tiny_model_builds_are_byte_identical(tmp_path):
     for name in models:
         for file in ("tokenizer.json", "model.safetensors", "config.json"):
             assert (tmp_path / "a" / name / file).read_bytes() == (tmp_path / "b" / name / file).read_bytes(), f"{name}/{file}"
+
+
+# --- 5: task.max_length against the model ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("config, limit", [
+    ({"model_type": "bert", "max_position_embeddings": 512}, 512),
+    ({"model_type": "gpt2", "n_positions": 1024}, 1024),
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),  # positions start after the pad index
+])
+def test_max_length_is_checked_against_the_model_positions(tmp_path, config, limit):
+    from ftpipe.tasks.qa import Config
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    Config(max_length=limit).check_model_limit(tmp_path)
+    with pytest.raises(ConfigError, match=rf"^params.yaml: task.max_length: {limit + 1} is more than the model's {limit} positions "):
+        Config(max_length=limit + 1, doc_stride=128).check_model_limit(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "t5"}')  # relative positions: nothing to check
+    Config(max_length=100_000).check_model_limit(tmp_path)

@@ -20,6 +20,7 @@ def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path, trust_r
     import datasets
 
     datasets.disable_caching()  # DVC versions the output; map's cache files would only leak into it
+    task.cfg.check_model_limit(model_dir)  # the first stage that sees the model: fail here, not at training
     tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
     if not tokenizer.is_fast:
         log.warning("%s has no fast tokenizer: tokenization will be slow", model_dir)

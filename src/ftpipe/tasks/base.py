@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ftpipe.errors import ConfigError
 from ftpipe.io import read_records
+
+MIN_LENGTH = 8  # tokens: below it there is no room for special tokens and text (0 and 1 once meant "no truncation")
+# Model families whose position ids start after the padding index: usable positions = max_position_embeddings - pad - 1.
+PADDED_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "xmod", "data2vec-text"}
 
 
 class RecordError(ValueError):
@@ -25,6 +31,23 @@ class TaskConfig:
     name: str = "task"
     type: str = "classification"
     max_length: int = 256  # tokens kept per example (longer ones are truncated or windowed)
+
+    def __post_init__(self):  # plug-ins' own __post_init__ call this first
+        if self.max_length < MIN_LENGTH:
+            raise ConfigError("task.max_length", f"must be >= {MIN_LENGTH}, got {self.max_length}")
+
+    def check_model_limit(self, model_dir: Path) -> None:
+        """max_length within the model's positions: past them, training fails with an index error (or worse, on GPU)."""
+        path = Path(model_dir) / "config.json"
+        config = json.loads(path.read_text()) if path.is_file() else {}
+        key = next((k for k in ("max_position_embeddings", "n_positions") if isinstance(config.get(k), int)), None)
+        if key is None:  # relative positions (T5, ...): no fixed limit to check
+            return
+        pad = config.get("pad_token_id")
+        limit = config[key] - ((1 if pad is None else pad) + 1 if config.get("model_type") in PADDED_POSITIONS else 0)
+        if self.max_length > limit:
+            raise ConfigError("task.max_length", f"{self.max_length} is more than the model's {limit} positions "
+                                                 f"({key} in {path}): use task.max_length <= {limit}")
 
 
 class Task:

@@ -25,6 +25,7 @@ class Config(TaskConfig):
     unescape_newlines: bool = False  # Yelp stores line breaks as a literal backslash-n
 
     def __post_init__(self):
+        super().__post_init__()
         _check("task.labels", len(self.labels) >= 2, "list at least two class names")
         for alias, idx in self.label_aliases.items():
             _check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")

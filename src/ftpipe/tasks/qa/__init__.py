@@ -40,6 +40,7 @@ class Config(TaskConfig):
     answers_field: str = "answers"
 
     def __post_init__(self):
+        super().__post_init__()
         _check("task.max_length", self.max_length >= 32, "must be >= 32")
         _check("task.doc_stride", 0 < self.doc_stride < self.max_length, "must be > 0 and < task.max_length")
         _check("task.n_best", self.n_best >= 1, "must be >= 1")

@@ -36,6 +36,7 @@ class Config(TaskConfig):
     min_dialogue_tokens: Optional[int] = None
 
     def __post_init__(self):
+        super().__post_init__()
         _check("task.prompt", self.prompt.count("{dialogue}") == 1, "must contain {dialogue} exactly once")
         _check("task.truncation_side", self.truncation_side in ("left", "right"), "left or right")
         _check("task.summary_fields", bool(self.summary_fields), "name at least one summary field")
