@@ -133,6 +133,22 @@ CONFIG_CASES = [
     ConfigCase("max_length_beyond_the_model", "tokenize", {"task.max_length": 2048},
                f"params.yaml: task.max_length: 2048 is more than the model's 512 positions (max_position_embeddings in "
                f"{MODEL_512}/config.json): use task.max_length <= 512"),
+    # issue 15: TrainingArguments' own names, checked at load rather than at train time
+    ConfigCase("extra_unknown", "train", {"train.extra": {"foo": 1}},
+               "params.yaml: train.extra.foo: not a TrainingArguments argument (see transformers' TrainingArguments)"),
+    ConfigCase("extra_typo", "train", {"train.extra": {"logging_strategi": "no"}},
+               "params.yaml: train.extra.logging_strategi: not a TrainingArguments argument (did you mean logging_strategy,"),
+    ConfigCase("scheduler_unknown", "train", {"train.scheduler": "bogus"},
+               "params.yaml: train.scheduler: unknown scheduler 'bogus' (linear, cosine, cosine_with_restarts,"),
+    ConfigCase("optim_unknown", "train", {"train.optim": "bogus"},
+               "params.yaml: train.optim: unknown optimizer 'bogus' (adamw_torch, adamw_torch_fused,"),
+    # issue 15: a Hub source on a machine without the Hub (the tests run with HF_HUB_OFFLINE=1)
+    ConfigCase("hub_model_offline", "download_model", {"model.source": "hub", "model.path": "ftpipe-tests/no-such-model"},
+               "params.yaml: model.path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-model': "
+               "run `dvc repro download_model && dvc push` on a connected machine, then `dvc pull` here"),
+    ConfigCase("hub_data_offline", "download_data", {"data.source": "hub", "data.hub_path": "ftpipe-tests/no-such-data"},
+               "params.yaml: data.hub_path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-data': "
+               "run `dvc repro download_data && dvc push` on a connected machine, then `dvc pull` here"),
 ]
 
 

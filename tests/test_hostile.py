@@ -310,3 +310,83 @@ def test_max_length_is_checked_against_the_model_positions(tmp_path, config, lim
         Config(max_length=limit + 1, doc_stride=128).check_model_limit(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "t5"}')  # relative positions: nothing to check
     Config(max_length=100_000).check_model_limit(tmp_path)
+
+
+# --- 10, 11: ftpipe-predict on hostile or broken model folders; python -m ftpipe.config -------------------
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def ftpipe_predict(tmp_path: Path, model: Path, *flags: str) -> subprocess.CompletedProcess:
+    import yaml
+
+    from ftpipe.config import compose
+
+    params = tmp_path / "params.yaml"
+    if not params.exists():
+        cwd = os.getcwd()
+        os.chdir(REPO)
+        try:
+            params.write_text(yaml.safe_dump(compose(["experiment=test_tiny_qa"]), sort_keys=False))
+        finally:
+            os.chdir(cwd)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "ftpipe.predict", "--model", str(model), "--params", str(params), *flags,
+                           "--context", "Paris is the capital of France.", "--question", "What is the capital?"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+def test_predict_on_a_missing_or_pickle_only_folder_is_one_line(tmp_path):
+    assert one_line_error(ftpipe_predict(tmp_path, tmp_path / "nope")) == f"error: {tmp_path / 'nope'}: model directory not found"
+    pickle = tmp_path / "pickle"
+    pickle.mkdir()
+    (pickle / "config.json").write_text('{"model_type": "bert"}')
+    (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    assert one_line_error(ftpipe_predict(tmp_path, pickle)) == (
+        f"error: {pickle}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
+
+
+@pytest.mark.parametrize("model_type", ["bert", "not-in-transformers"])
+def test_predict_never_takes_trust_from_the_model_folder(tmp_path, model_type):
+    """A folder that ships code (auto_map -> evil.py) and says it is trusted: the code never runs without the flag."""
+    from ftpipe.models.sources import build_tiny
+
+    model = tmp_path / "model"
+    build_tiny({"model_type": "bert", "vocab_size": 800, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 64}, model)
+    marker = tmp_path / "PWNED"
+    (model / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                   "from transformers import BertConfig as EvilConfig, BertModel as EvilModel\n"
+                                   "from transformers import BertForQuestionAnswering as EvilQA, PreTrainedTokenizerFast as EvilTokenizer\n")
+    config = json.loads((model / "config.json").read_text())
+    config.update(model_type=model_type, auto_map={"AutoConfig": "evil.EvilConfig", "AutoModel": "evil.EvilModel",
+                                                   "AutoModelForQuestionAnswering": "evil.EvilQA"})
+    (model / "config.json").write_text(json.dumps(config))
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "auto_map": {"AutoTokenizer": [None, "evil.EvilTokenizer"]}}))
+    (model / "ftpipe_source.json").write_text('{"trust_remote_code": true}')
+    result = ftpipe_predict(tmp_path, model)
+    assert not marker.exists(), "code shipped in the model folder ran"
+    if model_type == "bert":  # transformers has its own code for it: the folder's is ignored, the model loads
+        assert result.returncode == 0 and result.stdout.startswith("input-1\t"), result.stderr
+    else:  # only the folder's code could load it: refused, in one line that says how to opt in
+        assert one_line_error(result).startswith(f"error: {model}: The repository {model} contains custom code which must be executed")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.lrr=1", "error: Could not override 'train.lrr'. To append to your config use +train.lrr=1"),
+    ("experiment=nope", "error: In 'config': Could not find 'experiment/nope' Available options in 'experiment': "),
+    ("train.lr=[1", "error: overrides train.lr=[1: no viable alternative at input '[1'"),
+])
+def test_mistyped_override_is_one_line(tmp_path, override, expected):
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    result = subprocess.run([sys.executable, "-m", "ftpipe.config", override], cwd=tmp_path, capture_output=True, text=True)
+    assert one_line_error(result).startswith(expected)
+    assert not (tmp_path / "params.yaml").exists()

@@ -43,6 +43,7 @@ class DataConfig:
     columns: dict[str, str] = field(default_factory=dict)  # ftpipe field -> column in the files
     label_offset: int = 0  # 1 when integer labels count from 1 (Yelp stars 1-5)
     on_bad_record: str = "error"  # error | drop
+    on_overlap: str = "warn"  # warn | error: records shared by train and eval (same id or same text)
     eval_from_train: float = 0.0  # > 0: hold out this fraction of train as eval (by a hash of the id)
     synthetic: dict[str, Any] = field(default_factory=dict)  # generator settings
 
@@ -50,6 +51,7 @@ class DataConfig:
         _check("data.source", self.source in ("synthetic", "hub", "local"), f"unknown source '{self.source}' (synthetic, hub or local)")
         _check("data.eval_from_train", 0 <= self.eval_from_train < 1, "a fraction in [0, 1)")
         _check("data.on_bad_record", self.on_bad_record in ("error", "drop"), "must be 'error' or 'drop'")
+        _check("data.on_overlap", self.on_overlap in ("warn", "error"), "must be 'warn' or 'error'")
         if self.source == "hub":
             _check("data.hub_path", bool(self.hub_path), "required when data.source is hub")
         if self.source == "local":
@@ -141,6 +143,29 @@ class TrainConfig:
         _check("train.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
         _check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
         _check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
+        if self.scheduler != "linear" or self.optim or self.extra:  # importing transformers takes seconds: only then
+            _check_trainer_names(self)
+
+
+def _check_trainer_names(cfg: TrainConfig) -> None:
+    """scheduler, optim and extra against transformers' own lists: a typo is one line at load, not a
+    TrainingArguments traceback once the train stage has loaded the model."""
+    import dataclasses
+    import difflib
+
+    from transformers import TrainingArguments
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    schedulers = [s.value for s in SchedulerType]
+    _check("train.scheduler", cfg.scheduler in schedulers, f"unknown scheduler '{cfg.scheduler}' ({', '.join(schedulers)})")
+    optimizers = [o.value for o in OptimizerNames]
+    _check("train.optim", cfg.optim is None or cfg.optim in optimizers, f"unknown optimizer '{cfg.optim}' ({', '.join(optimizers)})")
+    fields = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+    for key in cfg.extra:
+        close = difflib.get_close_matches(key, fields, n=3)
+        _check(f"train.extra.{key}", key in fields, "not a TrainingArguments argument"
+               + (f" (did you mean {', '.join(close)}?)" if close else " (see transformers' TrainingArguments)"))
 
 
 @dataclass
@@ -241,7 +266,19 @@ def compose(overrides: list[str] | None = None) -> dict:
 
 def main() -> None:
     """`python -m ftpipe.config [overrides...]`: rewrite params.yaml from conf/."""
-    params = compose(sys.argv[1:])
+    from hydra.errors import HydraException, OverrideParseException
+
+    from ftpipe.errors import FtpipeError
+
+    try:
+        params = compose(sys.argv[1:])
+    except (HydraException, OmegaConfBaseException, FtpipeError) as err:
+        # A mistyped override: Hydra's message (its options, without its search path) on one line, not a traceback.
+        message = str(err).split("Config search path:")[0]
+        if isinstance(err, OverrideParseException):  # Hydra's parser does not say which override
+            message = f"overrides {' '.join(sys.argv[1:])}: {message}"
+        print("error: " + " ".join(message.split()), file=sys.stderr)
+        sys.exit(1)
     with open(PARAMS, "w") as fh:
         yaml.safe_dump(params, fh, sort_keys=False)
     print(f"wrote {PARAMS}")

@@ -1,5 +1,7 @@
 """Errors a user can fix: bad input data or bad configuration. Stages print them as one line."""
 
+from contextlib import contextmanager
+
 
 class FtpipeError(Exception):
     """Base class for errors that end a stage with a one-line message, not a traceback."""
@@ -24,3 +26,21 @@ class ConfigError(FtpipeError):
     def __init__(self, key: str, message: str):
         self.key = key
         super().__init__(f"params.yaml: {key}: {message}")
+
+
+# Offline mode, DNS, refused connections and timeouts, by class name: huggingface_hub raises its own
+# (LocalEntryNotFoundError, OfflineModeIsEnabled), datasets the builtin ConnectionError, and the HTTP
+# library below them (requests, httpx or httpx2, by version) its own transport errors.
+_UNREACHABLE = {"ConnectionError", "TimeoutError", "Timeout", "TransportError", "LocalEntryNotFoundError"}
+
+
+@contextmanager
+def hub_reachable(key: str, name: str, stage: str):
+    """Turn "cannot reach the Hub" into one line naming the params key, and what to do on an offline machine."""
+    try:
+        yield
+    except Exception as err:
+        if not _UNREACHABLE & {cls.__name__ for cls in type(err).__mro__}:
+            raise
+        raise ConfigError(key, f"the Hugging Face Hub is unreachable (offline, or no network) for '{name}': run "
+                               f"`dvc repro {stage} && dvc push` on a connected machine, then `dvc pull` here") from None

@@ -30,7 +30,7 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
     task = get_task(load_params("task", path=params_path).task)
     rows = []
     for i, record in enumerate(records, start=1):
-        row = task.clean(record, DataConfig())
+        row = task.clean({task.cfg.answers_field: [], **record}, DataConfig())  # SQuAD v1 refuses a record without the key
         row["id"] = row.get("id") or f"input-{i}"
         rows.append(row)
     tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
@@ -53,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON row per record")
     args = parser.parse_args(argv)
     try:
+        # Checked here, before transformers would take a missing folder for a Hub id or unpickle a .bin.
+        if not args.model.is_dir():
+            raise FtpipeError(f"{args.model}: model directory not found")
+        if not any(args.model.glob("*.safetensors")):
+            raise FtpipeError(f"{args.model}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
         if args.file:
             from ftpipe.config import load_params
             from ftpipe.tasks import get_task
@@ -71,8 +76,16 @@ def main(argv: list[str] | None = None) -> None:
                 span = f" [chars {row['start']}:{row['start'] + len(row['prediction'])}]" if row.get("start", -1) >= 0 else ""
                 print(f"{row['id']}\t{row['prediction'] or '(no answer)'}{span}\tscore={confidence:.3f}")
     except FtpipeError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(err))
+    except OSError as err:  # a missing input file, or a model folder transformers cannot read
+        _fail(f"{err.filename}: {err.strerror or err}" if err.filename else f"{args.model}: {err}")
+    except ValueError as err:  # transformers refusing a model folder, e.g. one that ships code (--trust-remote-code)
+        _fail(f"{args.model}: {err}")
+
+
+def _fail(message: str) -> None:
+    print("error: " + " ".join(message.split()), file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

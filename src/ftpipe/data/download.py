@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ftpipe.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
-from ftpipe.errors import ConfigError
+from ftpipe.errors import ConfigError, hub_reachable
 from ftpipe.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ def download_data(cfg: DataConfig, out_dir: Path) -> None:
         if cfg.source == "hub":
             from huggingface_hub import HfApi
 
-            commit = HfApi().dataset_info(cfg.hub_path, revision=cfg.revision).sha
+            with hub_reachable("data.hub_path", cfg.hub_path, "download_data"):
+                commit = HfApi().dataset_info(cfg.hub_path, revision=cfg.revision).sha
             record_hub_source(tmp, "data.revision", cfg.hub_path, cfg.revision, commit)
     log.info("raw data in %s", out_dir)
 
@@ -64,5 +65,6 @@ def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:
     import datasets
 
     hub_split = cfg.splits.get(split, split)
-    dataset = datasets.load_dataset(cfg.hub_path, cfg.hub_name, split=hub_split, revision=cfg.revision)
+    with hub_reachable("data.hub_path", cfg.hub_path, "download_data"):
+        dataset = datasets.load_dataset(cfg.hub_path, cfg.hub_name, split=hub_split, revision=cfg.revision)
     dataset.to_parquet(str(out / f"{hub_split.replace('/', '_')}.parquet"))

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from ftpipe.config import ModelConfig
-from ftpipe.errors import ConfigError
+from ftpipe.errors import ConfigError, hub_reachable
 from ftpipe.io import HUB_SOURCE, atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def _from_hub(cfg: ModelConfig, dst: Path) -> None:
     from huggingface_hub import snapshot_download
 
     # The token, if any, comes from the environment (HF_TOKEN), never from params.
-    path = Path(snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS))
+    with hub_reachable("model.path", cfg.path, "download_model"):
+        path = Path(snapshot_download(cfg.path, revision=cfg.revision, allow_patterns=SNAPSHOT_PATTERNS))
     _copy_snapshot(path, dst)
     record_hub_source(dst, "model.revision", cfg.path, cfg.revision, commit=path.name)  # snapshots/<commit>
 
