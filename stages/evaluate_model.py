@@ -16,12 +16,13 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True, help="base model folder (fresh head, or under an adapter)")
     parser.add_argument("--data", type=Path, required=True, help="data/subset")
     parser.add_argument("--clean", type=Path, required=True, help="data/clean (the examples' text)")
-    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True, help="the headline metrics (dvc exp show)")
+    parser.add_argument("--details", type=Path, help="every metric, per class too")
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
     args = parser.parse_args()
     params = load_params("task", "evaluate", "model")  # model: only trust_remote_code (dvc.yaml)
-    evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots)
+    evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots, args.details)
 
 
 if __name__ == "__main__":

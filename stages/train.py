@@ -6,7 +6,7 @@ from pathlib import Path
 from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
 from ftpipe.config import load_params
 from ftpipe.stage import run
-from ftpipe.train import train
+from ftpipe.train import process_state, train
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, required=True, help="Trainer checkpoints (for resume)")
     args = parser.parse_args()
     params = load_params("task", "model", "method", "train")
+    process_state(params.train)  # under a launcher, each process knows its rank before train() asks
     train(params, args.data, args.base, args.out, args.live, args.checkpoints)
 
 

@@ -75,6 +75,15 @@ def tiny_pipeline(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def dialogsum_pipeline(tmp_path_factory) -> Path:
+    """The tiny LoRA summarization experiment reproduced once per session, export merging the adapter."""
+    repo = make_repo(tmp_path_factory.mktemp("dialogsum") / "repo", "test_tiny_dialogsum", ["export.merge=true"])
+    shutil.copytree(REPO / "tests" / "fixtures" / "dialogsum", repo / "tests" / "fixtures" / "dialogsum")
+    run(["dvc", "repro"], repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
 def composed() -> dict:
     """The default composition of conf/, from the real repository."""
     cwd = os.getcwd()

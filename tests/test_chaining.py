@@ -3,6 +3,7 @@ distillation, and a base for a second fine-tuning (SQuAD first, then a user's ow
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -25,8 +26,7 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
     teacher = json.loads((repo / "metrics/tuned.json").read_text())
     base = json.loads((repo / "metrics/base.json").read_text())
 
-    out = run(["dvc", "exp", "run", "-S", "method=distill", "-S", f"method.teacher.revision={rev}",
-               "-S", "method.student_layers=1", "-S", "train.lr=3e-3"], repo)
+    out = run(["dvc", "exp", "run", "-S", "method=distill", "-S", f"method.teacher.revision={rev}", "-S", "train.lr=3e-3"], repo)
     assert "Running stage 'train'" in out.stdout and "Running stage 'download_model'" not in out.stdout
     info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
     config = json.loads((repo / "models/tuned/config.json").read_text())
@@ -53,3 +53,17 @@ def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(tmp_path):
     base = json.loads((repo / "metrics/base.json").read_text())
     # The base of the second run already answers like the first run's tuned model.
     assert base["f1"] == pytest.approx(first["f1"], abs=1e-6), (base, first)
+
+
+def test_ladder_runs_each_method_as_an_experiment_and_tabulates_them(tmp_path):
+    repo = make_repo(tmp_path / "repo", "test_tiny")
+    run(["python", "-m", "ftpipe.ladder", "--methods", "features,full,distill"], repo)
+    names = run(["dvc", "exp", "list", "--name-only"], repo).stdout.split()
+    assert {"ladder-features", "ladder-full", "ladder-distill"} <= set(names), names
+    rows = list(csv.DictReader((repo / "reports/methods.csv").open()))
+    assert [r["method"] for r in rows] == ["base model", "features", "full", "distill"]
+    by = {r["method"]: r for r in rows}
+    assert int(by["features"]["trainable_params"]) < int(by["full"]["trainable_params"])
+    assert float(by["full"]["value"]) > float(by["base model"]["value"])
+    assert all(float(r["eval_samples_per_s"]) > 0 for r in rows)
+    assert "| distill |" in (repo / "reports/methods.md").read_text()

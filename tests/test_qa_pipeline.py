@@ -31,7 +31,8 @@ def test_qa_repro_counts_repairs_and_tuned_beats_base(qa_pipeline):
     assert pre["train"]["unanswerable"] == 5
     base = json.loads((qa_pipeline / "metrics/base.json").read_text())
     tuned = json.loads((qa_pipeline / "metrics/tuned.json").read_text())
-    assert tuned["examples"] == 35 and "NoAns_f1" in tuned and "HasAns_exact_match" in tuned
+    assert "NoAns_f1" in tuned and "HasAns_exact_match" in tuned and "total" not in tuned  # counts: details only
+    assert json.loads((qa_pipeline / "metrics/details/tuned.json").read_text())["total"] == 35
     assert tuned["f1"] > base["f1"] + 10, (base, tuned)
     rows = [json.loads(line) for line in (qa_pipeline / "predictions/tuned.jsonl").read_text().splitlines()]
     assert all(0 <= r["score"] <= 1 and r["input"].startswith(r["input"].split(" | ")[0]) for r in rows)
@@ -57,3 +58,30 @@ def test_editing_qa_postprocessing_makes_evaluate_stale(qa_pipeline):
         assert "evaluate@base" in status and "evaluate@tuned" in status and "src/ftpipe/tasks/qa" in status, status
     finally:
         target.write_text(original)
+
+
+def test_predict_from_a_file_of_questions_to_csv(qa_pipeline, tmp_path):
+    import csv
+
+    context = "Norland is a small country in the north. Its capital is Vesta, a city built on the river Aro."
+    questions = [{"id": "q1", "context": context, "question": "What is the capital of Norland?"},
+                 {"id": "q2", "context": context, "question": "Which river is Vesta built on?"}]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    run(["ftpipe-predict", "--model", "models/tuned", "--file", str(tmp_path / "q.jsonl"), "--out", str(tmp_path / "a.csv")], qa_pipeline)
+    rows = list(csv.DictReader(open(tmp_path / "a.csv")))
+    assert [r["id"] for r in rows] == ["q1", "q2"] and set(rows[0]) == {"id", "question", "prediction", "start", "probability"}
+    for row in rows:  # a span of the context, where it says
+        start = int(row["start"])
+        assert start < 0 or context[start:start + len(row["prediction"])] == row["prediction"]
+
+
+def test_qa_plots_render(qa_pipeline):
+    out = json.loads(run(["dvc", "plots", "show", "--json"], qa_pipeline).stdout)
+    assert not out.get("errors"), out.get("errors")
+    assert {"f1_by_answer_length", "f1_by_question_type", "exact_match_by_answer_length"} <= set(out["data"])
+
+
+def test_readme_qa_snippet(qa_pipeline):
+    from test_card import readme_snippet, run_python
+
+    assert "'answer': " in run_python(readme_snippet("qa"), qa_pipeline)

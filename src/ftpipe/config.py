@@ -7,6 +7,8 @@ A typo'd key, a wrong type or a bad value is one clear ConfigError before any he
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,16 +70,20 @@ class ModelConfig:
     """The pretrained base model that `download` brings in and the methods adapt."""
 
     name: str = "minilm"
-    source: str = "package"  # package | hub | local | gguf | tiny
-    path: Optional[str] = None  # Hub id, local directory, or Python package carrying the model
-    revision: Optional[str] = None  # pinned Hub commit
+    source: str = "package"  # package | hub | local | gguf | tiny | dvc
+    path: Optional[str] = None  # Hub id, local directory, Python package, or (dvc) the model's path in `repo`
+    revision: Optional[str] = None  # pinned Hub commit; for dvc: a git commit, tag, branch or experiment
+    repo: Optional[str] = None  # dvc: the repository that produced the model (a git URL, or "." for this one)
     gguf_file: Optional[str] = None  # file inside `path` for source=gguf
     trust_remote_code: bool = False
     tiny: dict[str, Any] = field(default_factory=dict)  # config kwargs for source=tiny
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
     def __post_init__(self):
-        _check("model.source", self.source in ("package", "hub", "local", "gguf", "tiny"), f"unknown source '{self.source}'")
+        _check("model.source", self.source in ("package", "hub", "local", "gguf", "tiny", "dvc"), f"unknown source '{self.source}'")
+        if self.source == "dvc":
+            _check("model.repo", bool(self.repo), "required when model.source is dvc (a git URL, or . for this repository)")
+            _check("model.revision", bool(self.revision), "required when model.source is dvc: the commit or experiment that made the model")
         if self.source != "tiny":
             _check("model.path", bool(self.path), f"required when model.source is {self.source}")
         if self.source == "local":
@@ -113,6 +119,73 @@ class SubsetConfig:
             _check(f"subset.{key}", value is None or value > 0, "must be positive or null")
 
 
+LAUNCHERS = ("none", "torchrun", "accelerate")
+BACKENDS = ("auto", "nccl", "gloo", "mpi", "xccl", "hccl")  # auto: nccl on GPUs, gloo on CPUs
+STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
+
+
+def launch_prefix(launcher: str, nproc_per_node: int = 1, nnodes: int = 1, node_rank: int = 0,
+                  rdzv_endpoint: Optional[str] = None) -> str:
+    """What the train stage's command starts with: `python`, or torchrun / `accelerate launch` and their flags.
+
+    DVC templating has no conditionals, so conf/ composes this string (the `ftpipe_launch_prefix`
+    resolver in hydra_plugins calls this function) and dvc.yaml writes `${train.launch_prefix} stages/train.py`.
+    One node: torchrun --standalone picks a free port. Several: a static rendezvous at node 0's
+    rdzv_endpoint, so that global rank 0, the one process that writes outputs, is on node 0.
+    """
+    _check("train.launcher", launcher in LAUNCHERS, f"unknown launcher '{launcher}' (none, torchrun or accelerate)")
+    _check("train.nproc_per_node", isinstance(nproc_per_node, int) and nproc_per_node >= 1, f"must be >= 1, got {nproc_per_node}")
+    _check("train.nnodes", isinstance(nnodes, int) and nnodes >= 1, f"must be >= 1, got {nnodes}")
+    _check("train.node_rank", isinstance(node_rank, int) and 0 <= node_rank < nnodes, f"must be in [0, nnodes={nnodes}), got {node_rank}")
+    if launcher == "none":
+        _check("train.launcher", nproc_per_node == 1 and nnodes == 1, "none runs one process: use torchrun or accelerate for several")
+        return "python"
+    if nnodes > 1:
+        _check("train.rdzv_endpoint", bool(re.fullmatch(r"[\w.\-\[\]:]+:\d+", str(rdzv_endpoint or ""))),
+               f"host:port of node 0 is required when nnodes > 1, got {rdzv_endpoint}")
+    world = nnodes * nproc_per_node
+    if launcher == "torchrun":
+        if nnodes == 1:
+            return f"torchrun --standalone --nproc_per_node={nproc_per_node}"
+        return (f"torchrun --nnodes={nnodes} --nproc_per_node={nproc_per_node} --node_rank={node_rank} "
+                f"--rdzv_backend=static --rdzv_endpoint={rdzv_endpoint}")
+    # Precision and compilation are the Trainer's settings (train.precision, train.torch_compile):
+    # saying `no` here only silences accelerate's warnings about unset defaults.
+    out = f"accelerate launch --num_processes={world} --num_machines={nnodes} --mixed_precision=no --dynamo_backend=no"
+    if world > 1:
+        out += " --multi_gpu"  # accelerate's torch.distributed launcher; on a CPU the processes use gloo
+    if nnodes > 1:
+        host, port = str(rdzv_endpoint).rsplit(":", 1)
+        out += f" --machine_rank={node_rank} --main_process_ip={host} --main_process_port={port} --rdzv_backend=static"
+    elif world > 1:
+        out += " --main_process_port=0"  # a free port, as torchrun --standalone
+    return out
+
+
+@dataclass
+class DistributedConfig:
+    """How the launched processes share the model: conf/distributed/*.yaml (README "Scale out").
+
+    none: the Trainer's default (DDP when launched with several processes). ddp: DDP with its
+    settings. fsdp: `fsdp_config` for the Trainer (FSDP2). deepspeed: a DeepSpeed JSON generated
+    from zero_stage and offload, "auto" where the Trainer fills it in (ftpipe.train.deepspeed_config).
+    """
+
+    strategy: str = "none"  # none | ddp | fsdp | deepspeed
+    find_unused_parameters: Optional[bool] = None  # DDP; null: the Trainer's choice
+    fsdp: dict[str, Any] = field(default_factory=dict)  # TrainingArguments.fsdp_config
+    zero_stage: int = 0  # DeepSpeed ZeRO stage: 2 shards optimizer states and gradients, 3 the parameters too
+    offload: bool = False  # DeepSpeed: optimizer states (and, at stage 3, parameters) in CPU memory
+    deepspeed: dict[str, Any] = field(default_factory=dict)  # merged over the generated DeepSpeed JSON
+
+    def __post_init__(self):
+        _check("train.distributed.strategy", self.strategy in STRATEGIES, f"unknown strategy '{self.strategy}' ({', '.join(STRATEGIES)})")
+        if self.strategy == "deepspeed":
+            _check("train.distributed.zero_stage", self.zero_stage in (1, 2, 3), f"1, 2 or 3 for deepspeed, got {self.zero_stage}")
+            _check("train.distributed.strategy", importlib.util.find_spec("deepspeed") is not None,
+                   "deepspeed is not installed: pip install -e '.[deepspeed]' (on the GPU machine)")
+
+
 @dataclass
 class TrainConfig:
     lr: float = 5e-5
@@ -132,6 +205,26 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     optim: Optional[str] = None  # null: the transformers default (fused AdamW where torch has it)
     torch_compile: bool = False
+    label_smoothing: float = 0.0  # classification targets (1 - e) on the label, e spread over the classes
+    max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
+    # Validation: a seeded fraction of the training subset (stratified by label, whole questions for
+    # QA), never the evaluation set; evaluated every eval_steps (0: every epoch).
+    validation_fraction: float = 0.0
+    eval_steps: int = 0
+    best_metric: str = "eval_loss"  # the validation metric the best checkpoint and early stopping follow
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping (0: off)
+    # Scale out (README "Scale out"): who starts the processes, how many, where, and how they share the model.
+    launcher: str = "none"  # none | torchrun | accelerate
+    nproc_per_node: int = 1  # processes per node: one per GPU
+    nnodes: int = 1
+    node_rank: int = 0  # this node's rank; node 0 hosts global rank 0, the process that writes
+    rdzv_endpoint: Optional[str] = None  # host:port of node 0, required when nnodes > 1
+    backend: str = "auto"  # torch.distributed backend; auto: nccl on GPUs, gloo on CPUs
+    launch_prefix: str = "python"  # composed from the keys above (launch_prefix()); never set by hand
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # Experiment trackers: dvclive (always on) plus any of transformers' (wandb, mlflow, tensorboard, ...);
+    # their credentials come from the environment only (ftpipe/tracking.py).
+    report_to: list[str] = field(default_factory=lambda: ["dvclive"])
     extra: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as is
 
     def __post_init__(self):
@@ -143,8 +236,22 @@ class TrainConfig:
         _check("train.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
         _check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
         _check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
+        _check("train.validation_fraction", 0 <= self.validation_fraction < 1, "a fraction in [0, 1)")
+        _check("train.eval_steps", self.eval_steps >= 0, "must be >= 0 (0: every epoch)")
+        _check("train.early_stopping_patience", self.early_stopping_patience == 0 or self.validation_fraction > 0,
+               "early stopping needs a validation split (train.validation_fraction > 0)")
+        _check("train.eval_steps", not (self.validation_fraction and self.save_steps and self.eval_steps
+                                        and self.save_steps % self.eval_steps), "save_steps must be a multiple of eval_steps")
+        _check("train.label_smoothing", 0 <= self.label_smoothing < 1, "a fraction in [0, 1)")
         if self.scheduler != "linear" or self.optim or self.extra:  # importing transformers takes seconds: only then
             _check_trainer_names(self)
+        _check("train.backend", self.backend in BACKENDS, f"unknown backend '{self.backend}' ({', '.join(BACKENDS)})")
+        composed = launch_prefix(self.launcher, self.nproc_per_node, self.nnodes, self.node_rank, self.rdzv_endpoint)
+        # A params.yaml edited by hand without recomposing would launch one way and claim another.
+        _check("train.launch_prefix", self.launch_prefix == composed,
+               f"'{self.launch_prefix}' does not match the launcher settings ('{composed}'): run `python -m ftpipe.config`")
+        _check("train.distributed.strategy", self.distributed.strategy == "none" or self.launcher != "none",
+               f"{self.distributed.strategy} needs processes started by torchrun or accelerate: set train.launcher (even for one GPU)")
 
 
 def _check_trainer_names(cfg: TrainConfig) -> None:
@@ -182,6 +289,23 @@ class EvaluateConfig:
         _check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
 
 
+@dataclass
+class ExportConfig:
+    """Stage export: a PEFT adapter merged into its base, and the model pushed to the Hub (ftpipe/export.py)."""
+
+    # Both off by default: the stage then does nothing but say so, so an offline `dvc repro` stays green
+    # and a LoRA experiment does not write a full-size merged model on every run.
+    merge: bool = False  # fold a PEFT adapter into its base (models/export); a full model goes as it is
+    push_to_hub: bool = False
+    repo_id: Optional[str] = None  # <user or org>/<name> on the Hub, required to push
+    private: bool = True  # a new Hub repo is private unless this says otherwise
+
+    def __post_init__(self):
+        if self.push_to_hub:
+            _check("export.repo_id", bool(self.repo_id) and 0 < str(self.repo_id).count("/") <= 1,
+                   f"set it to <user or org>/<name> to push (got {self.repo_id!r})")
+
+
 SCHEMAS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -189,6 +313,7 @@ SCHEMAS = {
     "subset": SubsetConfig,
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
+    "export": ExportConfig,
 }
 
 
@@ -204,6 +329,7 @@ class Params:
     subset: Optional[SubsetConfig] = None
     train: Optional[TrainConfig] = None
     evaluate: Optional[EvaluateConfig] = None
+    export: Optional[ExportConfig] = None
 
 
 def _validate(section: str, schema, value) -> Any:
@@ -235,7 +361,24 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
         setattr(out, section, _validate(section, schema, raw[section]))
     if out.task is not None and out.method is not None and out.task.type not in out.method.tasks:
         raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
+    if out.train is not None and out.method is not None:
+        check_strategy(out.train.distributed, out.method)
     return out
+
+
+def check_strategy(distributed: DistributedConfig, method) -> None:
+    """Method x strategy combinations the libraries (or ftpipe's methods) cannot run, refused at load.
+
+    A 4-bit base (QLoRA) under FSDP or ZeRO-3: bitsandbytes and peft can shard one only when it is
+    loaded without a device_map and stored in the compute dtype (bnb_4bit_quant_storage); ftpipe's
+    quantized methods place each process's copy on its own GPU (device_map), which transformers
+    refuses under ZeRO-3 and FSDP cannot shard. DDP and ZeRO-2 leave the frozen base whole: supported.
+    """
+    sharded = distributed.strategy == "fsdp" or (distributed.strategy == "deepspeed" and distributed.zero_stage == 3)
+    if sharded and getattr(method, "quantization", None):
+        where = "fsdp" if distributed.strategy == "fsdp" else "deepspeed ZeRO-3"
+        raise ConfigError("train.distributed", f"method '{method.name}' (a 4-bit base) cannot run under {where}: "
+                                               "use distributed=ddp or distributed=deepspeed_zero2, or method=lora")
 
 
 def load_params(*sections: str, path: Path = PARAMS) -> Params:

@@ -1,24 +1,39 @@
-"""`evaluate`: predictions and metrics of one model (the base or the tuned one) on the eval subset."""
+"""`evaluate`: predictions and metrics of one model (the base or the tuned one) on the eval subset.
+
+Two metrics files: the headline (the task's top-level scores: accuracy and macro-F1, EM and F1,
+ROUGE) that `dvc exp show`, `dvc metrics diff` and compare read, and the details (everything, per
+class too, and the counts) in metrics/details/, versioned beside it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
 
+from ftpipe import progress
 from ftpipe.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import load_for_task, load_tokenizer
 from ftpipe.precision import autocast
+from ftpipe.stage import peak_rss_mb
 from ftpipe.precision import resolve as resolve_precision
 
 log = logging.getLogger(__name__)
+COUNTS = ("examples", "total")  # sizes, not scores: details only
+
+
+def headline(metrics: dict) -> dict:
+    """The top-level scores; nested ones (per class) and counts go to the details file only."""
+    return {k: v for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not k.endswith(COUNTS)}
 
 
 def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path, clean_dir: Path,
-             metrics_path: Path, predictions_path: Path, plots_dir: Path) -> dict:
+             metrics_path: Path, predictions_path: Path, plots_dir: Path, details_path: Path | None = None) -> dict:
     import datasets
     from transformers import set_seed
 
@@ -39,16 +54,24 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
 
     precision = resolve_precision(params.evaluate.precision)
     log.info("evaluating %s in %s", which, precision)
-    with autocast(precision):
+    started = time.perf_counter()
+    with autocast(precision), progress.named(f"evaluate {which}"):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)
+    # Speed and memory vary run to run: beside the plots, out of the metrics `dvc metrics diff` compares.
+    timing = {"seconds": round(time.perf_counter() - started, 3), "samples_per_second": round(len(rows) / (time.perf_counter() - started), 2),
+              "peak_rss_mb": peak_rss_mb(), "precision": precision}
     metrics = task.metrics(rows)
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
 
-    write_json(metrics_path, metrics)
+    write_json(metrics_path, headline(metrics))
+    if details_path is not None:
+        write_json(details_path, metrics)
     with atomic_output(predictions_path) as tmp:
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
+        (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     return metrics
+

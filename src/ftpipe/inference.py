@@ -11,23 +11,29 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ftpipe import progress
+
 
 def batched(model, rows: Sequence[dict], collate: Callable, step: Callable, batch_size: int,
             sort_by_length: bool = True) -> list:
-    """`step(model, batch, rows)` returns one output per row of the batch (`batch`: collated tensors on the model's device)."""
+    """`step(model, batch, rows)` returns one output per row of the batch (`batch`: collated tensors on the model's device).
+
+    Shows its progress in rows (ftpipe.progress: a bar, plain lines in a log, or nothing).
+    """
     import torch
 
     order = np.argsort([len(r["input_ids"]) for r in rows], kind="stable") if sort_by_length else np.arange(len(rows))
     device = next(model.parameters()).device
     out = [None] * len(rows)
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), progress.bar(total=len(rows), unit="rows", default="predict") as bar:
         for start in range(0, len(rows), batch_size):
             idx = order[start:start + batch_size]
             chunk = [rows[i] for i in idx]
             batch = {k: v.to(device) for k, v in collate(chunk).items()}
             for i, value in zip(idx, step(model, batch, chunk)):
                 out[i] = value
+            bar.update(len(idx))
     return out
 
 

@@ -81,7 +81,7 @@ def write_report(rows: list[dict]) -> None:
         lines.append(f"| {r['method']} | {r['value']} | {r['trainable_params']:,} | {r['train_seconds']} | {r['eval_samples_per_s']} "
                      f"| {r['train_peak_rss_mb'] or ''} | {r['eval_peak_rss_mb']} |")
     REPORT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         if not rows:
             rows.append(row("base model", name, "base"))
         rows.append(row(method, name))
-    write_report(rows)
+        write_report(rows)  # after every run: a ladder cut short still leaves its table
 
 
 if __name__ == "__main__":

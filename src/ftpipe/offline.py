@@ -12,3 +12,7 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 # turns its threads off by itself in forked children (datasets' num_proc, dataloader workers), and an
 # explicit value keeps it from warning there.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+# Expected warnings and bookkeeping progress bars, silenced once for every stage (after the
+# variables above: it imports datasets).
+from ftpipe import quiet  # noqa: E402,F401

@@ -1,56 +1,210 @@
-"""`ftpipe-predict`: answer questions with a tuned (or any) model directory, outside the pipeline.
+"""`ftpipe-predict`: run a tuned (or any) model directory on new inputs, outside the pipeline.
 
+    ftpipe-predict --model models/tuned --text "Great food, slow service."          # classification
+    ftpipe-predict --model models/tuned --file reviews.csv --out predicted.csv      # CSV/JSONL/JSON/Parquet in, CSV/JSONL out
+    cat reviews.txt | ftpipe-predict --model models/tuned --file -                  # stdin: one text per line, or JSONL
     ftpipe-predict --model models/tuned --context "Paris is the capital of France." --question "What is the capital of France?"
-    ftpipe-predict --model models/tuned --file questions.json     # SQuAD JSON, or JSONL/CSV with context,question
+    ftpipe-predict --model models/tuned --file dialogues.jsonl --json               # summarization
 
-The task settings (windows, n-best, ...) come from the `task` section of params.yaml; records go
-through the same plug-in code as the pipeline: clean, tokenize, predict.
+Classification needs only the text field (no label) and gives the predicted class with the
+probability of every class; QA gives the answer span; summarization generates with the
+configured settings (evaluate.generation). The task settings (field names, labels, windows,
+prompt) come from the `task` section of params.yaml; inputs go through the pipeline's own
+cleaning and tokenization and the same batched, length-sorted inference loop as evaluation.
+A bad record stops with one line naming the file, the record and the field.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import sys
 from pathlib import Path
 
 from ftpipe import offline  # noqa: F401  (before transformers/datasets)
-from ftpipe.errors import FtpipeError
+from ftpipe.errors import DataError, FtpipeError
+
+STDIN = "<stdin>"
 
 
 def predict(model_dir: Path, records: list[dict], params_path: Path = Path("params.yaml"),
-            base_dir: Path = Path("models/base"), trust_remote_code: bool = False) -> list[dict]:
-    import datasets
+            base_dir: Path = Path("models/base"), trust_remote_code: bool = False, source: str = "input") -> list[dict]:
+    """One output row per record. Trust for remote code comes only from the caller (the command-line flag)."""
+    import torch
 
-    from ftpipe.config import DataConfig, EvaluateConfig, load_params
+    from ftpipe.config import load_params
     from ftpipe.methods import load_tuned
     from ftpipe.models.loading import load_tokenizer
+    from ftpipe.precision import autocast
+    from ftpipe.precision import resolve as resolve_precision
     from ftpipe.tasks import get_task
 
-    task = get_task(load_params("task", path=params_path).task)
-    rows = []
-    for i, record in enumerate(records, start=1):
-        row = task.clean({task.cfg.answers_field: [], **record}, DataConfig())  # SQuAD v1 refuses a record without the key
-        row["id"] = row.get("id") or f"input-{i}"
-        rows.append(row)
+    params = load_params("task", "evaluate", path=params_path)
+    task = get_task(params.task)
+    rows = clean(task, records, source)
+    if not Path(model_dir).is_dir():  # else transformers would look for a Hub repo of that name
+        raise DataError(model_dir, "no such model folder")
     tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
     model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    run = {"classification": _classify, "qa": _answer, "summarization": _summarize}[task.cfg.type]
+    with autocast(resolve_precision(params.evaluate.precision)):
+        return run(task, model, tokenizer, rows, params.evaluate)
+
+
+def clean(task, records: list[dict], source: str) -> list[dict]:
+    """Each record through the task's own cleaning; what prediction does not need is filled in first."""
+    from ftpipe.config import DataConfig
+    from ftpipe.tasks.base import RecordError
+
+    cfg, rows = task.cfg, []
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DataError(source, f"expected an object, got {type(record).__name__}", record=number)
+        if task.cfg.type == "classification" and cfg.text_field in record:
+            record = {**record, cfg.label_field: 0}  # no label needed: any valid one, never used
+        elif task.cfg.type == "summarization" and not any(isinstance(record.get(f), str) and record[f].strip() for f in cfg.summary_fields):
+            record = {**record, cfg.summary_fields[0]: "-"}  # no reference needed either
+        elif task.cfg.type == "qa":
+            record = {cfg.answers_field: [], **record}  # none needed; SQuAD v1 refuses a record without the key
+        try:
+            row = task.clean(record, DataConfig())
+        except RecordError as err:
+            raise DataError(source, str(err), record=number, field=err.field) from None
+        row["id"] = row.get("id") or f"input-{number}"
+        rows.append(row)
+    if not rows:
+        raise DataError(source, "no records")
+    return rows
+
+
+def _classify(task, model, tokenizer, rows, cfg) -> list[dict]:
+    import torch
+
+    from ftpipe.inference import batched
+    from ftpipe.tasks.classification import input_ids_encoder
+
+    ids = input_ids_encoder(tokenizer, task.cfg.max_length)([r["text"] for r in rows])
+    step = lambda model, batch, _: torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()  # noqa: E731
+    probabilities = batched(model, [{"input_ids": i} for i in ids], task.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length)
+    names = [model.config.id2label.get(i, task.cfg.labels[i] if i < len(task.cfg.labels) else str(i)) for i in range(len(probabilities[0]))]
+    out = []
+    for row, p in zip(rows, probabilities):
+        best = int(p.argmax())
+        out.append({"id": row["id"], "text": row["text"], "prediction": names[best], "probability": float(p[best]),
+                    "probabilities": {name: float(v) for name, v in zip(names, p)}})
+    return out
+
+
+def _answer(task, model, tokenizer, rows, cfg) -> list[dict]:
+    import datasets
+
     examples = datasets.Dataset.from_list(rows)
-    features = task.tokenize(examples, tokenizer, "eval", 1, 1000)
-    return task.predict(model, tokenizer, features, examples, EvaluateConfig())
+    features = task.tokenize(examples, tokenizer, "eval", None, 1000)
+    answers = task.predict(model, tokenizer, features, examples, cfg)  # batched and sorted by length inside
+    questions = {r["id"]: r["question"] for r in rows}
+    return [{"id": a["id"], "question": questions[a["id"]], "prediction": a["prediction"], "start": a["start"],
+             "probability": a["probability"]} for a in answers]
+
+
+def _summarize(task, model, tokenizer, rows, cfg) -> list[dict]:
+    import datasets
+
+    from ftpipe.inference import batched
+    from ftpipe.tasks.summarization import PadCollator
+
+    # The prompt as evaluation builds it (template, truncation); references are not needed for "eval".
+    examples = datasets.Dataset.from_list([{"id": r["id"], "dialogue": r["dialogue"], "references": [""]} for r in rows])
+    features = task.tokenize(examples, tokenizer, "eval", None, 1000)
+    generation = {"max_new_tokens": 64, "do_sample": False, **cfg.generation}  # as the task's predict does
+
+    def step(model, batch, _):
+        generated = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **generation)
+        return [t.strip() for t in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+
+    prompts = [{"input_ids": ids} for ids in features["input_ids"]]
+    summaries = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
+    return [{"id": row["id"], "prediction": summary} for row, summary in zip(rows, summaries)]
+
+
+# --- input and output --------------------------------------------------------------------------
+def read_inputs(args, task) -> tuple[list[dict], str]:
+    if args.file and str(args.file) != "-":
+        return [record for _, record in task.read(args.file, {})], str(args.file)
+    if args.file or (not args.text and not args.question and not sys.stdin.isatty()):
+        return read_stdin(sys.stdin.read(), task), STDIN
+    if args.text:
+        field = task.cfg.dialogue_field if task.cfg.type == "summarization" else getattr(task.cfg, "text_field", "text")
+        return [{field: text} for text in args.text], "--text"
+    if args.context is not None and args.question is not None:
+        return [{task.cfg.context_field: args.context, task.cfg.question_field: args.question}], "--context/--question"
+    raise DataError("input", "give --file (or - for stdin), --text, or --context and --question")
+
+
+def read_stdin(text: str, task) -> list[dict]:
+    """JSONL when the first line is an object; otherwise one text (or dialogue) per line."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and lines[0].lstrip().startswith("{"):
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise DataError(STDIN, f"malformed JSON at column {err.colno}: {err.msg}", record=number) from None
+        return records
+    field = task.cfg.dialogue_field if task.cfg.type == "summarization" else getattr(task.cfg, "text_field", None)
+    if field is None:
+        raise DataError(STDIN, "QA input on stdin must be JSONL with context and question")
+    return [{field: line.replace("\\n", "\n") if task.cfg.type == "summarization" else line} for line in lines]
+
+
+def flat(row: dict) -> dict:
+    """A CSV row: nested dicts as `key:name` columns (class probabilities), lists as JSON."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update({f"{key}:{name}": v for name, v in value.items()})
+        else:
+            out[key] = json.dumps(value, ensure_ascii=False) if isinstance(value, list) else value
+    return out
+
+
+def render(rows: list[dict], fmt: str) -> str:
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if fmt == "csv":
+        flats = [flat(r) for r in rows]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in flats for k in r)))
+        writer.writeheader()
+        writer.writerows(flats)
+        return buffer.getvalue()
+    lines = []
+    for row in rows:  # for a terminal: id, prediction, confidence
+        span = f" [chars {row['start']}:{row['start'] + len(row['prediction'])}]" if row.get("start", -1) >= 0 and row["prediction"] else ""
+        confidence = f"\tscore={row['probability']:.3f}" if "probability" in row else ""
+        prediction = " ".join(str(row["prediction"]).split()) or "(no answer)"
+        lines.append(f"{row['id']}\t{prediction}{span}{confidence}")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a model directory (models/tuned)")
+    parser = argparse.ArgumentParser(prog="ftpipe-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True, help="a model directory (models/tuned, models/export, ...)")
     parser.add_argument("--base", type=Path, default=Path("models/base"), help="the base an adapter was trained on (default: models/base)")
-    # Trust is the user's call on this command line, never a setting read from the model folder.
+    # Trust is the user's call on this command line, never a setting read from the model folder or params.
     parser.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the model")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml with the task section")
-    parser.add_argument("--file", type=Path, help="a file of records (any format the task reads)")
-    parser.add_argument("--context")
-    parser.add_argument("--question")
-    parser.add_argument("--json", action="store_true", help="print one JSON row per record")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml with the task and evaluate sections")
+    parser.add_argument("--file", type=Path, help="records in CSV, JSON, JSONL or Parquet (QA: also SQuAD JSON); - reads stdin")
+    parser.add_argument("--text", action="append", help="a text to classify or a dialogue to summarize (repeatable)")
+    parser.add_argument("--context", help="QA: the passage")
+    parser.add_argument("--question", help="QA: the question")
+    parser.add_argument("--out", type=Path, help="write the predictions here: .csv or .jsonl (default: stdout)")
+    parser.add_argument("--json", action="store_true", help="print one JSON row per record (JSONL) instead of a table")
+    parser.add_argument("--csv", action="store_true", help="print CSV")
     args = parser.parse_args(argv)
     try:
         # Checked here, before transformers would take a missing folder for a Hub id or unpickle a .bin.
@@ -58,23 +212,19 @@ def main(argv: list[str] | None = None) -> None:
             raise FtpipeError(f"{args.model}: model directory not found")
         if not any(args.model.glob("*.safetensors")):
             raise FtpipeError(f"{args.model}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
-        if args.file:
-            from ftpipe.config import load_params
-            from ftpipe.tasks import get_task
+        from ftpipe.config import load_params
+        from ftpipe.tasks import get_task
 
-            task = get_task(load_params("task", path=args.params).task)
-            records = [record for _, record in task.read(args.file, {})]
-        elif args.context and args.question:
-            records = [{"context": args.context, "question": args.question}]
+        task = get_task(load_params("task", path=args.params).task)
+        records, source = read_inputs(args, task)
+        if args.out and args.out.suffix.lower() not in (".csv", ".jsonl"):
+            raise DataError(args.out, "write predictions to a .csv or .jsonl file")
+        rows = predict(args.model, records, args.params, args.base, args.trust_remote_code, source)
+        if args.out:
+            args.out.write_text(render(rows, args.out.suffix.lower().lstrip(".")))
+            print(f"{len(rows)} predictions in {args.out}", file=sys.stderr)
         else:
-            parser.error("give --file, or --context and --question")
-        for row in predict(args.model, records, args.params, args.base, args.trust_remote_code):
-            if args.json:
-                print(json.dumps(row, ensure_ascii=False))
-            else:
-                confidence = row.get("probability", row["score"])
-                span = f" [chars {row['start']}:{row['start'] + len(row['prediction'])}]" if row.get("start", -1) >= 0 else ""
-                print(f"{row['id']}\t{row['prediction'] or '(no answer)'}{span}\tscore={confidence:.3f}")
+            sys.stdout.write(render(rows, "jsonl" if args.json else "csv" if args.csv else "table"))
     except FtpipeError as err:
         _fail(str(err))
     except OSError as err:  # a missing input file, or a model folder transformers cannot read

@@ -26,3 +26,11 @@ def _fail(message: str) -> None:
     # One line however the message was built: a runner's log shows it whole.
     print("error: " + " ".join(message.split()), file=sys.stderr)
     sys.exit(1)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)

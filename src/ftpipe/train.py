@@ -20,13 +20,16 @@ from typing import Any
 
 import torch
 from dvclive import Live
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from ftpipe.errors import ConfigError
 from ftpipe.io import atomic_output
 from ftpipe.methods.base import count_trainable
 from ftpipe.models.loading import base_identity, load_tokenizer
 from ftpipe.precision import resolve as resolve_precision
+from ftpipe.stage import peak_rss_mb
+from ftpipe.trainer import ResumableTrainer
+from ftpipe.tracking import report_to
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +51,120 @@ def training_arguments(cfg, output_dir: Path):
         full_determinism=cfg.full_determinism,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         logging_steps=cfg.logging_steps,
-        save_strategy="steps" if cfg.save_steps else "no",
-        save_steps=cfg.save_steps or 500,
-        save_total_limit=2,
+        **checkpointing(cfg),
+        label_smoothing_factor=cfg.label_smoothing,
+        max_grad_norm=cfg.max_grad_norm,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        use_cpu=precision != "fp32" and not torch.cuda.is_available(),  # else bf16 on CPU is refused
+        # Without CUDA, use_cpu is what makes accelerate join torchrun's processes (gloo) rather than
+        # run each alone; bf16 on a CPU needs it too.
+        use_cpu=not torch.cuda.is_available() and (precision != "fp32" or int(os.environ.get("WORLD_SIZE", 1)) > 1),
         activation_checkpointing=cfg.gradient_checkpointing,  # v5's name for gradient checkpointing
         torch_compile=cfg.torch_compile,
-        report_to="none",  # DVCLive is added as a callback, with its own directory
+        report_to=report_to(cfg, output_dir),  # DVCLive is LiveLogger below; these are the others (train.report_to)
         disable_tqdm=True,
     )
+    kwargs.update(strategy_kwargs(cfg))
     if cfg.optim:
         kwargs["optim"] = cfg.optim
     kwargs.update(cfg.extra)
     return TrainingArguments(**kwargs)
+
+
+def process_state(cfg):
+    """This process's place in the launch (accelerate.PartialState), set up before anything asks.
+
+    PartialState is shared by the whole process, so train()'s `PartialState()` and the Trainer see
+    this one. Without it, on a machine with no CUDA, accelerate ignores torchrun's environment until
+    TrainingArguments resets the state: until then every process believes it is the main one, and
+    each would clear the checkpoints and open its own DVCLive history.
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available(), backend=None if cfg.backend == "auto" else cfg.backend)
+    if cfg.distributed.strategy == "deepspeed" and state.num_processes > 1:
+        import deepspeed
+
+        # ZeRO-3 builds the model already sharded (zero.Init), which needs DeepSpeed's own view of the
+        # processes; accelerate sets that up on GPUs only, so CPU runs (tests, gloo) would see a world of one.
+        deepspeed.init_distributed(dist_backend=state.backend, auto_mpi_discovery=False)
+    return state
+
+
+def strategy_kwargs(cfg) -> dict:
+    """TrainingArguments for the backend and the strategy (conf/distributed): DDP, FSDP or DeepSpeed."""
+    dist = cfg.distributed
+    # average_tokens_across_devices multiplies each process's loss by the number of processes, which
+    # is right only for models that divide by the global count they are passed (causal LMs); the
+    # classification and QA heads take a plain mean, so their loss and gradients came out N times
+    # too large. Off, every model gets DDP's mean of the processes' means.
+    out = {"ddp_backend": None if cfg.backend == "auto" else cfg.backend, "average_tokens_across_devices": False}
+    if dist.strategy == "ddp":
+        out["ddp_find_unused_parameters"] = dist.find_unused_parameters
+    elif dist.strategy == "fsdp":
+        fsdp = dict(dist.fsdp)
+        if cfg.gradient_checkpointing:  # FSDP's own: the Trainer's would all-gather once more in backward
+            fsdp["activation_checkpointing"], out["activation_checkpointing"] = True, False
+        out.update(fsdp=True, fsdp_config=fsdp)
+        if not torch.cuda.is_available():  # accelerate switches to FSDP only from a multi-GPU state
+            log.warning("distributed=fsdp needs GPUs: on CPUs accelerate runs these processes as plain DDP")
+    elif dist.strategy == "deepspeed":
+        out["deepspeed"] = deepspeed_config(dist)
+    return out
+
+
+def deepspeed_config(dist) -> dict:
+    """The DeepSpeed JSON for a ZeRO stage, generated from params.
+
+    "auto" wherever the Trainer fills in its own value (batch sizes, accumulation, clipping,
+    precision, optimizer hyperparameters), so train.* stays the one place they are set.
+    `distributed.deepspeed` is merged over the result.
+    """
+    zero = {"stage": dist.zero_stage, "overlap_comm": True, "contiguous_gradients": True, "reduce_bucket_size": "auto"}
+    if dist.zero_stage == 3:
+        zero.update(stage3_prefetch_bucket_size="auto", stage3_param_persistence_threshold="auto",
+                    stage3_gather_16bit_weights_on_model_save=True)  # models/tuned is one ordinary checkpoint
+    config = {"train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto", "gradient_accumulation_steps": "auto",
+              "gradient_clipping": "auto", "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+              "zero_optimization": zero}
+    if dist.offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if dist.zero_stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+        # Optimizer states in CPU memory need DeepSpeed's CPU Adam; the Trainer's torch optimizer is refused.
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"}}
+    return _merged(config, dist.deepspeed)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def effective_batch(args) -> int:
+    """Examples per optimizer step (per device x processes x accumulation), logged once by the main process."""
+    n = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+    log.info("effective batch %d = %d per device x %d processes x %d accumulation steps", n,
+             args.per_device_train_batch_size, args.world_size, args.gradient_accumulation_steps)
+    return n
+
+
+def checkpointing(cfg) -> dict:
+    """When to evaluate on the validation split and when to checkpoint.
+
+    With validation, checkpoints follow evaluations (the Trainer keeps the best one and the last,
+    and loads the best at the end); `save_steps` alone checkpoints for resume only.
+    """
+    validating = cfg.validation_fraction > 0
+    every = cfg.eval_steps or cfg.save_steps  # steps between evaluations (0: once per epoch)
+    if not validating:
+        return {"save_strategy": "steps" if cfg.save_steps else "no", "save_steps": cfg.save_steps or 500, "save_total_limit": 2}
+    strategy = "steps" if every else "epoch"
+    return {"eval_strategy": strategy, "save_strategy": strategy, "eval_steps": every or None, "save_steps": every or 500,
+            "save_total_limit": 2, "load_best_model_at_end": True, "metric_for_best_model": cfg.best_metric,
+            "greater_is_better": not cfg.best_metric.endswith("loss")}
 
 
 @dataclass
@@ -81,6 +183,7 @@ class Run:
     tokenizer: Any
     callbacks: list
     resume_from: Path | None
+    eval_set: Any = None  # the validation split (None: no validation)
     trainer: Trainer | None = None
 
     @property
@@ -91,9 +194,11 @@ class Run:
     def local_rank(self) -> int:
         return self.state.local_process_index
 
-    def make_trainer(self, model) -> Trainer:
-        self.trainer = ResumableTrainer(model=model, args=self.args, train_dataset=self.train_set, data_collator=self.collator,
-                                        processing_class=self.tokenizer, callbacks=self.callbacks)
+    def make_trainer(self, model, trainer_class=None, **kwargs) -> Trainer:
+        """The Trainer for this run; a method may pass its own subclass of ResumableTrainer and its arguments."""
+        self.trainer = (trainer_class or ResumableTrainer)(
+            model=model, args=self.args, train_dataset=self.train_set, eval_dataset=self.eval_set, data_collator=self.collator,
+            processing_class=self.tokenizer, callbacks=self.callbacks, **kwargs)
         return self.trainer
 
 
@@ -101,6 +206,8 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     import datasets
     from accelerate import PartialState
 
+    from ftpipe import guards, progress
+    from ftpipe.card import write_card
     from ftpipe.methods import RECORD, get_method
     from ftpipe.tasks import get_task
 
@@ -115,15 +222,20 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
 
     # DVCLive writes beside the checkpoints and is copied into place at the end (atomic, like every
     # output); each checkpoint carries a copy of it, so a resumed run continues the same history.
-    staging, live, callbacks = checkpoint_dir / "live", None, []
+    staging, live, callbacks = checkpoint_dir / "live", None, guards.callbacks()  # first: see ftpipe/guards.py
     if state.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
         if resume_from:
             shutil.copytree(resume_from / "live", staging)
         live = Live(str(staging), resume=bool(resume_from), save_dvc_exp=False, dvcyaml=None, report=None)
         callbacks.append(LiveLogger(live, staging))
-    run = Run(state, training_arguments(params.train, checkpoint_dir), datasets.load_from_disk(str(Path(data_dir) / "train")),
-              task.collator(tokenizer), tokenizer, callbacks, resume_from)
+        callbacks.append(progress.trainer_callback())  # a bar, or plain lines in a log (FTPIPE_PROGRESS)
+    if params.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(params.train.early_stopping_patience))
+    train_set, eval_set = split_validation(datasets.load_from_disk(str(Path(data_dir) / "train")),
+                                           params.train.validation_fraction, params.train.seed)
+    run = Run(state, training_arguments(params.train, checkpoint_dir), train_set, task.collator(tokenizer), tokenizer,
+              callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
     trainable = count_trainable(model)
     metrics = method.fit(model, run)
@@ -142,9 +254,13 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
                    "base_model": base_identity(base_dir),  # where the base came from, not models/base
                    "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
                    "processes": state.num_processes,
+                   "peak_rss_mb": peak_rss_mb(),  # of the main process
+                   "effective_batch": effective_batch(run.args),  # per device x processes x accumulation
+                   **best_checkpoint(run),
                    "run": run_info(fingerprint, resume_from)}
         tokenizer.save_pretrained(str(final))
         (final / RECORD).write_text(json.dumps(summary, indent=2))
+        write_card(final, params, run)  # README.md: Hub metadata, what it is, how to load and reproduce it
         with atomic_output(out_dir) as tmp:
             shutil.move(str(final), str(tmp))
         with atomic_output(live_dir) as tmp:
@@ -153,6 +269,42 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
         log.info("tuned model in %s", out_dir)
     state.wait_for_everyone()
     return summary
+
+
+def split_validation(dataset, fraction: float, seed: int):
+    """(train, validation): a seeded `fraction` of the training subset held out, or (all, None).
+
+    Whole examples go one way (QA windows of a question stay together); classification is
+    stratified by label where every class has at least two rows.
+    """
+    if not fraction:
+        return dataset, None
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from ftpipe.datasets_io import GROUP_COLUMN
+
+    if GROUP_COLUMN in dataset.column_names:
+        groups = np.asarray(dataset[GROUP_COLUMN])
+        _, held = train_test_split(np.unique(groups), test_size=fraction, random_state=seed)
+        is_val = np.isin(groups, held)
+    else:
+        labels = dataset["labels"] if "labels" in dataset.column_names else None
+        stratify = labels if labels is not None and not isinstance(labels[0], list) and min(np.bincount(labels)[np.unique(labels)]) >= 2 else None
+        _, held = train_test_split(np.arange(len(dataset)), test_size=fraction, random_state=seed, stratify=stratify)
+        is_val = np.isin(np.arange(len(dataset)), held)
+    if is_val.all() or not is_val.any():
+        raise ConfigError("train.validation_fraction", f"leaves no rows on one side of {len(dataset)} training rows")
+    return dataset.select(np.flatnonzero(~is_val)), dataset.select(np.flatnonzero(is_val))
+
+
+def best_checkpoint(run) -> dict:
+    """Which validated step the tuned model is (load_best_model_at_end), and whether training stopped early."""
+    state = run.trainer.state if run.trainer is not None else None
+    if run.eval_set is None or state is None:
+        return {}
+    return {"best_step": state.best_global_step, "best_metric": {run.args.metric_for_best_model: state.best_metric},
+            "stopped_early": state.global_step < state.max_steps}
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -229,37 +381,6 @@ class LiveLogger(TrainerCallback):
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         shutil.copytree(self.live_dir, checkpoint / "live", dirs_exist_ok=True)
         (checkpoint / COMPLETE).write_text("")
-
-
-class EpochSeededSampler(torch.utils.data.Sampler):
-    """Draws each epoch's order from (seed, epoch) alone.
-
-    transformers' LengthGroupedSampler draws from the global RNG at the start of an epoch; a run
-    resumed mid-epoch has a different global RNG there, so it would see the batches in another order.
-    """
-
-    def __init__(self, sampler, seed: int):
-        self.sampler, self.seed, self.epoch = sampler, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:  # accelerate calls this at every epoch start
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self):
-        self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(self.sampler)
-
-
-class ResumableTrainer(Trainer):
-    """A Trainer whose length-grouped batches come in the same order after a resume."""
-
-    def _get_train_sampler(self, train_dataset=None):
-        sampler = super()._get_train_sampler(train_dataset)
-        if isinstance(sampler, LengthGroupedSampler):
-            return EpochSeededSampler(sampler, self.args.data_seed or self.args.seed)
-        return sampler  # RandomSampler: accelerate already seeds it per epoch
 
 
 # --- provenance ---------------------------------------------------------------------------------

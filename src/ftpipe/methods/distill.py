@@ -1,4 +1,4 @@
-"""Distillation: a tuned teacher teaches a smaller student, the base model cut to its first layers.
+"""Distillation: a tuned teacher teaches a smaller student, the base model with fewer layers.
 
 The loss is `alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * cross-entropy`, the logits
 of both softened by the temperature T. The teacher is any model source (`method.teacher`, the same
@@ -31,7 +31,7 @@ class Config(MethodConfig):
     teacher: dict[str, Any] = field(default_factory=dict)  # a model source: source, path, repo, revision, ...
     temperature: float = 2.0
     alpha: float = 0.5  # weight of the teacher's soft targets; 1 - alpha on the labels
-    student_layers: int = 0  # keep this many transformer layers of the base, evenly spaced (0: all)
+    student_layers: int = 0  # transformer layers of the base the student keeps, evenly spaced (0: half)
 
     def __post_init__(self):
         _check("method.teacher", bool(self.teacher), "give the teacher model (source dvc with repo, path, revision; or any model source)")
@@ -52,20 +52,21 @@ class Method(BaseMethod):
 
         self.task = task  # the teacher gets the same head
         model = super().build(task, base_dir, tokenizer, model_cfg, run)
-        if self.cfg.student_layers:
-            layers = _layer_list(model)
-            if self.cfg.student_layers > len(layers):
-                from ftpipe.errors import ConfigError
+        layers = _layer_list(model)
+        n = self.cfg.student_layers or (len(layers) + 1) // 2
+        if n > len(layers):
+            from ftpipe.errors import ConfigError
 
-                raise ConfigError("method.student_layers", f"the base has only {len(layers)} layers")
-            # Evenly spaced layers of the teacher-sized base (DistilBERT's initialisation keeps every other one).
-            step = len(layers) / self.cfg.student_layers
-            kept = [layers[int(i * step)] for i in range(self.cfg.student_layers)]
-            layers[:] = torch.nn.ModuleList(kept)
-            model.config.num_hidden_layers = len(kept)
-            for i, layer in enumerate(kept):  # attention layers know their index (for caches)
-                if hasattr(getattr(layer, "attention", None), "layer_idx"):
-                    layer.attention.layer_idx = i
+            raise ConfigError("method.student_layers", f"the base has only {len(layers)} layers")
+        # Evenly spaced layers of the teacher-sized base (DistilBERT's initialisation keeps every other one).
+        kept = [layers[int(i * len(layers) / n)] for i in range(n)]
+        path = next(name for name, module in model.named_modules() if module is layers)
+        parent, _, attr = path.rpartition(".")
+        setattr(model.get_submodule(parent), attr, torch.nn.ModuleList(kept))
+        model.config.num_hidden_layers = n
+        for i, layer in enumerate(kept):  # attention layers know their index (for caches)
+            if hasattr(getattr(layer, "attention", None), "layer_idx"):
+                layer.attention.layer_idx = i
         return model
 
     def fit(self, model, run) -> dict:

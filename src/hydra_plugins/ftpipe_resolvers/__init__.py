@@ -17,7 +17,7 @@ def data_inputs(source, files):
     record of a user's own file reruns the pipeline from there; DVC cannot take a list as deps.
     """
     entries = [] if source != "local" or not files else [
-        {"path": str(path), "name": f"{split}-{i:02d}-{PurePath(str(path)).name}"}
+        {"path": str(path), "name": f"{split}-{i:02d}-{PurePath(str(path)).name}.json"}
         for split, paths in files.items() for i, path in enumerate(paths or [])]
     # A ListConfig, not a list: DVC resolves the composition in place (OmegaConf.resolve), which
     # can put a container where the interpolation was, but not a plain list.
@@ -26,3 +26,33 @@ def data_inputs(source, files):
 
 if not OmegaConf.has_resolver("ftpipe_data_inputs"):
     OmegaConf.register_new_resolver("ftpipe_data_inputs", data_inputs)
+
+
+def launch_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint):
+    """`python`, or the torchrun / accelerate launch command the train stage starts with (dvc.yaml)."""
+    from ftpipe.config import launch_prefix as compose_prefix  # one definition, also used to validate
+
+    return compose_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint)
+
+
+if not OmegaConf.has_resolver("ftpipe_launch_prefix"):
+    OmegaConf.register_new_resolver("ftpipe_launch_prefix", launch_prefix)
+
+
+def plot_specs(task_type):
+    """The `dvc plots` definitions of a task type (PLOTS in its plug-in package), for dvc.yaml's slots.
+
+    DVC's top-level plots cannot be chosen by task type, and a plot of a file the task never writes
+    is an error in `dvc plots show`; so dvc.yaml lists `${plot_specs[0]}`, `${plot_specs[1]}`, ...
+    and each task type fills every slot with a plot of its own files.
+    """
+    import importlib
+
+    from ftpipe.tasks import TASK_TYPES
+
+    module = TASK_TYPES.get(str(task_type))
+    return OmegaConf.create(list(getattr(importlib.import_module(module), "PLOTS", [])) if module else [])
+
+
+if not OmegaConf.has_resolver("ftpipe_plot_specs"):
+    OmegaConf.register_new_resolver("ftpipe_plot_specs", plot_specs)

@@ -122,6 +122,32 @@ class Task(BaseTask):
             writer = csv.writer(fh)
             writer.writerow(["actual", "predicted"])
             writer.writerows((row["reference"], row["prediction"]) for row in rows)
+        write_per_class(rows, self.cfg.labels, out_dir / "per_class.csv")
+
+
+# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
+# src/hydra_plugins from task.type): the tuned and base confusion matrices, recall per class.
+PLOTS = [
+    {"confusion_tuned": {"template": "confusion", "x": "actual", "y": {"plots/tuned/confusion.csv": "predicted"},
+                         "title": "Tuned model: confusion matrix"}},
+    {"confusion_base": {"template": "confusion", "x": "actual", "y": {"plots/base/confusion.csv": "predicted"},
+                        "title": "Base model: confusion matrix"}},
+    {"recall_by_class": {"template": "bar_horizontal", "x": "recall",
+                         "y": {"plots/base/per_class.csv": "class", "plots/tuned/per_class.csv": "class"},
+                         "title": "Recall by class (0-1), base and tuned"}},
+]
+
+
+def write_per_class(rows, labels: list[str], path: Path) -> None:
+    """Precision, recall and support per class, as fractions in [0, 1]."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", "precision", "recall", "support"])
+        for name in labels:
+            support = sum(r["reference"] == name for r in rows)
+            predicted = sum(r["prediction"] == name for r in rows)
+            hits = sum(r["reference"] == name == r["prediction"] for r in rows)
+            writer.writerow([name, round(hits / predicted, 6) if predicted else 0.0, round(hits / support, 6) if support else 0.0, support])
 
 
 def input_ids_encoder(tokenizer, max_length: int):

@@ -144,11 +144,24 @@ class Task(BaseTask):
     def write_plots(self, rows, out_dir):
         import csv
 
-        # Per-example ROUGE-L and summary lengths: `dvc plots` can show their spread.
+        # Per-example ROUGE-L (0-1) and summary lengths: `dvc plots` shows their spread (PLOTS below).
         with open(out_dir / "rouge.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["id", "rougeL", "prediction_words", "reference_words"])
-            writer.writerows((r["id"], r["score"], len(r["prediction"].split()), len(r["reference"].split())) for r in rows)
+            writer.writerow(["example", "id", "rougeL", "prediction_words", "reference_words"])
+            writer.writerows((i, r["id"], r["score"], len(r["prediction"].split()), len(r["reference"].split())) for i, r in enumerate(rows))
+
+
+# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
+# src/hydra_plugins from task.type): base and tuned in each.
+_BOTH = ("plots/base/rouge.csv", "plots/tuned/rouge.csv")
+PLOTS = [
+    {"rougeL_per_example": {"template": "scatter", "x": "example", "y": {path: "rougeL" for path in _BOTH},
+                            "title": "ROUGE-L (0-1) per example, base and tuned"}},
+    {"summary_length": {"template": "scatter", "x": "reference_words", "y": {path: "prediction_words" for path in _BOTH},
+                        "title": "Summary length vs reference length (words), base and tuned"}},
+    {"rougeL_by_reference_length": {"template": "scatter", "x": "reference_words", "y": {path: "rougeL" for path in _BOTH},
+                                    "title": "ROUGE-L (0-1) vs reference length (words), base and tuned"}},
+]
 
 
 class PadCollator:

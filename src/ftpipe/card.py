@@ -1,0 +1,197 @@
+"""The model card: README.md in the tuned (or merged) model folder, with the Hub's YAML metadata.
+
+It says what the model is (task, data, method, trainable parameters, key training settings), how to
+load it with plain transformers/peft, and the command that reproduces it. Written by train (main
+process, into the folder before it moves into place) and by export for a merged model; everything
+comes from the params the stage loaded and the record train wrote beside the model
+(ftpipe_train.json), never from paths of this repository: the card travels with the model.
+
+No test scores: evaluate runs after train, so they live in metrics/tuned.json and
+reports/compare.md of the repository the model came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+from ftpipe.methods import RECORD
+from ftpipe.models.loading import base_id
+
+CARD = "README.md"
+# Per task type: the Hub's pipeline tag, the Hub metric ids, and the call a user makes. Summarization
+# is a causal LM: text-generation is the pipeline that runs it.
+HUB = {
+    "classification": ("text-classification", ["accuracy", "f1"]),
+    "qa": ("question-answering", ["exact_match", "f1"]),
+    "summarization": ("text-generation", ["rouge"]),
+}
+EXAMPLE_TEXT = "The food was great but the service was painfully slow."
+EXAMPLE_QA = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")
+EXAMPLE_DIALOGUE = "#Person1#: Are you coming to the party tonight?\\n#Person2#: Yes, I will bring some cake."
+
+
+def write_card(model_dir: Path, params, run=None) -> Path:
+    """Write `model_dir/README.md` (and name the real base in a PEFT adapter's config)."""
+    model_dir = Path(model_dir)
+    record = json.loads((model_dir / RECORD).read_text()) if (model_dir / RECORD).exists() else {}
+    base = base_id(record.get("base_model") or {})
+    adapter = (model_dir / "adapter_config.json").exists()
+    if adapter:
+        _name_base_in_adapter(model_dir / "adapter_config.json", base)
+    from ftpipe.tasks import get_task
+
+    task = params.task
+    tag, metrics = HUB.get(task.type, (None, []))
+    data = _data()
+    meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": tag,
+            "tags": ["ftpipe", task.name, params.method.name], "datasets": data.get("datasets"), "metrics": metrics}
+    meta = {k: v for k, v in meta.items() if v}
+    text = "\n".join([
+        "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
+        f"# {task.name}: {params.method.name} fine-tune of {base}", "",
+        _what(task, params.method, record, base), "",
+        "## Data", "", *_data_lines(data, run), "",
+        "## Training", "", *_training_lines(params.train, record), "",
+        "## Evaluation", "",
+        "The pipeline evaluates after training, so this card holds no test scores: see `metrics/tuned.json`, "
+        "`metrics/base.json` and `reports/compare.md` in the repository the model came from "
+        f"({_scale(task.type)}).", "",
+        "## How to load", "",
+        "With plain transformers" + (" and peft (this folder is an adapter: load its base, then the adapter)" if adapter else "")
+        + "; set `model_dir` to this folder" + (" and `base` to the base model (its Hub id, or a local copy such as `models/base`)" if adapter else "") + ".",
+        "", "```python", load_snippet(get_task(task), params, base, adapter), "```", "",
+        "Or, in the ftpipe repository: `ftpipe-predict --model <this folder> --file inputs.jsonl`.", "",
+        "## Reproduce", "", *_reproduce_lines(record), "",
+    ])
+    path = model_dir / CARD
+    path.write_text(text)
+    return path
+
+
+def load_snippet(plugin, params, base: str, adapter: bool) -> str:
+    """Python that loads this model and runs it once; the tests run it as written."""
+    task = plugin.cfg
+    trust = ", trust_remote_code=True" if params.model is not None and params.model.trust_remote_code else ""
+    causal = task.type == "summarization"
+    auto = "AutoModelForCausalLM" if causal else plugin.auto_class
+    imports = ["from peft import PeftModel"] if adapter else []
+    imports.append(f"from transformers import {auto}, AutoTokenizer" + ("" if causal else ", pipeline"))
+    lines = [*imports, "", 'model_dir = "."  # this folder']
+    lines += [f'base = "{base}"  # the base model the adapter was trained on'] if adapter else []
+    lines += [f"tokenizer = AutoTokenizer.from_pretrained(model_dir{trust})"]
+    if adapter:
+        kwargs = "" if causal else "".join(f", {k}={v!r}" for k, v in task_model_kwargs(plugin).items())
+        lines += [f"model = PeftModel.from_pretrained({auto}.from_pretrained(base{kwargs}{trust}), model_dir)"]
+    else:
+        lines += [f"model = {auto}.from_pretrained(model_dir{trust})"]
+    if causal:
+        lines += [f'prompt = {json.dumps(task.prompt)}.replace("{{dialogue}}", "{EXAMPLE_DIALOGUE}")']
+        if task.chat_template:
+            lines += ['prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)']
+        return "\n".join(lines + [
+            'inputs = tokenizer(prompt, return_tensors="pt")',
+            "output = model.generate(**inputs, max_new_tokens=64, do_sample=False, pad_token_id=tokenizer.pad_token_id)",
+            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))'])
+    if adapter:
+        lines += ["model = model.merge_and_unload()  # a plain transformers model, as the pipeline expects",
+                  "model.config.pad_token_id = tokenizer.pad_token_id"]
+    if task.type == "classification":
+        lines += ['classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+                  f'print(classify("{EXAMPLE_TEXT}", top_k=None))']
+    else:
+        lines += ['answer = pipeline("question-answering", model=model, tokenizer=tokenizer)',
+                  f'print(answer(question="{EXAMPLE_QA[0]}", context="{EXAMPLE_QA[1]}"))']
+    return "\n".join(lines)
+
+
+def task_model_kwargs(task) -> dict:
+    """The head's from_pretrained kwargs (classes), with JSON-style keys so the snippet reads plainly."""
+    return {k: ({str(i): n for i, n in v.items()} if k == "id2label" else v) for k, v in task.model_kwargs().items()}
+
+
+def _what(task, method, record: dict, base: str) -> str:
+    what = f"Fine-tuned with ftpipe for the `{task.name}` task ({task.type}"
+    labels = getattr(task, "labels", None)
+    what += f", classes: {', '.join(labels)})" if labels else ")"
+    what += f" from `{base}`"
+    source = record.get("base_model") or {}
+    if source.get("source") not in (None, "hub"):
+        what += f" (source: {source.get('source')}"
+        what += f", commit {source['commit']})" if source.get("commit") else ")"
+    elif source.get("commit"):
+        what += f" at commit `{source['commit']}`"
+    settings = {k: v for k, v in dataclasses.asdict(method).items() if k not in ("name", "type", "tasks") and v not in ({}, [], None)}
+    what += f". Method: `{method.name}` (type {method.type})" + (f" with {json.dumps(settings)}" if settings else "")
+    merged = (record.get("method") or {}).get("merged_from")
+    if merged:
+        what += f"; the {merged} adapter is merged into the base weights"
+    if record.get("trainable_params") is not None:
+        what += (f". Trainable parameters: {record['trainable_params']:,} of {record['total_params']:,} "
+                 f"({100 * record.get('trainable_fraction', 0):.2f}%)")
+    return what + "."
+
+
+def _data() -> dict:
+    """The dataset, from params.yaml's `data` section (train does not declare it: the data it
+    describes reaches train as data/subset, which is a dependency)."""
+    try:
+        from ftpipe.config import load_params
+
+        cfg = load_params("data").data
+    except Exception:  # a card without a data line is still a card
+        return {}
+    if cfg.source == "hub":
+        return {"datasets": [cfg.hub_path], "text": f"Hub dataset `{cfg.hub_path}`" + (f" (revision `{cfg.revision}`)" if cfg.revision else "")}
+    if cfg.source == "local":
+        return {"text": "local files: " + ", ".join(f"`{Path(p).name}` ({split})" for split, paths in cfg.files.items() for p in paths)}
+    return {"text": f"ftpipe's synthetic {cfg.synthetic.get('kind', 'reviews')} ({json.dumps(cfg.synthetic)})"}
+
+
+def _data_lines(data: dict, run) -> list[str]:
+    lines = [f"- dataset: {data['text']}"] if data.get("text") else []
+    if run is not None and getattr(run, "train_set", None) is not None:
+        lines.append(f"- training rows: {len(run.train_set):,}" + (f" (plus {len(run.eval_set):,} held out for validation)"
+                                                                 if getattr(run, "eval_set", None) is not None else ""))
+    return lines or ["- not recorded"]
+
+
+def _training_lines(cfg, record: dict) -> list[str]:
+    keys = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "warmup", "scheduler", "seed",
+            "label_smoothing", "validation_fraction")
+    rows = [(f"train.{k}", getattr(cfg, k)) for k in keys if hasattr(cfg, k) and not (k == "max_steps" and getattr(cfg, k) <= 0)]
+    for key in ("effective_batch", "precision", "processes", "train_loss", "epoch", "best_step", "stopped_early"):
+        if record.get(key) is not None:
+            rows.append((key, record[key]))
+    return ["| setting | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows]
+
+
+def _scale(task_type: str) -> str:
+    return "exact match and F1 on a 0-100 scale" if task_type == "qa" else "scores are fractions in [0, 1]"
+
+
+def _reproduce_lines(record: dict) -> list[str]:
+    run = record.get("run") or {}
+    commit, exp = run.get("git_commit"), run.get("dvc_exp_name")
+    lines = ["```bash", f"git checkout {commit or '<the commit that made this model>'}",
+             "bash scripts/setup.sh && . .venv/bin/activate"]
+    lines += [f"dvc exp apply {exp}  # the experiment's params (after `dvc exp pull origin {exp}`)"] if exp else []
+    lines += ["dvc repro train", "```"]
+    if run.get("git_dirty"):
+        lines.append("The working tree had uncommitted changes to code or config when this model was trained.")
+    versions = run.get("versions") or {}
+    if versions:
+        lines.append("Trained with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
+    return lines
+
+
+def _name_base_in_adapter(config_path: Path, base: str) -> None:
+    """peft's get_peft_model replaces the base id ftpipe gives the adapter with the folder the base was
+    loaded from (models/base); the adapter's config names the real base again, as the card does."""
+    config = json.loads(config_path.read_text())
+    if base != "unknown" and config.get("base_model_name_or_path") != base:
+        config["base_model_name_or_path"] = base
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

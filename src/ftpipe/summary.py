@@ -1,0 +1,37 @@
+"""The headline of a run: the last lines `dvc repro` and `dvc exp run` print (stage summary).
+
+The stage is `always_changed`, so it prints even when compare was skipped as unchanged. It only
+reads what earlier stages wrote and never fails a run: a summary it cannot make is one line saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+# The metric each task type is judged by, the first found in the metrics file (classification,
+# QA, summarization), and the scale it is reported on.
+HEADLINE = ("accuracy", "f1", "rougeL")
+SCALE = {"f1": "0-100", "exact_match": "0-100"}  # QA reports percentages, as the SQuAD script does; the rest are 0-1
+
+
+def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path | None = None) -> list[str]:
+    base_m, tuned_m = json.loads(Path(base).read_text()), json.loads(Path(tuned).read_text())
+    names = [k for k, v in tuned_m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k in base_m]
+    names.sort(key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0))
+    if not names:
+        return ["summary: no metric shared by the base and tuned metrics files"]
+    first, rest = names[0], names[1:]
+    b, t = base_m[first], tuned_m[first]
+    exp = os.environ.get("DVC_EXP_NAME")
+    lines = [f"{first} ({SCALE.get(first, '0-1')}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g})"
+             + (f"; {', '.join(f'{k} {base_m[k]:.4g} -> {tuned_m[k]:.4g}' for k in rest)}" if rest else "")
+             + (f"  [experiment {exp}]" if exp else ""),
+             f"report: {report}; tuned model and its card: {model}/README.md"]
+    record = Path(export) if export else None
+    if record and record.exists():
+        pushed = json.loads(record.read_text()).get("pushed")
+        if pushed:
+            lines.append(f"pushed to the Hub: {pushed.get('url') or pushed.get('repo_id')}")
+    return lines

@@ -1,0 +1,30 @@
+"""Stage export: merge a PEFT adapter into its base (export.merge) and, when export.push_to_hub is
+set, push model, tokenizer and card to export.repo_id with the token in HF_TOKEN.
+
+A no-op by default (merge and push_to_hub false: it records that the tuned model goes as it is),
+so an offline `dvc repro` stays green. To merge and push:
+    HF_TOKEN=... dvc exp run -S export.merge=true -S export.push_to_hub=true -S export.repo_id=<user>/<name>
+"""
+
+import argparse
+from pathlib import Path
+
+# Not ftpipe.offline: a push needs the Hub. Nothing else here goes online.
+from ftpipe import quiet  # noqa: F401  (expected warnings silenced, as in every stage)
+from ftpipe.config import load_params
+from ftpipe.export import export
+from ftpipe.stage import run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tuned", type=Path, required=True, help="models/tuned from train")
+    parser.add_argument("--base", type=Path, required=True, help="the base model an adapter was trained on")
+    parser.add_argument("--out", type=Path, required=True, help="models/export: the merged model and the export record")
+    args = parser.parse_args()
+    params = load_params("export", "task", "model", "method", "train")  # task..train: the merged model's card
+    export(params, args.tuned, args.base, args.out)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,26 @@
+"""Stage summary: print the headline metric of base and tuned, the delta and where the report is.
+
+Always run (`always_changed` in dvc.yaml), after compare and export, so these are the last lines of
+every `dvc repro` and `dvc exp run`, also when nothing else had to run.
+"""
+
+import argparse
+from pathlib import Path
+
+from ftpipe.summary import summarize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    for name in ("base", "tuned", "report", "model", "export"):
+        parser.add_argument(f"--{name}", type=Path, required=name != "export")
+    args = parser.parse_args()
+    try:
+        lines = summarize(args.base, args.tuned, args.report, args.model, args.export)
+    except (OSError, ValueError) as err:  # a summary never fails the run it summarizes
+        lines = [f"summary: unavailable ({err})"]
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    main()

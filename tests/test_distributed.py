@@ -1,0 +1,263 @@
+"""Scale out: the launcher prefix composed from params, the strategies (conf/distributed) as valid
+TrainingArguments, combinations refused at load, and real multi-process runs on CPU with gloo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from conftest import REPO, make_repo, run
+from ftpipe.config import compose, launch_prefix, validate
+from ftpipe.errors import ConfigError
+
+STRATEGIES = sorted(p.stem for p in (REPO / "conf" / "distributed").glob("*.yaml"))
+SECTIONS = ("task", "model", "method", "train")
+
+
+@pytest.fixture
+def at_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.mark.parametrize("launcher, nproc, nnodes, rank, endpoint, expected", [
+    ("none", 1, 1, 0, None, "python"),
+    ("torchrun", 2, 1, 0, None, "torchrun --standalone --nproc_per_node=2"),
+    ("torchrun", 8, 2, 1, "node0:29500",
+     "torchrun --nnodes=2 --nproc_per_node=8 --node_rank=1 --rdzv_backend=static --rdzv_endpoint=node0:29500"),
+    ("accelerate", 1, 1, 0, None, "accelerate launch --num_processes=1 --num_machines=1 --mixed_precision=no --dynamo_backend=no"),
+    ("accelerate", 4, 1, 0, None, "accelerate launch --num_processes=4 --num_machines=1 --mixed_precision=no "
+                                  "--dynamo_backend=no --multi_gpu --main_process_port=0"),
+    ("accelerate", 4, 2, 0, "10.0.0.1:29500", "accelerate launch --num_processes=8 --num_machines=2 --mixed_precision=no "
+     "--dynamo_backend=no --multi_gpu --machine_rank=0 --main_process_ip=10.0.0.1 --main_process_port=29500 --rdzv_backend=static"),
+])
+def test_launch_prefix_per_launcher(launcher, nproc, nnodes, rank, endpoint, expected):
+    assert launch_prefix(launcher, nproc, nnodes, rank, endpoint) == expected
+
+
+def test_composition_and_dvc_yaml_build_the_train_command_from_params(at_repo):
+    """`-S train.launcher=torchrun -S train.nproc_per_node=2` is all DVC needs: conf/ composes the
+    prefix, dvc.yaml templates it into the train stage's cmd, and `train` (all of it) is a tracked param."""
+    train = compose(["train.launcher=torchrun", "train.nproc_per_node=2"])["train"]
+    assert train["launch_prefix"] == "torchrun --standalone --nproc_per_node=2"
+    assert compose()["train"]["launch_prefix"] == "python"  # the default cmd is the one dvc.lock has
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
+    assert stage["cmd"].startswith("${train.launch_prefix} stages/train.py ")
+    assert "train" in stage["params"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.launcher=mpirun"], "train.launcher: unknown launcher 'mpirun'"),
+    (["train.nproc_per_node=2"], "train.launcher: none runs one process"),
+    (["train.launcher=torchrun", "train.nnodes=2"], "train.rdzv_endpoint: host:port of node 0 is required"),
+    (["train.launcher=torchrun", "train.nnodes=2", "train.node_rank=2", "train.rdzv_endpoint=n0:29500"], "train.node_rank"),
+    (["train.launcher=torchrun", "train.nproc_per_node=0"], "train.nproc_per_node: must be >= 1"),
+])
+def test_bad_launch_settings_fail_composition_with_one_line(at_repo, overrides, message):
+    with pytest.raises(Exception) as err:
+        compose(overrides)
+    assert message in str(err.value).splitlines()[0]
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"backend": "tcp"}, "train.backend: unknown backend 'tcp'"),
+    ({"launcher": "torchrun", "nproc_per_node": 2}, "train.launch_prefix: 'python' does not match"),  # edited, not recomposed
+    ({"distributed": {"strategy": "fsdp"}}, "train.distributed.strategy: fsdp needs processes started by torchrun"),
+    ({"distributed": {"strategy": "zero"}}, "train.distributed.strategy: unknown strategy 'zero'"),
+    ({"distributed": {"strategy": "deepspeed", "zero_stage": 4}, "launcher": "torchrun",
+      "launch_prefix": "torchrun --standalone --nproc_per_node=1"}, "train.distributed.zero_stage"),
+])
+def test_bad_params_are_one_clear_error(composed, edit, message):
+    params = yaml.safe_load(yaml.safe_dump(composed))
+    params["train"].update(edit)
+    with pytest.raises(ConfigError) as err:
+        validate(params, SECTIONS)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_each_strategy_yields_valid_training_arguments(at_repo, tmp_path, strategy):
+    if strategy.startswith("deepspeed"):
+        pytest.importorskip("deepspeed")
+    from ftpipe.train import training_arguments
+
+    params = compose([f"distributed={strategy}", "train.launcher=torchrun", "train.nproc_per_node=2"])
+    cfg = validate(params, SECTIONS).train
+    args = training_arguments(cfg, tmp_path)  # TrainingArguments validates the combination itself
+    assert args.average_tokens_across_devices is False
+    if strategy == "fsdp":
+        assert args.fsdp and args.fsdp_plugin_args["fsdp_version"] == 2
+        assert args.fsdp_plugin_args["state_dict_type"] == "FULL_STATE_DICT"
+    elif strategy.startswith("deepspeed"):
+        ds = args.hf_deepspeed_config.config  # the Trainer has filled in every "auto" it owns
+        assert ds["zero_optimization"]["stage"] == cfg.distributed.zero_stage
+        assert ds["train_micro_batch_size_per_gpu"] == cfg.batch_size
+        assert ds["gradient_accumulation_steps"] == cfg.grad_accum
+        assert ("offload_param" in ds["zero_optimization"]) == strategy.endswith("offload")
+    else:
+        assert not args.fsdp and args.deepspeed is None
+        if strategy == "ddp":
+            assert args.ddp_find_unused_parameters is False
+
+
+def test_deepspeed_json_is_generated_with_auto_and_merged_overrides():
+    from ftpipe.config import DistributedConfig
+    from ftpipe.train import deepspeed_config
+
+    pytest.importorskip("deepspeed")  # DistributedConfig refuses deepspeed where it is not installed
+    ds = deepspeed_config(DistributedConfig(strategy="deepspeed", zero_stage=3, offload=True,
+                                            deepspeed={"zero_optimization": {"overlap_comm": False}, "steps_per_print": 50}))
+    zero = ds["zero_optimization"]
+    assert ds["train_batch_size"] == ds["gradient_clipping"] == ds["bf16"]["enabled"] == "auto"
+    assert zero["offload_param"]["device"] == zero["offload_optimizer"]["device"] == "cpu"
+    assert ds["optimizer"]["params"]["lr"] == "auto"  # offload needs DeepSpeed's CPU Adam, tuned by train.lr
+    assert zero["overlap_comm"] is False and zero["contiguous_gradients"] is True and ds["steps_per_print"] == 50
+
+
+@pytest.mark.parametrize("strategy, refused", [("ddp", False), ("deepspeed_zero2", False), ("fsdp", True),
+                                               ("deepspeed_zero3", True), ("deepspeed_zero3_offload", True)])
+def test_qlora_under_sharding_is_refused_at_load(at_repo, strategy, refused):
+    if strategy.startswith("deepspeed"):
+        pytest.importorskip("deepspeed")
+    params = compose(["method=qlora", f"distributed={strategy}", "train.launcher=torchrun", "train.nproc_per_node=2"])
+    if not refused:
+        validate(params, SECTIONS)
+        return
+    with pytest.raises(ConfigError, match=r"train.distributed: method 'qlora' \(a 4-bit base\) cannot run under"):
+        validate(params, SECTIONS)
+    validate(compose(["method=lora", f"distributed={strategy}", "train.launcher=torchrun"]), SECTIONS)  # LoRA is fine
+
+
+def test_effective_batch_counts_every_process_and_accumulation_step():
+    from ftpipe.train import effective_batch
+
+    args = SimpleNamespace(per_device_train_batch_size=8, world_size=2, gradient_accumulation_steps=4)
+    assert effective_batch(args) == 64
+
+
+# --- real runs on CPU (gloo) --------------------------------------------------------------------
+# Dropout off and fp32: with them the two runs below compute the same averaged gradient from the
+# same 16 examples at every step (the seeded sampler's order is split 8 + 8 across the processes),
+# so they differ only by float summation order. The validation fraction leaves 320 training rows,
+# a whole number of 16-row steps, so no step is padded with repeated rows on the second process.
+SAME_MATH = ["-S", "train.validation_fraction=0.2", "-S", "train.precision=fp32",
+             "-S", "+model.tiny.hidden_dropout_prob=0.0", "-S", "+model.tiny.attention_probs_dropout_prob=0.0"]
+# Losses agree to ~1e-6 (measured); 1e-4 leaves room for other CPUs' kernels. Evaluation metrics are
+# counts over 100 examples: an example whose top two logits tie within float noise may flip (0.01).
+LOSS_TOL, METRIC_TOL = 1e-4, 0.011
+
+
+def history(repo: Path) -> dict[int, float]:
+    with open(repo / "dvclive/train/plots/metrics/loss.tsv") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    steps = [int(r["step"]) for r in rows]
+    assert len(steps) == len(set(steps)), f"duplicated steps: two processes logged ({steps})"
+    return {int(r["step"]): float(r["loss"]) for r in rows}
+
+
+def outcome(repo: Path) -> dict:
+    return {"history": history(repo), "tuned": json.loads((repo / "metrics/tuned.json").read_text()),
+            "record": json.loads((repo / "models/tuned/ftpipe_train.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The tiny experiment with 1 process x batch 16, then 2 processes (torchrun) x batch 8."""
+    repo = make_repo(tmp_path_factory.mktemp("ddp") / "repo")
+    run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=16"], repo)
+    one = outcome(repo)
+    out = run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8",
+               "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2"], repo)
+    return repo, one, outcome(repo), out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(two_runs):
+    repo, one, two, log = two_runs
+    assert "> torchrun --standalone --nproc_per_node=2 stages/train.py" in log  # DVC ran the templated cmd
+    assert (one["record"]["processes"], two["record"]["processes"]) == (1, 2)
+    assert one["record"]["effective_batch"] == two["record"]["effective_batch"] == 16
+    assert one["history"].keys() == two["history"].keys()
+    for step, loss in one["history"].items():
+        assert two["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
+    for key in ("accuracy", "macro_f1"):
+        assert two["tuned"][key] == pytest.approx(one["tuned"][key], abs=METRIC_TOL), key
+
+
+@pytest.mark.slow
+def test_only_the_main_process_writes(two_runs):
+    repo, _, two, log = two_runs
+    # Every process logs through the same stderr; only the main one reaches these lines.
+    assert log.count("ftpipe.train: tuned model in models/tuned") == 1, log[-3000:]
+    assert log.count("effective batch 16 = 8 per device x 2 processes") == 1
+    assert not list(repo.glob("models/.tuned*")) and not list(repo.glob("dvclive/.train*"))  # no stray temporaries
+    assert (repo / "models/tuned/model.safetensors").exists()
+    metrics = json.loads((repo / "dvclive/train/metrics.json").read_text())
+    assert metrics["step"] == max(two["history"])  # one history, ending at the last step
+
+
+@pytest.mark.slow
+def test_deepspeed_zero3_runs_on_cpu_and_matches(two_runs):
+    """ZeRO-3 shards the parameters across the 2 processes (gloo) and gathers them to save models/tuned."""
+    pytest.importorskip("deepspeed")
+    repo, one, _, _ = two_runs
+    run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8", "-S", "distributed=deepspeed_zero3",
+         "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2"], repo)
+    zero3 = outcome(repo)
+    assert zero3["record"]["effective_batch"] == 16
+    for step, loss in one["history"].items():
+        assert zero3["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
+    assert zero3["tuned"]["accuracy"] == pytest.approx(one["tuned"]["accuracy"], abs=METRIC_TOL)
+
+
+FSDP_SCRIPT = r"""
+import sys, torch, torch.distributed as dist
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor
+from transformers import BertConfig, BertForSequenceClassification
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+model = BertForSequenceClassification(BertConfig(vocab_size=800, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                                 intermediate_size=64, num_labels=5))
+for layer in model.bert.encoder.layer:  # TRANSFORMER_BASED_WRAP: one FSDP unit per block (_no_split_modules)
+    fully_shard(layer)
+fully_shard(model)
+assert all(isinstance(p, DTensor) for p in model.parameters())
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+torch.manual_seed(1 + dist.get_rank())  # each process its own batch, as under a distributed sampler
+ids, labels = torch.randint(5, 800, (8, 16)), torch.randint(0, 5, (8,))
+losses = []
+for _ in range(5):
+    loss = model(input_ids=ids, labels=labels).loss
+    loss.backward(); opt.step(); opt.zero_grad()
+    losses.append(loss.item())
+local = sum(p.to_local().numel() for p in model.parameters())
+total = sum(p.numel() for p in model.parameters())
+print(f"rank {dist.get_rank()} shard {local}/{total} losses {losses[0]:.4f}->{losses[-1]:.4f}", flush=True)
+assert local < total and losses[-1] < losses[0]
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_fsdp2_shards_the_tiny_model_on_cpu_with_gloo(tmp_path):
+    """torch's FSDP2 itself runs on CPU with gloo: each process holds about half the tiny BERT and it learns.
+
+    Through the Trainer it cannot: accelerate switches to FSDP only from a multi-GPU state, so on CPUs
+    distributed=fsdp trains as DDP (ftpipe warns); the FSDP path of the Trainer needs GPUs.
+    """
+    script = tmp_path / "fsdp_tiny.py"
+    script.write_text(FSDP_SCRIPT)
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    out = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    shards = re.findall(r"rank (\d) shard (\d+)/(\d+)", out.stdout)
+    assert sorted(r for r, _, _ in shards) == ["0", "1"]
+    assert all(int(local) <= int(total) // 2 + 1000 for _, local, total in shards)  # about half each

@@ -1,0 +1,149 @@
+"""What a run shows and keeps: the summary's last lines, headline metrics narrow enough for
+`dvc exp show`, plots for every task type, and trackers beside DVCLive (train.report_to)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import OFFLINE, REPO, run
+
+TASK_TYPES = ("classification", "qa", "summarization")
+
+
+# --- summary -------------------------------------------------------------------------------------
+def write(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj))
+    return path
+
+
+@pytest.mark.parametrize("base, tuned, first", [
+    ({"accuracy": 0.2, "macro_f1": 0.1}, {"accuracy": 0.7, "macro_f1": 0.6}, "accuracy (0-1): base 0.2 -> tuned 0.7 (+0.5); macro_f1 0.1 -> 0.6"),
+    ({"exact_match": 1.0, "f1": 7.5}, {"exact_match": 50.0, "f1": 59.25}, "f1 (0-100): base 7.5 -> tuned 59.25 (+51.75); exact_match 1 -> 50"),
+    ({"rouge1": 0.1, "rougeL": 0.11}, {"rouge1": 0.3, "rougeL": 0.31}, "rougeL (0-1): base 0.11 -> tuned 0.31 (+0.2); rouge1 0.1 -> 0.3"),
+])
+def test_summary_names_the_headline_metric_of_each_task_type(tmp_path, base, tuned, first):
+    from ftpipe.summary import summarize
+
+    lines = summarize(write(tmp_path / "b.json", base), write(tmp_path / "t.json", tuned), Path("reports/compare.md"), Path("models/tuned"))
+    assert lines == [first, "report: reports/compare.md; tuned model and its card: models/tuned/README.md"]
+
+
+def test_summary_stage_never_fails_the_run(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "stages/summary.py"), "--base", "missing.json", "--tuned", "missing.json",
+                          "--report", "r.md", "--model", "m"], cwd=tmp_path, text=True, capture_output=True)
+    assert out.returncode == 0 and out.stdout.startswith("summary: unavailable"), out
+
+
+# --- plots ---------------------------------------------------------------------------------------
+ROWS = {
+    "classification": [{"id": "a", "input": "x", "reference": "pos", "prediction": "pos", "score": 1.0},
+                       {"id": "b", "input": "y", "reference": "neg", "prediction": "pos", "score": 0.0}],
+    "qa": [{"id": "q1", "input": "Who wrote it? | ctx", "reference": "Ann", "answers": ["Ann"], "prediction": "Ann",
+            "start": 0, "probability": 0.9, "exact_match": 1.0, "score": 1.0},
+           {"id": "q2", "input": "When did the long war of the north end? | ctx", "reference": "in the year 1066", "answers": ["in the year 1066"],
+            "prediction": "1066", "start": 3, "probability": 0.5, "exact_match": 0.0, "score": 0.4},
+           {"id": "q3", "input": "Why? | ctx", "reference": "", "answers": [], "prediction": "", "start": -1, "probability": 0.6,
+            "exact_match": 1.0, "score": 1.0}],
+    "summarization": [{"id": "d1", "input": "dlg", "reference": "a b c", "references": ["a b c"], "prediction": "a b", "score": 0.8}],
+}
+
+
+def make_task(task_type):
+    from ftpipe.config import validate
+    from ftpipe.tasks import get_task
+
+    raw = {"type": task_type, "name": task_type, **({"labels": ["neg", "pos"]} if task_type == "classification" else {})}
+    return get_task(validate({"task": raw}, ("task",)).task)
+
+
+@pytest.mark.parametrize("task_type", TASK_TYPES)
+def test_every_plot_a_task_declares_reads_files_and_columns_it_writes(task_type, tmp_path):
+    """So `dvc plots show` never meets a missing file or column, whatever the task type."""
+    import importlib
+
+    from ftpipe.tasks import TASK_TYPES as MODULES
+
+    task = make_task(task_type)
+    for which in ("base", "tuned"):
+        (tmp_path / "plots" / which).mkdir(parents=True)
+        task.write_plots(ROWS[task_type], tmp_path / "plots" / which)
+    plots = importlib.import_module(MODULES[task_type]).PLOTS
+    slots = (REPO / "dvc.yaml").read_text().count("${plot_specs[")
+    assert len(plots) == slots == 3  # every slot of dvc.yaml filled
+    for spec in plots:
+        (props,) = spec.values()
+        for path, column in props["y"].items():
+            with open(tmp_path / path) as fh:
+                header = next(csv.reader(fh))
+            assert column in header and props["x"] in header, (spec, header)
+
+
+def test_qa_plot_data_is_on_the_qa_scale(tmp_path):
+    make_task("qa").write_plots(ROWS["qa"], tmp_path)
+    by_length = {r["answer_words"]: r for r in csv.DictReader(open(tmp_path / "by_answer_length.csv"))}
+    assert by_length["01"]["f1"] == "100.0" and by_length["04-05"]["f1"] == "40.0" and by_length["none"]["questions"] == "1"
+    by_type = {r["question_type"]: r for r in csv.DictReader(open(tmp_path / "by_question_type.csv"))}
+    assert set(by_type) == {"who", "when", "why"} and by_type["when"]["exact_match"] == "0.0"
+
+
+def test_plot_specs_follow_the_task_type(monkeypatch):
+    from ftpipe.config import compose
+
+    monkeypatch.chdir(REPO)
+    for task, first in (("reviews", "confusion_tuned"), ("squad", "f1_by_answer_length"), ("dialogsum", "rougeL_per_example")):
+        assert list(compose([f"task={task}"])["plot_specs"][0]) == [first]
+
+
+# --- trackers ------------------------------------------------------------------------------------
+def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
+    from ftpipe.config import ConfigError, TrainConfig
+    from ftpipe.tracking import report_to
+    from ftpipe.train import training_arguments
+
+    assert TrainConfig().report_to == ["dvclive"]
+    assert report_to(TrainConfig(), tmp_path) == "none"  # DVCLive is LiveLogger, not transformers' callback
+    assert training_arguments(TrainConfig(precision="fp32"), tmp_path / "ckpt").report_to in ([], "none")
+    with pytest.raises(ConfigError, match="train.report_to: unknown tracker 'nonsense'"):
+        report_to(TrainConfig(report_to=["dvclive", "nonsense"]), tmp_path)
+    from transformers.integrations.integration_utils import get_available_reporting_integrations
+
+    missing = next(name for name in ("wandb", "mlflow", "comet_ml", "neptune") if name not in get_available_reporting_integrations())
+    with pytest.raises(ConfigError, match=f"'{missing}' is not installed"):
+        report_to(TrainConfig(report_to=[missing]), tmp_path)
+
+
+# --- in a real run -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_exp_show_fits_200_columns_with_accuracy_and_lr(tiny_pipeline):
+    out = run(["dvc", "exp", "show", "--no-pager"], tiny_pipeline, env={"COLUMNS": "200"}).stdout
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 200, out
+    header = next(line for line in lines if "Experiment" in line)
+    assert re.search(r"\baccuracy\b", header) and re.search(r"\btrain\.lr\b", header), out
+    import yaml
+
+    lr = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())["train"]["lr"]
+    assert any(str(lr) in line for line in lines if "workspace" in line), out
+
+
+@pytest.mark.slow
+def test_plots_render_for_classification(tiny_pipeline):
+    out = json.loads(run(["dvc", "plots", "show", "--json"], tiny_pipeline).stdout)
+    assert not out.get("errors"), out.get("errors")
+    assert {"confusion_tuned", "confusion_base", "recall_by_class"} <= set(out["data"])
+    assert any(key.startswith("dvclive/train/plots/metrics") for key in out["data"])  # training curves
+
+
+@pytest.mark.slow
+def test_summarization_run_ends_with_its_headline_and_renders_its_plots(dialogsum_pipeline):
+    out = run(["dvc", "repro"], dialogsum_pipeline).stdout
+    assert re.search(r"^rougeL \(0-1\): base [\d.]+ -> tuned [\d.]+ \([+-][\d.e-]+\)", out, flags=re.M), out
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], dialogsum_pipeline).stdout)
+    assert not plots.get("errors") and {"rougeL_per_example", "summary_length", "rougeL_by_reference_length"} <= set(plots["data"])
