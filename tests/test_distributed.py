@@ -4,6 +4,7 @@ TrainingArguments, combinations refused at load, and real multi-process runs on 
 from __future__ import annotations
 
 import csv
+import os
 import json
 import re
 import subprocess
@@ -261,3 +262,50 @@ def test_fsdp2_shards_the_tiny_model_on_cpu_with_gloo(tmp_path):
     shards = re.findall(r"rank (\d) shard (\d+)/(\d+)", out.stdout)
     assert sorted(r for r, _, _ in shards) == ["0", "1"]
     assert all(int(local) <= int(total) // 2 + 1000 for _, local, total in shards)  # about half each
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on one machine: the command once per node of the job, in parallel, each with its SLURM_NODEID.
+while [[ $1 == --* ]]; do shift; done
+pids=(); for ((i = 0; i < SLURM_NNODES; i++)); do SLURM_NODEID=$i "$@" & pids+=($!); done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; exit $rc
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+for _ in $(seq "$SLURM_NNODES"); do echo localhost; done
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_slurm_script_trains_across_two_nodes_and_node_0_pushes(tmp_path):
+    """scripts/slurm/train.sbatch with two "nodes" on this machine (srun and scontrol faked): node 0
+    runs DVC and its train stage's torchrun meets node 1's at the static rendezvous; one process writes,
+    and node 0 pushes the experiment."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    repo = make_repo(tmp_path / "repo")
+    run(["git", "remote", "add", "origin", str(origin)], repo)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "VENV": sys.prefix, "SLURM_SUBMIT_DIR": str(repo),
+           "SLURM_JOB_ID": "7", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[0-1]", "SLURM_GPUS_ON_NODE": "1",
+           "MASTER_PORT": str(free_port())}
+    out = run(["bash", str(REPO / "scripts/slurm/train.sbatch"), "-S", "train.epochs=2"], repo, env=env)
+    log = out.stdout + out.stderr
+    assert f"--node_rank=0 --rdzv_backend=static --rdzv_endpoint=localhost:{env['MASTER_PORT']} stages/train.py" in log
+    record = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
+    assert (record["processes"], record["effective_batch"]) == (2, 32)  # 1 process per node x 2 nodes x 16
+    assert log.count("ftpipe.train: tuned model in models/tuned") == 1
+    history(repo)  # one DVCLive history, no step logged twice
+    assert not list(repo.glob(".slurm-*.cmds"))
+    assert run(["git", "ls-remote", str(origin), "refs/exps/*"], tmp_path).stdout.strip()  # the experiment, pushed

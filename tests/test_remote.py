@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run
+from conftest import REPO, make_repo, run
 
 pytestmark = pytest.mark.slow
 OFFLINE_METRICS = ["metrics/preprocess.json", "metrics/base.json", "metrics/tuned.json", "metrics/compare.json",
@@ -37,6 +37,38 @@ def test_fresh_offline_clone_pulls_and_reproduces_identical_metrics(tiny_pipelin
     # The runner pushed its experiment back to the origin: review it there.
     exps = run(["dvc", "exp", "list", "--name-only"], tiny_pipeline).stdout.split()
     assert len(exps) >= 1, exps
+
+
+def test_laptop_and_runner_round_trip_through_a_bare_git_remote_and_a_dvc_remote(tmp_path):
+    """Two clones of one repository: the laptop pushes the inputs; the runner pulls them, runs offline
+    on 2 processes (scripts/remote_run.sh) and pushes the experiment; the laptop pulls it and
+    `dvc metrics diff` shows the runner's metrics."""
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    laptop = make_repo(tmp_path / "laptop")  # its DVC remote, ../ftpipe-remote, is tmp_path/ftpipe-remote
+    run(["git", "remote", "add", "origin", str(origin)], laptop)
+    run(["dvc", "repro", "download_data", "download_model"], laptop)  # the connected machine fetches
+    run(["dvc", "push", "download_data", "download_model"], laptop)
+    run("git add -A && git commit -qm inputs && git push -q origin HEAD:main", laptop)
+
+    runner = tmp_path / "runner"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(runner)], tmp_path)
+    out = run(["bash", str(REPO / "scripts/remote_run.sh")], runner,
+              env={"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "NPROC_PER_NODE": "2"})
+    log = out.stdout + out.stderr
+    assert "Running stage 'download_data'" not in log and "Running stage 'download_model'" not in log  # pulled
+    assert "> torchrun --standalone --nproc_per_node=2 stages/train.py" in log
+    produced = json.loads((runner / "metrics/tuned.json").read_text())
+
+    exps = run(["dvc", "exp", "list", "origin", "--name-only"], laptop).stdout.split()
+    assert len(exps) == 1, exps
+    run(["dvc", "exp", "pull", "origin", exps[0]], laptop)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD", exps[0], "--json"], laptop).stdout)
+    assert diff["metrics/tuned.json"]["accuracy"] == {"old": None, "new": produced["accuracy"]}  # the laptop ran nothing
+    assert json.loads(run(["dvc", "params", "diff", "HEAD", exps[0], "--json"], laptop).stdout
+                      )["params.yaml"]["train.launcher"]["new"] == "torchrun"
+    run(["dvc", "exp", "apply", exps[0]], laptop)  # its outputs came through the DVC remote
+    assert (laptop / "models/tuned/model.safetensors").exists()
 
 
 def test_queued_lr_sweep_lists_three_experiments_with_metrics(tiny_pipeline):
