@@ -10,6 +10,7 @@ the previous good run survive a failed stage.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,3 +282,26 @@ def test_failed_dvc_repro_keeps_previous_outputs(tiny_pipeline):
             (repo / name).write_text(text)
         run(["dvc", "checkout", "-f", "data/raw"], repo)
     assert "changed" not in run(["dvc", "status"], repo).stdout
+
+
+@pytest.mark.slow
+def test_diverging_training_fails_and_keeps_the_previous_model(tiny_pipeline):
+    """Through DVC: train.lr=1e6 once exited 0 with every weight NaN; now train stops with one line, outputs intact."""
+    repo = tiny_pipeline
+    outputs = [repo / p for p in ("models", "metrics", "predictions", "plots", "reports", "dvclive")]
+    before = digest(outputs)
+    saved = {name: (repo / name).read_text() for name in ("params.yaml", "dvc.lock")}
+    params = yaml.safe_load(saved["params.yaml"])
+    params["train"]["lr"] = 1e6
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = run(["dvc", "repro"], repo, check=False)
+        line = assert_one_line_error(result, "training diverged at step ", "(train.lr=1e+06); lower train.lr or check the data "
+                                             "(the previous outputs are kept)")
+        assert re.search(r"step \d+: (loss|grad_norm) is (nan|inf)", line), line
+        assert digest(outputs) == before
+    finally:
+        for name, text in saved.items():
+            (repo / name).write_text(text)
+        shutil.rmtree(repo / "checkpoints", ignore_errors=True)  # the diverged run's, for other params
+    assert "changed" not in run(["dvc", "status", "train"], repo).stdout

@@ -1,4 +1,5 @@
-"""Hostile or careless input (issue 15) through the functions that read, clean and report it: fast, no model.
+"""Hostile or careless input (issue 15) through the functions that read, clean, train and report it:
+fast, with at most a tiny model built on the fly.
 
 The same cases also run through the preprocess stage in tests/test_bad_input.py where the answer is an error.
 """
@@ -390,3 +391,48 @@ def test_mistyped_override_is_one_line(tmp_path, override, expected):
     result = subprocess.run([sys.executable, "-m", "ftpipe.config", override], cwd=tmp_path, capture_output=True, text=True)
     assert one_line_error(result).startswith(expected)
     assert not (tmp_path / "params.yaml").exists()
+
+
+# --- 6, 7: a diverging run stops; the train loss covers the whole run ---------------------------------------
+
+
+def trainer_state(log_history, global_step, max_steps=100):
+    from transformers import TrainerControl, TrainerState
+
+    return TrainerState(log_history=log_history, global_step=global_step, max_steps=max_steps), TrainerControl()
+
+
+def test_divergence_guard_stops_on_a_non_finite_loss_or_grad_norm():
+    from transformers import TrainingArguments
+
+    from ftpipe.errors import FtpipeError
+    from ftpipe.guards import DivergenceGuard
+
+    args = TrainingArguments(output_dir="unused", learning_rate=1e6, report_to=[])
+    state, control = trainer_state([], 30)
+    DivergenceGuard().on_log(args, state, control, logs={"loss": 2.3, "grad_norm": 1.5, "learning_rate": 1e6})
+    # The Trainer filters NaN step losses out of `loss`: a run with NaN weights can log a finite loss and a NaN grad norm.
+    with pytest.raises(FtpipeError) as info:
+        DivergenceGuard().on_log(args, state, control, logs={"loss": 0.0, "grad_norm": float("nan")})
+    assert str(info.value) == ("training diverged at step 30: grad_norm is nan (train.lr=1e+06); lower train.lr or check "
+                               "the data (the previous outputs are kept)")
+    with pytest.raises(FtpipeError, match="loss is inf"):
+        DivergenceGuard().on_log(args, state, control, logs={"loss": float("inf")})
+
+
+def test_run_loss_is_the_step_weighted_mean_of_every_logged_window():
+    from ftpipe.guards import RunLoss
+
+    # Windows of 10, 10 and a last one of 5 steps (closed by the last step); an evaluation between them.
+    history = [{"loss": 3.0, "step": 10}, {"loss": 2.0, "step": 20}, {"eval_loss": 9.0, "step": 20}, {"loss": 1.0, "step": 25},
+               {"train_loss": 1.5, "step": 25}]  # the Trainer's figure: only the steps since a resume at step 20
+    state, control = trainer_state(history, 25, max_steps=25)
+    logs = {"train_loss": 1.5}
+    RunLoss().on_log(None, state, control, logs=logs)
+    assert logs["train_loss"] == history[-1]["train_loss"] == pytest.approx((30 + 20 + 5) / 25)
+    # Checkpoints and the last step close a window, so that no step falls between logs.
+    for step, should_save in ((20, True), (25, False)):
+        state, control = trainer_state([], step, max_steps=25)
+        control.should_save = should_save
+        RunLoss().on_step_end(None, state, control)
+        assert control.should_log
