@@ -74,7 +74,8 @@ def test_adapter_card_loads_the_adapter_on_its_base_from_a_copy(dialogsum_pipeli
     assert meta["library_name"] == "peft" and meta["pipeline_tag"] == "text-generation" and meta["base_model"] == "tiny_llama"
     adapter = json.loads((dialogsum_pipeline / "models/tuned/adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == meta["base_model"]  # the real base, not models/base
-    assert "PeftModel.from_pretrained" in code and '"r": 8' in body
+    rank = yaml.safe_load((dialogsum_pipeline / "params.yaml").read_text())["method"]["peft"]["r"]
+    assert "PeftModel.from_pretrained" in code and f'"r": {rank}' in body and rank == adapter["r"]
     follow_card(dialogsum_pipeline / "models/tuned", tmp_path, base=dialogsum_pipeline / "models/base")  # runs, generates
 
 

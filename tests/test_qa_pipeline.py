@@ -51,7 +51,7 @@ def test_editing_qa_postprocessing_makes_evaluate_stale(qa_pipeline):
     """A fix to the span search reruns evaluation (its code deps cover the whole QA plug-in package)."""
     target = qa_pipeline / "src/ftpipe/tasks/qa/postprocess.py"
     original = target.read_text()
-    assert "up to date" in run(["dvc", "status"], qa_pipeline).stdout
+    assert json.loads(run(["dvc", "status", "--json"], qa_pipeline).stdout) == {"summary": ["always changed"]}  # only the summary, always run
     try:
         target.write_text(original + "\n# a fix to the span search\n")
         status = run(["dvc", "status"], qa_pipeline).stdout
@@ -84,4 +84,12 @@ def test_qa_plots_render(qa_pipeline):
 def test_readme_qa_snippet(qa_pipeline):
     from test_card import readme_snippet, run_python
 
-    assert "'answer': " in run_python(readme_snippet("qa"), qa_pipeline)
+    assert run_python(readme_snippet("qa"), qa_pipeline).startswith("answer: ")
+
+
+def test_qa_model_card_loads_the_model_from_a_copy(qa_pipeline, tmp_path):
+    from test_card import card_parts, follow_card
+
+    meta, _, _ = card_parts(qa_pipeline / "models/tuned/README.md")
+    assert meta["pipeline_tag"] == "question-answering" and meta["metrics"] == ["exact_match", "f1"]
+    assert follow_card(qa_pipeline / "models/tuned", tmp_path).strip()  # an answer span, from the context

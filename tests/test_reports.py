@@ -120,17 +120,37 @@ def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
 
 
 # --- in a real run -------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_exp_show_fits_200_columns_with_accuracy_and_lr(tiny_pipeline):
-    out = run(["dvc", "exp", "show", "--no-pager"], tiny_pipeline, env={"COLUMNS": "200"}).stdout
-    lines = out.splitlines()
-    assert max(map(len, lines)) <= 200, out
+def exp_show(repo: Path) -> list[str]:
+    lines = run(["dvc", "exp", "show", "--no-pager"], repo, env={"COLUMNS": "200"}).stdout.splitlines()
+    assert lines and max(map(len, lines)) <= 200, "\n".join(lines)
+    return lines
+
+
+def test_exp_show_on_the_quickstart_fits_200_columns_with_accuracy_and_lr(tmp_path):
+    """The quickstart's params and dependencies as committed, with its metrics file (no need to train for the layout)."""
+    from conftest import make_repo
+
+    repo = make_repo(tmp_path / "repo", "quickstart")
+    (repo / "metrics").mkdir()
+    (repo / "metrics/tuned.json").write_text(json.dumps({"accuracy": 0.735, "macro_f1": 0.7243430641785111}))
+    run("git add -A && git commit -qm metrics", repo)
+    lines = exp_show(repo)
     header = next(line for line in lines if "Experiment" in line)
-    assert re.search(r"\baccuracy\b", header) and re.search(r"\btrain\.lr\b", header), out
+    assert re.search(r"\baccuracy\b", header) and re.search(r"\btrain\.lr\b", header), "\n".join(lines)
+    assert re.search(r"0\.735 .* 0\.0001 ", next(line for line in lines if "workspace" in line)), "\n".join(lines)
+
+
+@pytest.mark.slow
+def test_exp_show_keeps_accuracy_and_lr_of_experiments_in_view(tiny_pipeline):
+    """The tiny experiment has more params (model.tiny.*) and, after test_pipeline, experiment rows."""
     import yaml
 
+    lines = exp_show(tiny_pipeline)
+    assert re.search(r"\baccuracy\b", next(line for line in lines if "Experiment" in line)), "\n".join(lines)
     lr = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())["train"]["lr"]
-    assert any(str(lr) in line for line in lines if "workspace" in line), out
+    accuracy = json.loads((tiny_pipeline / "metrics/tuned.json").read_text())["accuracy"]
+    shown = [re.escape(f"{value:.5g}") for value in (accuracy, lr)]  # as dvc rounds them
+    assert re.search(rf"{shown[0]} .* {shown[1]} ", next(line for line in lines if "workspace" in line)), "\n".join(lines)
 
 
 @pytest.mark.slow

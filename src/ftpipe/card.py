@@ -78,8 +78,8 @@ def load_snippet(plugin, params, base: str, adapter: bool) -> str:
     trust = ", trust_remote_code=True" if params.model is not None and params.model.trust_remote_code else ""
     causal = task.type == "summarization"
     auto = "AutoModelForCausalLM" if causal else plugin.auto_class
-    imports = ["from peft import PeftModel"] if adapter else []
-    imports.append(f"from transformers import {auto}, AutoTokenizer" + ("" if causal else ", pipeline"))
+    imports = (["import torch"] if task.type == "qa" else []) + (["from peft import PeftModel"] if adapter else [])
+    imports.append(f"from transformers import {auto}, AutoTokenizer" + (", pipeline" if task.type == "classification" else ""))
     lines = [*imports, "", 'model_dir = "."  # this folder']
     lines += [f'base = "{base}"  # the base model the adapter was trained on'] if adapter else []
     lines += [f"tokenizer = AutoTokenizer.from_pretrained(model_dir{trust})"]
@@ -97,15 +97,23 @@ def load_snippet(plugin, params, base: str, adapter: bool) -> str:
             "output = model.generate(**inputs, max_new_tokens=64, do_sample=False, pad_token_id=tokenizer.pad_token_id)",
             'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))'])
     if adapter:
-        lines += ["model = model.merge_and_unload()  # a plain transformers model, as the pipeline expects",
-                  "model.config.pad_token_id = tokenizer.pad_token_id"]
+        lines += ["model = model.merge_and_unload()  # a plain transformers model"]
     if task.type == "classification":
-        lines += ['classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
-                  f'print(classify("{EXAMPLE_TEXT}", top_k=None))']
-    else:
-        lines += ['answer = pipeline("question-answering", model=model, tokenizer=tokenizer)',
-                  f'print(answer(question="{EXAMPLE_QA[0]}", context="{EXAMPLE_QA[1]}"))']
-    return "\n".join(lines)
+        lines += (["model.config.pad_token_id = tokenizer.pad_token_id"] if adapter else []) + [
+            'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+            f'print(classify("{EXAMPLE_TEXT}", top_k=None))']
+        return "\n".join(lines)
+    # transformers v5 has no question-answering pipeline: the best span of one window, by hand.
+    return "\n".join([*lines,
+        f'question, context = "{EXAMPLE_QA[0]}", "{EXAMPLE_QA[1]}"',
+        'inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
+        'offsets = inputs.pop("offset_mapping")[0]',
+        "with torch.no_grad():",
+        "    out = model(**inputs)",
+        "in_context = [i for i, s in enumerate(inputs.sequence_ids(0)) if s == 1]",
+        "start = max(in_context, key=lambda i: out.start_logits[0, i])",
+        "end = max((i for i in in_context if i >= start), key=lambda i: out.end_logits[0, i])",
+        "print(context[offsets[start][0]:offsets[end][1]])"])
 
 
 def task_model_kwargs(task) -> dict:
