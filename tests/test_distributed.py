@@ -4,8 +4,8 @@ TrainingArguments, combinations refused at load, and real multi-process runs on 
 from __future__ import annotations
 
 import csv
-import os
 import json
+import os
 import re
 import subprocess
 import sys
@@ -202,6 +202,19 @@ def test_only_the_main_process_writes(two_runs):
     assert (repo / "models/tuned/model.safetensors").exists()
     metrics = json.loads((repo / "dvclive/train/metrics.json").read_text())
     assert metrics["step"] == max(two["history"])  # one history, ending at the last step
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_two_processes(two_runs):
+    repo, one, _, _ = two_runs
+    out = run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8",
+               "-S", "train.launcher=accelerate", "-S", "train.nproc_per_node=2"], repo)
+    assert "> accelerate launch --num_processes=2 --num_machines=1" in out.stdout
+    launched = outcome(repo)
+    assert (launched["record"]["processes"], launched["record"]["effective_batch"]) == (2, 16)
+    for step, loss in one["history"].items():
+        assert launched["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
+    assert launched["tuned"]["accuracy"] == pytest.approx(one["tuned"]["accuracy"], abs=METRIC_TOL)
 
 
 @pytest.mark.slow
