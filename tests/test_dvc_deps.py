@@ -137,13 +137,13 @@ def test_editing_a_record_of_a_local_file_reruns_from_there(tmp_path):
         path.write_text("text,label\n" + "".join(f'"{r["text"]}",{r["label"]}\n' for r in rows))
     shutil.copy2(REPO / ".dvcignore", repo / ".dvcignore")
     files = f"{{train: [data/mine/train.csv], eval: [{outside}]}}"
-    run(["dvc", "exp", "run", "-S", "data.source=local", "-S", f"data.files={files}", "-S", "subset.train_size=200",
+    run(["dvc", "exp", "run", "-S", "data.source=local", "-S", f"+data.files={files}", "-S", "subset.train_size=200",
          "-S", "subset.eval_size=60", "-S", "train.epochs=1"], repo)
     assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {"summary": ["always changed"]}  # only the summary, always run
 
     for path in (inside, outside):
         text = path.read_text().splitlines(keepends=True)
-        text[5] = text[5].replace(",", " (edited),", 1)  # one record's text
+        text[5] = text[5].replace('"', '"edited ', 1)  # one record's text, inside its quotes
         path.write_text("".join(text))
         status = run(["dvc", "status"], repo).stdout
         assert "modified:" in status and str(path.relative_to(repo) if path == inside else path) in status, status
