@@ -93,7 +93,8 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     from ftpipe.train import training_arguments
 
     p = validated(spec.params, "task", "model", "method", "tokenize", "train", "evaluate")
-    train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, **(train_overrides or {}))
+    # No validation split: both arms train on the same rows and are timed on training alone.
+    train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, validation_fraction=0, **(train_overrides or {}))
     p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, **(eval_overrides or {})))
     out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
     task = get_task(p.task)

@@ -180,7 +180,7 @@ def scaling(spec: Spec) -> dict:
         tiny_feats = task.tokenize(raw.select(range(n // 2)), tiny_tok, "train", 1, p.tokenize.batch_size)
         set_seed(42)
         trainer = Trainer(model=load_for_task(task, tiny_dir, tiny_tok),
-                          args=training_arguments(dataclasses.replace(p.train, epochs=1), scratch_dir() / "scale"),
+                          args=training_arguments(dataclasses.replace(p.train, epochs=1, validation_fraction=0), scratch_dir() / "scale"),
                           train_dataset=tiny_feats, data_collator=task.collator(tiny_tok))
         with timer(t, "train_tiny_s", spec.device):
             trainer.train()

@@ -39,15 +39,17 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
 
 def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(tmp_path):
     fixture = "tests/fixtures/qa/squad_custom.json"
-    repo = make_repo(tmp_path / "repo", "test_tiny_qa", ["data.eval_from_train=0", f"+data.files.eval=[{fixture}]"])
+    own_file = ["data.eval_from_train=0", f"+data.files.eval=[{fixture}]"]
+    repo = make_repo(tmp_path / "repo", "test_tiny_qa", own_file)
     (repo / fixture).parent.mkdir(parents=True)
     shutil.copy2(REPO / fixture, repo / fixture)
     run("git add -A && git commit -qm fixture", repo)
     rev = committed_run(repo)
     first = json.loads((repo / "metrics/tuned.json").read_text())
 
-    # Second run: the same small own file, starting from the first run's tuned model.
-    run(["dvc", "exp", "run", "-S", "model=ftpipe_run", "-S", f"model.revision={rev}", "-S", "train.epochs=1"], repo)
+    # Second run: the same small own file, starting from the first run's tuned model. DVC recomposes
+    # params.yaml from conf/ and the -S overrides alone, so the own-file overrides are given again.
+    run(["dvc", "exp", "run", *(arg for o in own_file for arg in ("-S", o)), "-S", "model=ftpipe_run", "-S", f"model.revision={rev}", "-S", "train.epochs=1"], repo)
     source = json.loads((repo / "models/base/ftpipe_source.json").read_text())
     assert source["source"] == "dvc" and source["revision"] == rev and source["tuned_from"]["name"] == "tiny_bert"
     base = json.loads((repo / "metrics/base.json").read_text())

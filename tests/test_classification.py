@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run
-from ftpipe.config import DataConfig, SubsetConfig
+from ftpipe.config import DataConfig
 from ftpipe.errors import DataError
 from ftpipe.preprocess import preprocess
 from ftpipe.tasks import get_task

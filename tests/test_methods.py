@@ -170,3 +170,19 @@ def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatc
     best = losses.index(min(losses))
     assert record["best_step"] == (best + 1) * steps_per_epoch and record["best_metric"]["eval_loss"] == pytest.approx(min(losses))
     assert len(losses) == best + 1 + 2  # patience: two evaluations without improvement, then stop
+
+
+def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch):
+    from ftpipe import ladder
+
+    monkeypatch.chdir(REPO)
+    calls = []
+    monkeypatch.setattr(ladder, "run_one", lambda method, overrides: calls.append((method, overrides)) or f"ladder-{method}")
+    monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method})
+    monkeypatch.setattr(ladder, "write_report", lambda rows: None)
+    monkeypatch.setattr(ladder, "exp_ref", lambda name: f"refs/exps/{name}")
+    ladder.main(["--methods", "distill,full,lora", "-S", "data=yelp_local", "--for", "lora", "train.lr=5e-4"])
+    assert calls == [("full", ["data=yelp_local"]), ("lora", ["data=yelp_local", "train.lr=5e-4"]),
+                     ("distill", ["data=yelp_local", "method.teacher.revision=refs/exps/ladder-full"])]
+    with pytest.raises(SystemExit, match="no conf/method/lorra.yaml"):
+        ladder.main(["--methods", "full", "--for", "lorra", "train.lr=1"])

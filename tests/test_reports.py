@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OFFLINE, REPO, run
+from conftest import REPO, run
 
 TASK_TYPES = ("classification", "qa", "summarization")
 
@@ -120,8 +120,8 @@ def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
 
 
 # --- in a real run -------------------------------------------------------------------------------
-def exp_show(repo: Path) -> list[str]:
-    lines = run(["dvc", "exp", "show", "--no-pager"], repo, env={"COLUMNS": "200"}).stdout.splitlines()
+def exp_show(repo: Path, *options: str) -> list[str]:
+    lines = run(["dvc", "exp", "show", "--no-pager", *options], repo, env={"COLUMNS": "200"}).stdout.splitlines()
     assert lines and max(map(len, lines)) <= 200, "\n".join(lines)
     return lines
 
@@ -142,10 +142,11 @@ def test_exp_show_on_the_quickstart_fits_200_columns_with_accuracy_and_lr(tmp_pa
 
 @pytest.mark.slow
 def test_exp_show_keeps_accuracy_and_lr_of_experiments_in_view(tiny_pipeline):
-    """The tiny experiment has more params (model.tiny.*) and, after test_pipeline, experiment rows."""
+    """The tiny experiment has more params (model.tiny.*) and, after test_pipeline and test_remote, experiment
+    rows, queued ones among them (dvc adds State and Executor columns): --only-changed, as the README says."""
     import yaml
 
-    lines = exp_show(tiny_pipeline)
+    lines = exp_show(tiny_pipeline, "--only-changed")
     assert re.search(r"\baccuracy\b", next(line for line in lines if "Experiment" in line)), "\n".join(lines)
     lr = yaml.safe_load((tiny_pipeline / "params.yaml").read_text())["train"]["lr"]
     accuracy = json.loads((tiny_pipeline / "metrics/tuned.json").read_text())["accuracy"]

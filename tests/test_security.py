@@ -3,7 +3,6 @@ configured; weights only from safetensors; Hub downloads pinned to a revision in
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 

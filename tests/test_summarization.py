@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
-from conftest import make_repo, run
+from conftest import run
 from ftpipe.config import ConfigError, validate
 from ftpipe.tasks import get_task
 from ftpipe.tasks.base import RecordError
 from ftpipe.tasks.summarization import IGNORE, PadCollator
 
-FIXTURES = Path(__file__).parent / "fixtures" / "dialogsum"
 DIALOGUE = "#Person1#: Hello, how are you?\n#Person2#: Fine, thanks."
 
 
@@ -105,10 +102,8 @@ def test_rouge_matches_hand_computed_values():
 
 
 @pytest.mark.slow
-def test_tiny_dialogsum_pipeline(tmp_path):
-    repo = make_repo(tmp_path / "repo", "test_tiny_dialogsum")
-    shutil.copytree(FIXTURES, repo / "tests" / "fixtures" / "dialogsum")
-    run(["dvc", "repro"], repo)
+def test_tiny_dialogsum_pipeline(dialogsum_pipeline):
+    repo = dialogsum_pipeline
     tuned = json.loads((repo / "metrics/tuned.json").read_text())
     assert set(tuned) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}  # the headline; counts in the details
     assert json.loads((repo / "metrics/details/tuned.json").read_text())["examples"] == 8
@@ -120,5 +115,5 @@ def test_tiny_dialogsum_pipeline(tmp_path):
     assert 0 < train_log["trainable_fraction"] < 0.2
     from ftpipe.precision import resolve
     assert train_log["precision"] == resolve("auto")  # what `auto` meant on this machine is on record
-    run(["python", "stages/merge.py", "--tuned", "models/tuned", "--out", "models/merged"], repo)
-    assert not (repo / "models/merged/adapter_config.json").exists() and (repo / "models/merged/model.safetensors").exists()
+    merged = repo / "models/export"  # export.merge=true in this pipeline: the adapter folded into its base
+    assert not (merged / "adapter_config.json").exists() and (merged / "model.safetensors").exists()

@@ -35,13 +35,11 @@ EXAMPLE_DIALOGUE = "#Person1#: Are you coming to the party tonight?\\n#Person2#:
 
 
 def write_card(model_dir: Path, params, run=None) -> Path:
-    """Write `model_dir/README.md` (and name the real base in a PEFT adapter's config)."""
+    """Write `model_dir/README.md`."""
     model_dir = Path(model_dir)
     record = json.loads((model_dir / RECORD).read_text()) if (model_dir / RECORD).exists() else {}
     base = base_id(record.get("base_model") or {})
     adapter = (model_dir / "adapter_config.json").exists()
-    if adapter:
-        _name_base_in_adapter(model_dir / "adapter_config.json", base)
     from ftpipe.tasks import get_task
 
     task = params.task
@@ -194,12 +192,3 @@ def _reproduce_lines(record: dict) -> list[str]:
     if versions:
         lines.append("Trained with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
     return lines
-
-
-def _name_base_in_adapter(config_path: Path, base: str) -> None:
-    """peft's get_peft_model replaces the base id ftpipe gives the adapter with the folder the base was
-    loaded from (models/base); the adapter's config names the real base again, as the card does."""
-    config = json.loads(config_path.read_text())
-    if base != "unknown" and config.get("base_model_name_or_path") != base:
-        config["base_model_name_or_path"] = base
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")

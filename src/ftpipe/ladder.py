@@ -1,7 +1,7 @@
 """`python -m ftpipe.ladder`: every method on the same data, one DVC experiment each, compared in one table.
 
     python -m ftpipe.ladder --methods features,freeze,full,lora,dora,ia3,prompt_tuning,distill \\
-        -S experiment=yelp_bert -S model=minilm -S data=yelp_local
+        -S experiment=yelp_bert -S model=minilm -S data=yelp_local --for lora train.lr=5e-4
 
 Each method runs as `dvc exp run -n ladder-<method> -S method=<method> <your -S overrides>`, one
 after another in the workspace (so `dvc exp show` lists them all, and relative data paths keep
@@ -11,6 +11,9 @@ ref) unless `--teacher` names a revision. The table goes to reports/methods.md a
 reports/methods.csv: the base model first, then per method the headline metric, trainable
 parameters, train time, evaluation samples/s and peak memory. After the ladder the workspace holds
 the last experiment's outputs; `dvc exp apply <name>` brings back any other.
+
+`--for METHOD KEY=VALUE` adds an override to one method's run only: the learning rate that suits
+full fine-tuning (5e-5) barely moves a LoRA adapter or a lone classification head.
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ def row(method: str, experiment: str, which: str = "tuned") -> dict:
             "eval_peak_rss_mb": timing.get("peak_rss_mb")}
 
 
-def run_one(method: str, overrides: list[str], extra: list[str] = ()) -> str:
+def run_one(method: str, overrides: list[str]) -> str:
     name = f"ladder-{method}"
-    cmd = ["dvc", "exp", "run", "-n", name, "-S", f"method={method}", *[a for o in overrides for a in ("-S", o)], *extra]
+    cmd = ["dvc", "exp", "run", "-n", name, "-S", f"method={method}", *[a for o in overrides for a in ("-S", o)]]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     return name
@@ -88,19 +91,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", required=True, help="comma-separated conf/method names")
     parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], help="a param override for every run")
+    parser.add_argument("--for", dest="per_method", nargs=2, action="append", default=[], metavar=("METHOD", "KEY=VALUE"),
+                        help="a param override for one method's run (after the -S ones)")
     parser.add_argument("--teacher", help="revision whose models/tuned teaches distill (default: the ladder's full run)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if not Path(f"conf/method/{m}.yaml").exists()]
+    unknown = [m for m in methods + [m for m, _ in args.per_method] if not Path(f"conf/method/{m}.yaml").exists()]
     if unknown:
         sys.exit(f"error: no conf/method/{unknown[0]}.yaml (known: {', '.join(sorted(p.stem for p in Path('conf/method').glob('*.yaml')))})")
 
     rows = []
     for method in sorted(methods, key=lambda m: m == "distill"):  # the teacher first
-        extra = []
+        overrides = args.overrides + [o for m, o in args.per_method if m == method]
         if method == "distill":
-            extra = ["-S", f"method.teacher.revision={args.teacher or exp_ref('ladder-full')}"]
-        name = run_one(method, args.overrides, extra)
+            overrides.append(f"method.teacher.revision={args.teacher or exp_ref('ladder-full')}")
+        name = run_one(method, overrides)
         if not rows:
             rows.append(row("base model", name, "base"))
         rows.append(row(method, name))

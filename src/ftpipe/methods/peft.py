@@ -64,13 +64,14 @@ class Method(BaseMethod):
             # Casts norms/head to fp32 and freezes the 4-bit base; checkpointing is the Trainer's call.
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         config = self.peft_config(task, model, model_cfg, run)
-        # The adapter names its base by identity (Hub id, package), not by this repository's models/base.
-        config.base_model_name_or_path = base_id(base_identity(base_dir))
         if config.peft_type == "PREFIX_TUNING" and task.peft_task_type != "CAUSAL_LM" and not _takes_past_key_values(model):
             # peft would only find out at the first forward pass, mid-training.
             raise ConfigError("method", f"'{self.cfg.name}' does not fit {type(model).__name__}: prefix tuning needs a model "
                               "that takes past key values (a decoder such as GPT-2 or Llama)")
         model = get_peft_model(model, config)
+        # The adapter names its base by identity (Hub id, package), not by the folder it was loaded
+        # from (models/base), which get_peft_model has just written there.
+        model.peft_config[model.active_adapter].base_model_name_or_path = base_id(base_identity(base_dir))
         model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding
         return model
 

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ftpipe.config import _check
 from ftpipe.errors import DataError
