@@ -49,17 +49,13 @@ def test_byte_order_mark_is_stripped(tmp_path, name, content):
 # --- 2: column mapping ------------------------------------------------------------
 
 
-def test_mapped_column_missing_from_csv_names_file_and_column(tmp_path):
-    path = tmp_path / "reviews.csv"
-    path.write_text("review_id,review_body,stars\nr1,Great,5\n")
-    columns = {**REVIEWS, "id": "reviewID_typo"}
-    assert error(path, columns) == (f"{path}: column 'reviewID_typo' (data.columns.id) not found "
-                                    "(columns: review_id, review_body, stars)")
-
-
-def test_mapped_column_missing_from_jsonl_names_file_and_column(tmp_path):
-    path = tmp_path / "reviews.jsonl"
-    path.write_text('{"review_id": "r1", "review_body": "Great", "stars": 5}\n{"review_body": "Bad", "stars": 1}\n')
+@pytest.mark.parametrize("name, content", [
+    ("reviews.csv", "review_id,review_body,stars\nr1,Great,5\n"),
+    ("reviews.jsonl", '{"review_id": "r1", "review_body": "Great", "stars": 5}\n{"review_body": "Bad", "stars": 1}\n'),
+])
+def test_mapped_column_missing_names_file_and_column(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
     columns = {**REVIEWS, "id": "reviewID_typo"}
     assert error(path, columns) == (f"{path}: column 'reviewID_typo' (data.columns.id) not found "
                                     "(columns: review_id, review_body, stars)")
