@@ -10,12 +10,13 @@ from ftpipe.stage import run
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "out", "report"):
+    for name in ("base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing",
+                 "tuned-record", "out", "report"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     params = load_params("evaluate")
     compare(args.base_metrics, args.tuned_metrics, args.base_predictions, args.tuned_predictions,
-            args.out, args.report, params.evaluate.report_examples)
+            args.out, args.report, params.evaluate.report_examples, (args.base_timing, args.tuned_timing), args.tuned_record)
 
 
 if __name__ == "__main__":

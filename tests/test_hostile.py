@@ -201,13 +201,20 @@ def test_compare_report_escapes_user_text(tmp_path):
     for name, score in rows.items():
         row = {"id": hostile, "input": "a|b\n\nc", "reference": "<b>ref</b>", "prediction": f"`{name}`", "score": score}
         (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    for name, speed in (("base", 20.0), ("tuned", 40.0)):
+        (tmp_path / f"{name}_timing.json").write_text(json.dumps({"samples_per_second": speed}))
+    teacher = {"revision": "<i>rev</i>|x", "params": 2000, "metrics": {"accuracy": 0.75}, "timing": {"samples_per_second": 10.0}}
+    (tmp_path / "record.json").write_text(json.dumps({"trainable_params": 1000, "teacher": teacher}))
     report = tmp_path / "compare.md"
     compare(tmp_path / "base.json", tmp_path / "tuned.json", tmp_path / "base.jsonl", tmp_path / "tuned.jsonl",
-            tmp_path / "delta.json", report, n_examples=5)
+            tmp_path / "delta.json", report, 5, (tmp_path / "base_timing.json", tmp_path / "tuned_timing.json"), tmp_path / "record.json")
     text = report.read_text()
-    assert "<script>" not in text and "<b>" not in text
+    assert "<script>" not in text and "<b>" not in text and "<i>" not in text
     assert [line for line in text.splitlines() if line.startswith("#")] == [
-        "# Base vs tuned", "## Fixed by tuning", "## Broken by tuning"]
+        "# Base vs tuned", "## Evaluation speed", "## Fixed by tuning", "## Broken by tuning"]
+    # A distilled student beside its base and its teacher, on the headline metric and on speed.
+    assert "| tuned (student, 1,000 params) | 0.5 | 40 |" in text
+    assert r"| teacher (2,000 params, &lt;i&gt;rev&lt;/i&gt;\|x) | 0.75 | 10 |" in text
     assert r"**x # Owned &lt;script&gt;alert(1)&lt;/script&gt; \| \`rm\` \*b\***: a\|b c" in text.splitlines()
     assert r"- reference: &lt;b&gt;ref&lt;/b&gt;" in text and r"- tuned: \`tuned\`" in text
 

@@ -30,7 +30,9 @@ def read_rows(path: Path) -> dict[str, dict]:
 
 
 def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
-            out_metrics: Path, report: Path, n_examples: int) -> dict:
+            out_metrics: Path, report: Path, n_examples: int, timings: tuple[Path, Path], tuned_record: Path) -> dict:
+    """`timings`: base and tuned evaluation timing.json; `tuned_record`: models/tuned/ftpipe_train.json."""
+    headline = next(iter(read_json(tuned_metrics)))  # metrics/tuned.json holds the headline first
     base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
     delta = {key: tuned[key] - base[key] for key in tuned if key in base and key not in COUNTS}
     write_json(out_metrics, delta)
@@ -46,6 +48,7 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
     lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
               f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
+    lines += speed_lines(headline, base, tuned, [read_json(path) for path in timings], read_json(tuned_record))
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
         if not chosen:
@@ -57,6 +60,27 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     with atomic_output(report) as tmp:
         tmp.write_text("\n".join(lines))
     return delta
+
+
+def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], record: dict) -> list[str]:
+    """Evaluation speed beside the headline metric; a distilled student also beside its teacher,
+    whose figures come from the teacher's own run (measured there, perhaps on another machine)."""
+    rows = [("base", base.get(headline), timings[0].get("samples_per_second")),
+            ("tuned", tuned.get(headline), timings[1].get("samples_per_second"))]
+    teacher = record.get("teacher")
+    if teacher:
+        rows[1] = (f"tuned (student, {record.get('trainable_params', 0):,} params)", *rows[1][1:])
+        rows.append((f"teacher ({teacher['params']:,} params, {_md(teacher.get('revision') or teacher.get('name', ''))})",
+                     teacher.get("metrics", {}).get(headline), teacher.get("timing", {}).get("samples_per_second")))
+    lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s |", "|---|---:|---:|"]
+    lines += [f"| {name} | {_num(value)} | {_num(speed)} |" for name, value, speed in rows]
+    if teacher:
+        lines += ["", "The teacher's figures are from its own run (its metrics/tuned.json and plots/tuned/timing.json)."]
+    return lines + [""]
+
+
+def _num(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 def _md(text, limit: int = 300) -> str:

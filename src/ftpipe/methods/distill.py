@@ -9,6 +9,7 @@ The student saves as an ordinary full model.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,26 @@ class Method(BaseMethod):
         teacher = self.teacher(run)
         trainer = run.make_trainer(model, trainer_class=distill_trainer_class(), teacher=teacher,
                                    temperature=self.cfg.temperature, alpha=self.cfg.alpha)
-        return trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None).metrics
+        metrics = trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None).metrics
+        if run.is_main:
+            metrics["teacher"] = self.teacher_record(sum(p.numel() for p in teacher.parameters()))
+        return metrics
+
+    def teacher_record(self, params: int) -> dict:
+        """The teacher's source and size, and for an ftpipe run fetched through DVC its headline metrics
+        and evaluation speed as that run measured them (metrics/tuned.json, plots/tuned/timing.json at
+        the revision): the compare report sets the student beside its teacher."""
+        cfg = self.cfg.teacher
+        record = {**{k: cfg[k] for k in ("source", "repo", "path", "revision", "name") if cfg.get(k)}, "params": params}
+        if cfg.get("source") == "dvc":
+            import dvc.api
+
+            for key, path in (("metrics", "metrics/tuned.json"), ("timing", "plots/tuned/timing.json")):
+                try:
+                    record[key] = json.loads(dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision")))
+                except Exception as err:  # a run from before timing.json existed; the report shows a dash
+                    log.warning("teacher: no %s at %s (%s)", path, cfg.get("revision"), " ".join(str(err).split())[:200])
+        return record
 
     def teacher(self, run):
         """The teacher, fetched once into the run's scratch space (the main process fetches, the others wait)."""
