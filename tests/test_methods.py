@@ -118,6 +118,8 @@ def test_classification_method_trains_what_it_should(tiny, method, tmp_path, mon
     before, trainable, after, record = trained(tiny, "classification", "test_tiny", method, tmp_path, monkeypatch)
     if method == "freeze":
         assert all(n.startswith(("classifier", "bert.pooler")) for n in trainable), sorted(trainable)
+    if method == "adalora":  # the rank budget moved during training, and the ranks it kept are saved
+        assert json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())["rank_pattern"], "update_and_allocate never ran"
     check(before, trainable, after, record, method)
 
 

@@ -10,8 +10,10 @@ head stays trainable: peft's task type (SEQ_CLS, ...) saves it with the adapter.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,6 +37,19 @@ class Config(MethodConfig):
     def __post_init__(self):
         _check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
         peft_config_class(self.peft)  # unknown type or kwarg: a one-line error now, not mid-training
+
+
+def adalora_budget(model):
+    """AdaLoRA moves its rank budget between layers by the importance it reads from the gradients
+    after each optimizer step; the Trainer never asks it to (peft's examples call it by hand), and
+    without it AdaLoRA is a LoRA held back by its orthogonality penalty."""
+    from transformers import TrainerCallback
+
+    class AdaLoraBudget(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kwargs):  # after the step, before the gradients are zeroed
+            model.base_model.update_and_allocate(state.global_step)
+
+    return AdaLoraBudget()
 
 
 def peft_config_class(settings: dict):
@@ -69,11 +84,23 @@ class Method(BaseMethod):
             raise ConfigError("method", f"'{self.cfg.name}' does not fit {type(model).__name__}: prefix tuning needs a model "
                               "that takes past key values (a decoder such as GPT-2 or Llama)")
         model = get_peft_model(model, config)
-        # The adapter names its base by identity (Hub id, package), not by the folder it was loaded
-        # from (models/base), which get_peft_model has just written there.
-        model.peft_config[model.active_adapter].base_model_name_or_path = base_id(base_identity(base_dir))
+        self.base_name = base_id(base_identity(base_dir))
         model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding
         return model
+
+    def fit(self, model, run) -> dict:
+        if model.peft_config[model.active_adapter].peft_type == "ADALORA":
+            run.callbacks.append(adalora_budget(model))
+        return super().fit(model, run)
+
+    def save(self, model, tokenizer, out_dir: Path, run) -> None:
+        super().save(model, tokenizer, out_dir, run)
+        if run.is_main:
+            # The adapter names its base by identity (Hub id, package), not by the folder it was loaded
+            # from here (models/base). Only in the saved file: peft looks the name up while it saves.
+            path = Path(out_dir) / "adapter_config.json"
+            config = json.loads(path.read_text())
+            path.write_text(json.dumps({**config, "base_model_name_or_path": self.base_name}, indent=2, sort_keys=True) + "\n")
 
     def peft_config(self, task, model, model_cfg, run=None):
         settings = {k: v for k, v in self.cfg.peft.items() if v is not None or k != "target_modules"}
