@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -48,8 +49,10 @@ def adapter(tmp_path_factory) -> tuple[Path, Path]:
     task = get_task(params.task)
     tokenizer = load_tokenizer(base, task)
     torch.manual_seed(0)
-    model = get_method(params.method).build(task, base, tokenizer, params.model)
-    model.save_pretrained(tuned)
+    method = get_method(params.method)
+    model = method.build(task, base, tokenizer, params.model)
+    # As train saves it: through the method (a run of one process whose Trainer saves the adapter).
+    method.save(model, tokenizer, tuned, SimpleNamespace(is_main=True, trainer=SimpleNamespace(save_model=model.save_pretrained)))
     tokenizer.save_pretrained(tuned)
     (tuned / "training_args.bin").write_bytes(b"pickle")  # the Trainer leaves one: it must not be pushed
     (tuned / "ftpipe_train.json").write_text(json.dumps({"method": {"name": "lora", "type": "lora"},
@@ -112,7 +115,7 @@ def test_without_merge_the_adapter_goes_as_it_is(adapter, tmp_path, monkeypatch)
     record = export(params_for(merge=False, push_to_hub=True), tuned, base, tmp_path / "export", api=hub)
     assert record["merged"] is False and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["ftpipe_export.json"]
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(hub.files)
-    # The adapter names its real base, as its card does (peft had written the folder it was loaded from).
+    # The adapter names its real base, as its card does (peft writes the folder it was loaded from).
     assert json.loads((tuned / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny_llama"
 
 
