@@ -145,6 +145,25 @@ def test_prefix_tuning_without_a_kv_argument_is_one_line_before_training(tiny, t
         get_method(method).build(task, base, load_tokenizer(base, task), p.model)
 
 
+def test_prompt_tuning_leaves_room_for_its_virtual_tokens_or_says_so_before_training(tiny, monkeypatch):
+    """20 virtual tokens before 512 text tokens overflow BERT's 512 positions (found on Yelp, mid-training)."""
+    import dataclasses
+
+    from ftpipe.errors import ConfigError
+    from ftpipe.methods import get_method
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.tasks import get_task
+
+    p = params_for("test_tiny", "prompt_tuning", monkeypatch)
+    base = tiny["classification"][0]
+    task = get_task(dataclasses.replace(p.task, max_length=512))
+    with pytest.raises(ConfigError, match=r"task.max_length: 512 is more than the model's 492 positions \(.*less 20 for the 20 "
+                                          r"virtual tokens of 'prompt_tuning'\): use task.max_length <= 492"):
+        get_method(p.method).build(task, base, load_tokenizer(base, task), p.model)
+    task = get_task(dataclasses.replace(p.task, max_length=492))
+    assert get_method(p.method).build(task, base, load_tokenizer(base, task), p.model) is not None
+
+
 def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
     from ftpipe.config import compose, validate
     from ftpipe.errors import ConfigError

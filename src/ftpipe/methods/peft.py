@@ -83,6 +83,8 @@ class Method(BaseMethod):
             # peft would only find out at the first forward pass, mid-training.
             raise ConfigError("method", f"'{self.cfg.name}' does not fit {type(model).__name__}: prefix tuning needs a model "
                               "that takes past key values (a decoder such as GPT-2 or Llama)")
+        if config.peft_type in ("PROMPT_TUNING", "P_TUNING"):  # virtual tokens go before the text, in its positions
+            task.cfg.check_model_limit(base_dir, config.num_virtual_tokens, f"the {config.num_virtual_tokens} virtual tokens of '{self.cfg.name}'")
         model = get_peft_model(model, config)
         self.base_name = base_id(base_identity(base_dir))
         model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding

@@ -36,18 +36,21 @@ class TaskConfig:
         if self.max_length < MIN_LENGTH:
             raise ConfigError("task.max_length", f"must be >= {MIN_LENGTH}, got {self.max_length}")
 
-    def check_model_limit(self, model_dir: Path) -> None:
-        """max_length within the model's positions: past them, training fails with an index error (or worse, on GPU)."""
+    def check_model_limit(self, model_dir: Path, reserved: int = 0, reserved_for: str = "") -> None:
+        """max_length within the model's positions: past them, training fails with an index error (or worse, on GPU).
+
+        `reserved` positions go to something else before the text (prompt tuning's virtual tokens)."""
         path = Path(model_dir) / "config.json"
         config = json.loads(path.read_text()) if path.is_file() else {}
         key = next((k for k in ("max_position_embeddings", "n_positions") if isinstance(config.get(k), int)), None)
         if key is None:  # relative positions (T5, ...): no fixed limit to check
             return
         pad = config.get("pad_token_id")
-        limit = config[key] - ((1 if pad is None else pad) + 1 if config.get("model_type") in PADDED_POSITIONS else 0)
+        limit = config[key] - ((1 if pad is None else pad) + 1 if config.get("model_type") in PADDED_POSITIONS else 0) - reserved
         if self.max_length > limit:
+            less = f", less {reserved} for {reserved_for}" if reserved else ""
             raise ConfigError("task.max_length", f"{self.max_length} is more than the model's {limit} positions "
-                                                 f"({key} in {path}): use task.max_length <= {limit}")
+                                                 f"({key} in {path}{less}): use task.max_length <= {limit}")
 
 
 class Task:
