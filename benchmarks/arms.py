@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, gpu_peak_mb, scratch_dir, timer, validated, yelp_examples
+from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, ftpipe_trainer, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 
 EVAL_SEED = 0  # ftpipe's evaluate.seed: the base model's fresh head
 TRAIN_SEED = 42  # the tutorial's and ftpipe's train seed
@@ -29,7 +29,7 @@ def recipe(spec: Spec) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
     out: dict = {"arm": "recipe"}
-    train_set, eval_set = yelp_examples(spec.params, "train", spec.train_rows), yelp_examples(spec.params, "eval", spec.eval_rows)
+    train_set, eval_set = task_examples(spec.params, "train", spec.train_rows), task_examples(spec.params, "eval", spec.eval_rows)
     tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
     labels = validated(spec.params, "task").task.labels
 
@@ -79,18 +79,18 @@ def timed_train(trainer, out: dict, device: str) -> None:
     out["train_loss"] = round(metrics["train_loss"], 4)
 
 
-def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None) -> dict:
+def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None, trim: bool = True) -> dict:
     import dataclasses
     from collections import Counter
 
     import torch
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
-    from ftpipe.train import training_arguments
+    from ftpipe.trainer import ReturnFreedMemory
 
     p = validated(spec.params, "task", "model", "method", "tokenize", "train", "evaluate")
     # No validation split: both arms train on the same rows and are timed on training alone.
@@ -99,7 +99,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
-    examples = {"train": yelp_examples(spec.params, "train", spec.train_rows), "eval": yelp_examples(spec.params, "eval", spec.eval_rows)}
+    examples = {"train": task_examples(spec.params, "train", spec.train_rows), "eval": task_examples(spec.params, "eval", spec.eval_rows)}
     with timer(out, "tokenize_s"):
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
@@ -115,9 +115,10 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
     set_seed(train_cfg.seed)
     model = get_method(p.method).build(task, spec.model_dir, tokenizer, p.model)
-    args = training_arguments(train_cfg, scratch_dir() / "ftpipe")
-    timed_train(Trainer(model=model, args=args, train_dataset=features["train"],
-                        data_collator=task.collator(tokenizer), processing_class=tokenizer), out, spec.device)
+    trainer = ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe")
+    if not trim:  # the ablation: glibc keeps what each step frees
+        trainer.remove_callback(ReturnFreedMemory)
+    timed_train(trainer, out, spec.device)
     evaluate(model, "tuned")
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,

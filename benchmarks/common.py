@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import resource
@@ -21,18 +22,27 @@ TUTORIAL_BATCH = 8  # its per-device batch (train, and Trainer's default for eva
 class Spec:
     """One suite run; passed (pickled) to every isolated measurement."""
 
-    model: str = "minilm"  # minilm | bert_base_random (bert-base-cased architecture, random weights) | tiny_bert
+    model: str = "minilm"  # minilm | bert_base_random (bert-base-cased architecture, random weights) | tiny_bert | tiny_llama
     model_dir: str = ""  # filled by prepare_model
     device: str = "cpu"
     epochs: float = 3.0
     train_rows: int | None = None  # None: the whole Yelp train+val sample
     eval_rows: int | None = None
     tokenize_rows: int = 100_000
-    scaling_sizes: list[int] = field(default_factory=lambda: [1000, 4000, 16000])
+    scaling_sizes: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000])  # training rows
+    scaling_lengths: list[int] = field(default_factory=lambda: [128, 256, 512])  # task.max_length
     option_rows: int = 256  # eval rows for the per-option micro-benchmarks
     threads: int = 0  # 0: torch's default
     isolate: bool = True  # each measurement in a fresh process (its own peak RSS)
     params: dict = field(default_factory=dict)  # the composed ftpipe params of the workload
+    # QA arm (benchmarks/qa.py): SQuAD questions from shared/data, packaged MiniLM
+    qa_train_questions: int = 500
+    qa_eval_questions: int = 250
+    qa_epochs: float = 1.0
+    # summarization arm (benchmarks/summarization.py): DialogSum from shared/data, SmolLM2 + LoRA / QLoRA
+    sum_train_dialogues: int = 64  # one pass: 4 recipe steps of 16, 16 ftpipe steps of 4
+    sum_eval_dialogues: int = 32
+    tiny: bool = False  # tiny models built from a config instead of the packaged ones (the smoke test)
 
 
 def compose_params(overrides: list[str]) -> dict:
@@ -57,8 +67,8 @@ def prepare_model(spec: Spec, scratch: Path) -> str:
     out = scratch / spec.model
     if out.exists():
         return str(out)
-    if spec.model == "tiny_bert":
-        cfg = validated(compose_params(["model=tiny_bert"]), "model").model
+    if spec.model in ("tiny_bert", "tiny_llama"):
+        cfg = validated(compose_params([f"model={spec.model}"]), "model").model
         build_tiny(cfg.tiny, out)
         return str(out)
     if spec.model == "bert_base_random":
@@ -74,11 +84,12 @@ def prepare_model(spec: Spec, scratch: Path) -> str:
         AutoModel.from_config(BertConfig(vocab_size=len(tokenizer))).save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         return str(out)
-    raise SystemExit(f"unknown model {spec.model!r} (minilm, bert_base_random, tiny_bert)")
+    raise SystemExit(f"unknown model {spec.model!r} (minilm, bert_base_random, tiny_bert, tiny_llama)")
 
 
-def yelp_examples(params: dict, split: str, rows: int | None):
-    """The cleaned Yelp split as a Dataset of {id, text, label}, read and cleaned by ftpipe's task plug-in."""
+def task_examples(params: dict, split: str, rows: int | None, repeat: bool = False):
+    """The first `rows` records of the workload's train or eval files as a Dataset, read and cleaned by
+    ftpipe's task plug-in (the same rows for every arm). `repeat`: cycle the records to reach `rows`."""
     import datasets
 
     from ftpipe.tasks import get_task
@@ -86,9 +97,12 @@ def yelp_examples(params: dict, split: str, rows: int | None):
     p = validated(params, "task", "data")
     task = get_task(p.task)
     files = p.data.files["train" if split == "train" else "eval"]
-    records = [task.clean(raw, p.data) | {"id": raw.get("id") or f"{Path(f).stem}-{n}"}
-               for f in files for n, raw in task.read(Path(f), p.data.columns)]
-    return datasets.Dataset.from_list(records[:rows] if rows else records)
+    records = (task.clean(raw, p.data) | {"id": raw.get("id") or f"{Path(f).stem}-{n}"}
+               for f in files for n, raw in task.read(Path(f), p.data.columns))
+    kept = list(itertools.islice(records, rows))
+    if repeat and rows and kept:
+        kept = [kept[i % len(kept)] | {"id": f"{kept[i % len(kept)]['id']}-{i}"} for i in range(rows)]
+    return datasets.Dataset.from_list(kept)
 
 
 def setup_process(spec: Spec) -> None:
@@ -106,9 +120,36 @@ def setup_process(spec: Spec) -> None:
         torch.set_num_threads(spec.threads)
 
 
+_PEAK_BEFORE_RESET_KB = 0  # the process's peak before the last per-phase reset
+
+
+def _hwm_kb() -> int:
+    """This process's peak resident memory since start or since the last reset (VmHWM, KiB)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    except (OSError, StopIteration):  # not Linux: getrusage's peak, which cannot be reset
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def reset_phase_peak() -> None:
+    """Start a new phase: the kernel's peak-RSS mark drops to the current RSS (Linux `clear_refs` 5),
+    so the next phase_peak_rss_mb() is that phase's own peak. The process's overall peak is kept."""
+    global _PEAK_BEFORE_RESET_KB
+    _PEAK_BEFORE_RESET_KB = max(_PEAK_BEFORE_RESET_KB, _hwm_kb())
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def phase_peak_rss_mb() -> float:
+    return round(_hwm_kb() / 1024, 1)
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident memory of this process so far, across phase resets."""
+    return round(max(_PEAK_BEFORE_RESET_KB, _hwm_kb()) / 1024, 1)
 
 
 def gpu_peak_mb() -> float | None:
@@ -126,17 +167,20 @@ def sync(device: str) -> None:
 
 @contextmanager
 def timer(out: dict, key: str, device: str = "cpu"):
-    """Wall seconds under `key` (`..._s`) and this process's CPU seconds (all threads) under `..._cpu_s`.
+    """Wall seconds under `key` (`..._s`), this process's CPU seconds (all threads) under `..._cpu_s`
+    and the phase's peak RSS under `..._peak_rss_mb`.
 
     The CPU is shared with other jobs: wall time then measures the neighbours as much as the code,
     while CPU time is what the work itself cost, so ratios are quoted on both.
     """
     sync(device)
+    reset_phase_peak()
     start, cpu = time.perf_counter(), time.process_time()
     yield
     sync(device)
     out[key] = round(time.perf_counter() - start, 3)
     out[key[:-2] + "_cpu_s"] = round(time.process_time() - cpu, 3)
+    out[key[:-2] + "_peak_rss_mb"] = phase_peak_rss_mb()
 
 
 def _call(fn, spec, args):
@@ -160,3 +204,46 @@ def scratch_dir() -> Path:
     root = Path(".scratch")  # git-ignored; on the GPU machine it travels with `carry`
     root.mkdir(exist_ok=True)
     return Path(tempfile.mkdtemp(prefix="bench-", dir=root))
+
+
+# Dense bf16 peak of each GPU, TFLOP/s, from the vendors' datasheets (the sparse figures are twice these).
+PEAK_BF16_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "A10G": 70, "A10": 125, "L4": 121, "RTX 4090": 165}
+
+
+def non_embedding_params(model_dir: str) -> int:
+    """Parameters outside the embeddings (what 6·N·tokens counts), from the config alone, on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(AutoConfig.from_pretrained(model_dir))
+    embeddings = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    return sum(p.numel() for p in model.parameters()) - embeddings
+
+
+def mfu(model_dir: str, tokens: float, seconds: float, peak_tflops: float | None) -> float | None:
+    """Model FLOPs utilization of training: 6·N·tokens (forward and backward; attention's own FLOPs left
+    out, so this is a lower bound) per second, over the device's dense bf16 peak."""
+    if not peak_tflops or not seconds:
+        return None
+    return round(6 * non_embedding_params(model_dir) * tokens / seconds / (peak_tflops * 1e12), 4)
+
+
+def device_peak_tflops() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((peak for gpu, peak in PEAK_BF16_TFLOPS.items() if gpu in name), None)
+
+
+def ftpipe_trainer(model, train_cfg, train_set, task, tokenizer, name: str):
+    """The Trainer ftpipe's train stage builds (ftpipe.train.Run.make_trainer): its ResumableTrainer,
+    its training arguments and its guard callbacks; no validation split, DVCLive or progress bar."""
+    from ftpipe import guards
+    from ftpipe.train import training_arguments
+    from ftpipe.trainer import ResumableTrainer
+
+    return ResumableTrainer(model=model, args=training_arguments(train_cfg, scratch_dir() / name), train_dataset=train_set,
+                            data_collator=task.collator(tokenizer), processing_class=tokenizer, callbacks=guards.callbacks())

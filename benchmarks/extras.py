@@ -1,14 +1,13 @@
-"""Tokenization throughput, the per-option micro-benchmarks, and scaling with the amount of data."""
+"""Tokenization throughput and the per-option evaluation micro-benchmarks (Yelp, the workload model)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, compose_params, sync, timer, validated, yelp_examples
+from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, sync, task_examples, timer, validated
 
 
 def tokenization(spec: Spec) -> dict:
@@ -22,7 +21,7 @@ def tokenization(spec: Spec) -> dict:
     p = validated(spec.params, "task", "tokenize")
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
-    base = datasets.concatenate_datasets([yelp_examples(spec.params, "train", None), yelp_examples(spec.params, "eval", None)])
+    base = datasets.concatenate_datasets([task_examples(spec.params, "train", None), task_examples(spec.params, "eval", None)])
     rows = base.select(np.arange(spec.tokenize_rows) % len(base)).flatten_indices()
     out: dict = {"rows": len(rows), "fast_tokenizer": tokenizer.is_fast}
     # The QA tutorial: BertTokenizer.encode_plus per example, padded to 512, as tensors. Its BertTokenizer
@@ -79,7 +78,7 @@ def options(spec: Spec) -> dict:
     p = validated(spec.params, "task", "tokenize", "evaluate")
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
-    eval_set = yelp_examples(spec.params, "eval", spec.option_rows)
+    eval_set = task_examples(spec.params, "eval", spec.option_rows)
     dynamic = task.tokenize(eval_set, tokenizer, "eval", p.tokenize.num_proc, p.tokenize.batch_size)
     padded = eval_set.map(lambda b: tokenizer(b["text"], padding="max_length", truncation=True, max_length=TUTORIAL_MAX_LENGTH), batched=True)
     collator = task.collator(tokenizer)
@@ -139,53 +138,4 @@ def options(spec: Spec) -> dict:
     out["variants"]["ftpipe + torch.compile"] = {"samples_per_s": round(len(eval_set) / second, 2),
                                                  "seconds": [round(first, 2), round(second, 2)],
                                                  "note": "first pass includes compilation"}
-    return out
-
-
-def scaling(spec: Spec) -> dict:
-    """Time per stage for growing synthetic datasets, through ftpipe's package functions.
-
-    tokenize, subset (a seeded half for train) and evaluate (the base model on the other half) use the
-    Yelp workload's model; train runs 1 epoch of the tiny 2-layer BERT (conf/model/tiny_bert.yaml), so
-    the cost of the stage machinery shows without hours of MiniLM training on 2 cores.
-    """
-    import datasets
-    from transformers import Trainer, set_seed
-
-    from benchmarks.common import prepare_model, scratch_dir
-    from ftpipe.data.synthetic import reviews
-    from ftpipe.datasets_io import draw
-    from ftpipe.inference import logits as batched_forward
-    from ftpipe.models.loading import load_for_task, load_tokenizer
-    from ftpipe.tasks import get_task
-    from ftpipe.train import training_arguments
-
-    params = compose_params(["experiment=quickstart"])
-    p = validated(params, "task", "tokenize", "train", "evaluate")
-    task = get_task(p.task)
-    tokenizer = load_tokenizer(spec.model_dir, task)
-    tiny_dir = prepare_model(dataclasses.replace(spec, model="tiny_bert"), scratch_dir())
-    tiny_tok = load_tokenizer(tiny_dir, task)
-    set_seed(0)
-    model = load_for_task(task, spec.model_dir, tokenizer).to(spec.device)
-    out = {"what": "tokenize/subset/evaluate: workload model; train: tiny_bert, 1 epoch", "sizes": {}}
-    for n in spec.scaling_sizes:
-        raw = datasets.Dataset.from_list([r | {"label": task.label_id(r["label"], 0)} for r in reviews(n, seed=1)])
-        t: dict = {}
-        with timer(t, "tokenize_s"):
-            feats = task.tokenize(raw, tokenizer, "train", p.tokenize.num_proc, p.tokenize.batch_size)
-        with timer(t, "subset_s"):
-            train_half = draw(feats, n // 2, 42, False).flatten_indices(keep_in_memory=True)
-            eval_half = feats.select(range(n // 2, n)).flatten_indices(keep_in_memory=True)
-        tiny_feats = task.tokenize(raw.select(range(n // 2)), tiny_tok, "train", 1, p.tokenize.batch_size)
-        set_seed(42)
-        trainer = Trainer(model=load_for_task(task, tiny_dir, tiny_tok),
-                          args=training_arguments(dataclasses.replace(p.train, epochs=1, validation_fraction=0), scratch_dir() / "scale"),
-                          train_dataset=tiny_feats, data_collator=task.collator(tiny_tok))
-        with timer(t, "train_tiny_s", spec.device):
-            trainer.train()
-        with timer(t, "evaluate_s", spec.device):
-            batched_forward(model, task.collator(tokenizer), eval_half, p.evaluate.batch_size, p.evaluate.sort_by_length)
-        t["train_rows"], t["eval_rows"] = len(train_half), len(eval_half)
-        out["sizes"][str(n)] = t
     return out

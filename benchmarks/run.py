@@ -1,8 +1,8 @@
-"""Benchmark suite: the Yelp tutorial recipe against ftpipe, side by side in one run.
+"""Benchmark suite: the tutorials' recipes against ftpipe, per task, side by side in one run.
 
-    python -m benchmarks.run --suite cpu              # the full CPU suite (~25 min on 2 idle cores)
-    python -m benchmarks.run --suite cpu --quick      # 1 epoch, fewer rows: a few minutes
-    python -m benchmarks.run --suite gpu              # bert-base-cased architecture (random weights) on CUDA
+    python -m benchmarks.run --suite cpu              # the full CPU suite (about an hour on 2 idle cores)
+    python -m benchmarks.run --suite cpu --quick      # fewer rows, 1 epoch: a few minutes per section
+    python -m benchmarks.run --suite gpu              # on CUDA in bf16, with model FLOPs utilization
     python -m benchmarks.run --quick --tiny           # seconds: the smoke test's path
 
 Results go to benchmarks/results/<suite>[-quick|-tiny].json (written after each section) and a
@@ -20,10 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, extras
-from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, isolated, prepare_model, scratch_dir
+from benchmarks import arms, extras, qa, scaling, summarization
+from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, prepare_model, scratch_dir
+from ftpipe.precision import cpu_has_native_bf16
 
-SECTIONS = ("arms", "tokenization", "options", "scaling", "ablations")
+SECTIONS = ("arms", "qa", "summarization", "tokenization", "options", "scaling", "ablations")
 RESULTS = Path("benchmarks/results")
 
 
@@ -33,10 +34,12 @@ def build_spec(args) -> Spec:
         spec = dataclasses.replace(spec, model="bert_base_random", device="cuda")
     if args.quick:
         spec = dataclasses.replace(spec, epochs=args.epochs or 1.0, train_rows=96, eval_rows=96, tokenize_rows=10_000,
-                                   scaling_sizes=[250, 500, 1000], option_rows=64)
-    if args.tiny:  # a 2-layer model and a handful of rows, inline: the smoke test
-        spec = dataclasses.replace(spec, model="tiny_bert", train_rows=16, eval_rows=16, tokenize_rows=200,
-                                   scaling_sizes=[40, 80], option_rows=16, isolate=False)
+                                   scaling_sizes=[250, 500, 1000], scaling_lengths=[128, 256], option_rows=64,
+                                   qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8)
+    if args.tiny:  # 2-layer models and a handful of rows, inline: the smoke test
+        spec = dataclasses.replace(spec, model="tiny_bert", tiny=True, train_rows=16, eval_rows=16, tokenize_rows=200,
+                                   scaling_sizes=[40, 80], scaling_lengths=[128], option_rows=16, isolate=False,
+                                   qa_train_questions=16, qa_eval_questions=8, sum_train_dialogues=16, sum_eval_dialogues=4)
     if args.train_rows or args.eval_rows:
         spec = dataclasses.replace(spec, train_rows=args.train_rows or spec.train_rows, eval_rows=args.eval_rows or spec.eval_rows)
     return spec
@@ -58,6 +61,20 @@ def machine(spec: Spec) -> dict:
     return info
 
 
+def train_tokens(arm: dict) -> float:
+    """Tokens the arm trained on (padding included: the device computed it)."""
+    if "train_features" in arm:  # QA: windows
+        return arm["tokens_per_train_feature"] * arm["train_features"] * arm["epochs"]
+    if "effective_batch" in arm:  # summarization: a fixed number of steps
+        return arm["tokens_per_train_row"] * arm["train_steps"] * arm["effective_batch"]
+    return arm["tokens_per_train_row"] * arm["train_rows"] * arm["epochs"]
+
+
+def add_mfu(section: dict, model_dir: str, peak_tflops: float | None) -> None:
+    for arm in section.values():
+        arm["train_mfu"] = mfu(model_dir, train_tokens(arm), arm["train_s"], peak_tflops)
+
+
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
@@ -73,6 +90,18 @@ def summary(results: dict) -> dict:
     out["peak_rss_ratio"] = ratio(f["peak_rss_mb"], r["peak_rss_mb"])
     if "tokenization" in results:
         out["tokenization"] = results["tokenization"]["speedup"]
+    if "qa" in results and "ftpipe" in results["qa"]:
+        r, f = results["qa"]["recipe"], results["qa"]["ftpipe"]
+        out["qa"] = {"train_questions_per_s": ratio(f["train_questions_per_s"], r["train_questions_per_s"]),
+                     "eval_tuned_questions_per_s": ratio(f["eval_tuned_questions_per_s"], r["eval_tuned_questions_per_s"]),
+                     "peak_rss_ratio": ratio(f["peak_rss_mb"], r["peak_rss_mb"]),
+                     "f1_delta_points": round(f["f1_tuned"] - r["f1_tuned"], 2)}
+    if "summarization" in results and "ftpipe_lora" in results["summarization"]:
+        r, f = results["summarization"]["recipe"], results["summarization"]["ftpipe_lora"]
+        out["summarization"] = {"train_samples_per_s": ratio(f["train_samples_per_s"], r["train_samples_per_s"]),
+                                "generated_tokens_per_s": ratio(f["generated_tokens_per_s"], r["generated_tokens_per_s"]),
+                                "peak_rss_ratio": ratio(f["peak_rss_mb"], r["peak_rss_mb"]),
+                                "rougeL_delta_points": round(100 * (f["rougeL"] - r["rougeL"]), 2)}
     return out
 
 
@@ -87,8 +116,33 @@ def table(results: dict) -> str:
                            ("eval_base_samples_per_cpu_s", "eval samples per CPU-s (base)"), ("eval_tuned_samples_per_cpu_s", "eval samples per CPU-s (tuned)"),
                            ("eval_base_samples_per_s", "eval samples/s (base)"), ("eval_tuned_samples_per_s", "eval samples/s (tuned)"),
                            ("accuracy_base", "accuracy (base)"), ("accuracy_tuned", "accuracy (tuned)"),
-                           ("tokens_per_train_row", "tokens per train row"), ("peak_rss_mb", "peak RSS (MB)"), ("tokenize_s", "tokenize (s)")]:
-            lines.append(f"| {label} | {r[key]} | {f[key]} | {ratio(f[key], r[key])} |")
+                           ("tokens_per_train_row", "tokens per train row"), ("peak_rss_mb", "peak RSS (MB)"),
+                           ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
+                           ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
+                           ("tokenize_s", "tokenize (s)"), ("train_mfu", "train MFU")]:
+            if key in r or key in f:
+                lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
+    if "qa" in results and "ftpipe" in results["qa"]:
+        r, f = results["qa"]["recipe"], results["qa"]["ftpipe"]
+        lines += ["", f"| QA: {r['train_questions']} train, {r['eval_questions']} dev questions | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]
+        for key, label in [("train_questions_per_s", "train questions/s"), ("train_samples_per_s", "train features/s"),
+                           ("train_s", "train wall time (s)"), ("eval_base_questions_per_s", "eval questions/s (base)"),
+                           ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
+                           ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
+                           ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_mfu", "train MFU")]:
+            if key in r or key in f:
+                lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
+    if "summarization" in results and "ftpipe_lora" in results["summarization"]:
+        arms_s = results["summarization"]
+        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_qlora") if n in arms_s]
+        lines += ["", "| summarization | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for key, label in [("train_samples_per_s", "train dialogues/s"), ("train_steps_per_s", "train steps/s"),
+                           ("effective_batch", "dialogues per step"), ("eval_dialogues_per_s", "eval dialogues/s"),
+                           ("generated_tokens_per_s", "generated tokens/s"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L"),
+                           ("trainable_params", "trainable params"), ("peak_rss_mb", "peak RSS (MB)"),
+                           ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"), ("train_mfu", "train MFU")]:
+            if any(key in arms_s[n] for n in names):
+                lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
     if "tokenization" in results:
         t = results["tokenization"]
         lines += ["", f"| tokenization, {t['rows']:,} Yelp rows | rows/s | vs the tutorial's loop |", "|---|---:|---:|"]
@@ -102,15 +156,18 @@ def table(results: dict) -> str:
             if f"{key}_rows_per_s" in t:
                 lines.append(f"| {label} | {t[f'{key}_rows_per_s']:,} | {round(t[f'{key}_rows_per_s'] / loop, 1)} |")
     if "ablations" in results:
-        lines += ["", "| training variant (1 epoch) | precision | samples/s | samples per CPU-s | accuracy (tuned) |", "|---|---|---:|---:|---:|"]
-        lines += [f"| {name} | {v['precision']} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | {v['accuracy_tuned']} |"
-                  for name, v in results["ablations"].items()]
+        lines += ["", "| training variant (1 epoch) | precision | samples/s | samples per CPU-s | accuracy (tuned) | peak RSS, train (MB) |",
+                  "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {v['precision']} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | {v['accuracy_tuned']} | "
+                  f"{v.get('train_peak_rss_mb')} |" for name, v in results["ablations"].items()]
     if "options" in results:
         lines += ["", f"| evaluation variant ({results['options']['rows']} rows) | samples/s | same predictions |", "|---|---:|---:|"]
         lines += [f"| {name} | {v['samples_per_s']} | {v.get('same_predictions_as_recipe', '-')} |" for name, v in results["options"]["variants"].items()]
     if "scaling" in results:
-        lines += ["", "| examples | tokenize (s) | subset (s) | train tiny, 1 epoch (s) | evaluate (s) |", "|---:|---:|---:|---:|---:|"]
-        lines += [f"| {n} | {t['tokenize_s']} | {t['subset_s']} | {t['train_tiny_s']} | {t['evaluate_s']} |" for n, t in results["scaling"]["sizes"].items()]
+        lines += ["", "| task | rows | max_length | tokens | tokenize (s) | train 1 epoch (s) | ms per row | peak RSS, train (MB) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {t['task']} | {t['rows']} | {t['max_length']} | {t['tokens']:,} | {t['tokenize_s']} | {t['train_s']} | "
+                  f"{t['train_ms_per_row']} | {t['train_peak_rss_mb']} |" for t in results["scaling"]["points"]]
     return "\n".join(lines)
 
 
@@ -125,6 +182,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the GPU's dense bf16 peak for MFU (default: looked up from its name)")
     args = parser.parse_args(argv)
 
     spec = build_spec(args)
@@ -148,24 +207,47 @@ def main(argv=None) -> None:
         print(f"[bench] {key}: {json.dumps(results[key])[:600]}", flush=True)
         save()
 
-    if "arms" in args.only:
-        def both_arms():
-            results["arms"] = {"recipe": isolated(arms.recipe, spec)}
-            save()  # a long recipe arm is not lost if the run is cut short
-            return {**results["arms"], "ftpipe": isolated(arms.ftpipe_arm, spec)}
+    def side_by_side(key, runs):
+        """Each arm in turn, saved as it ends: a long recipe arm is not lost if the run is cut short."""
+        results[key] = {}
+        for name, run in runs.items():
+            results[key][name] = run()
+            save()
+        return results[key]
 
-        section("arms", both_arms)
+    peak_tflops = args.peak_tflops or device_peak_tflops()  # None on a CPU: no MFU there
+    if "arms" in args.only:
+        section("arms", lambda: side_by_side("arms", {"recipe": lambda: isolated(arms.recipe, spec),
+                                                      "ftpipe": lambda: isolated(arms.ftpipe_arm, spec)}))
+        add_mfu(results["arms"], spec.model_dir, peak_tflops)
+    if "qa" in args.only:
+        qa_run = qa.qa_spec(spec)  # its params and model, prepared once here
+        section("qa", lambda: side_by_side("qa", {"recipe": lambda: isolated(qa.recipe, qa_run),
+                                                  "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run)}))
+        add_mfu(results["qa"], qa_run.model_dir, peak_tflops)
+    if "summarization" in args.only:
+        _, sum_model_dir = summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
+        section("summarization", lambda: side_by_side("summarization", {
+            "recipe": lambda: isolated(summarization.recipe, spec),
+            "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
+            "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
+        add_mfu(results["summarization"], sum_model_dir, peak_tflops)
     if "tokenization" in args.only:
         section("tokenization", lambda: isolated(extras.tokenization, spec))
     if "options" in args.only:
         section("options", lambda: isolated(extras.options, spec))
     if "scaling" in args.only:
-        section("scaling", lambda: isolated(extras.scaling, spec))
+        section("scaling", lambda: scaling.scaling(spec))
+        results["scaling"]["plot_files"] = [str(f) for f in scaling.write_plot_files(results["scaling"], out.stem, out.parent)]
     if "ablations" in args.only:
         one = dataclasses.replace(spec, epochs=min(spec.epochs, 1.0))
         variants = {"ftpipe": ({}, {}), "ftpipe, random sampler (no length grouping)": ({"group_by_length": False}, {}),
-                    "ftpipe, fp32": ({"precision": "fp32"}, {"precision": "fp32"}),
-                    "ftpipe, bf16": ({"precision": "bf16"}, {"precision": "bf16"})}
+                    "ftpipe, no malloc_trim (glibc keeps freed memory)": ({}, {}, False)}
+        # The precisions `auto` did not pick, where it matters: on a GPU or a CPU with native bf16.
+        # (On other CPUs auto is fp32 and bf16 is emulated, slower: benchmarks/README.md.)
+        if spec.device != "cpu" or cpu_has_native_bf16():
+            variants |= {"ftpipe, fp32": ({"precision": "fp32"}, {"precision": "fp32"}),
+                         "ftpipe, bf16": ({"precision": "bf16"}, {"precision": "bf16"})}
         section("ablations", lambda: {k: isolated(arms.ftpipe_arm, one, *v) for k, v in variants.items()})
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save()
