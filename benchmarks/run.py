@@ -120,7 +120,7 @@ def table(results: dict) -> str:
                            ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
                            ("tokenize_s", "tokenize (s)"), ("train_mfu", "train MFU")]:
-            if key in r or key in f:
+            if r.get(key) is not None or f.get(key) is not None:
                 lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
     if "qa" in results and "ftpipe" in results["qa"]:
         r, f = results["qa"]["recipe"], results["qa"]["ftpipe"]
@@ -130,7 +130,7 @@ def table(results: dict) -> str:
                            ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
                            ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
                            ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_mfu", "train MFU")]:
-            if key in r or key in f:
+            if r.get(key) is not None or f.get(key) is not None:
                 lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
@@ -141,7 +141,7 @@ def table(results: dict) -> str:
                            ("generated_tokens_per_s", "generated tokens/s"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L"),
                            ("trainable_params", "trainable params"), ("peak_rss_mb", "peak RSS (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"), ("train_mfu", "train MFU")]:
-            if any(key in arms_s[n] for n in names):
+            if any(arms_s[n].get(key) is not None for n in names):
                 lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
     if "tokenization" in results:
         t = results["tokenization"]
