@@ -42,9 +42,10 @@ class ReturnFreedMemory(TrainerCallback):
     of other sizes. On a CPU those come from glibc's heap, which keeps what is freed, fragmented, for
     reuse: on the Yelp benchmark (MiniLM, batch 8, up to 512 tokens) the peak RSS grew with every
     epoch, to 1.37x the padded-to-512 recipe's. With `malloc_trim` after each step it stays at the
-    recipe's (benchmarks/README.md has the figures; trimming every 8 steps instead kept less of the
-    gain). A no-op on GPUs (their caching allocator is another matter) and where the C library is
-    not glibc.
+    recipe's, for about 14% of the training speed (the next step faults the pages back in;
+    benchmarks/README.md has the figures). Trimming every 8 steps kept less of the gain and was no
+    faster in one run. A no-op on GPUs (their caching allocator is another matter) and where the C
+    library is not glibc.
     """
 
     def __init__(self):
