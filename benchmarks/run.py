@@ -1,6 +1,6 @@
 """Benchmark suite: the tutorials' recipes against ftpipe, per task, side by side in one run.
 
-    python -m benchmarks.run --suite cpu              # the full CPU suite (about an hour on 2 idle cores)
+    python -m benchmarks.run --suite cpu              # the full CPU suite (90 min on 2 idle cores)
     python -m benchmarks.run --suite cpu --quick      # fewer rows, 1 epoch: a few minutes per section
     python -m benchmarks.run --suite gpu              # on CUDA in bf16, with model FLOPs utilization
     python -m benchmarks.run --quick --tiny           # seconds: the smoke test's path
@@ -105,6 +105,13 @@ def summary(results: dict) -> dict:
     return out
 
 
+def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
+    """One recipe | ftpipe | ratio row, or none where neither arm measured it (MFU on a CPU)."""
+    if recipe is None and ftpipe is None:
+        return []
+    return [f"| {label} | {recipe} | {ftpipe} | {ratio(ftpipe, recipe)} |"]
+
+
 def table(results: dict) -> str:
     arms_ = results.get("arms")
     lines = []
@@ -120,8 +127,7 @@ def table(results: dict) -> str:
                            ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
                            ("tokenize_s", "tokenize (s)"), ("train_mfu", "train MFU")]:
-            if r.get(key) is not None or f.get(key) is not None:
-                lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
+            lines += side_by_side_row(label, r.get(key), f.get(key))
     if "qa" in results and "ftpipe" in results["qa"]:
         r, f = results["qa"]["recipe"], results["qa"]["ftpipe"]
         lines += ["", f"| QA: {r['train_questions']} train, {r['eval_questions']} dev questions | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]
@@ -130,8 +136,7 @@ def table(results: dict) -> str:
                            ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
                            ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
                            ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_mfu", "train MFU")]:
-            if r.get(key) is not None or f.get(key) is not None:
-                lines.append(f"| {label} | {r.get(key)} | {f.get(key)} | {ratio(f.get(key), r.get(key))} |")
+            lines += side_by_side_row(label, r.get(key), f.get(key))
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
         names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_qlora") if n in arms_s]
