@@ -2,15 +2,17 @@
 
 One such stage per file (a `foreach` in dvc.yaml) makes every file a dependency DVC watches, in
 the repository or outside it (../shared/...): edit one byte and `dvc status` names the file, and
-`dvc repro` reruns download_data and everything after it.
+`dvc repro` reruns download_data and everything after it. The file is read where it is, never
+copied: preprocess reads it in place and checks it still has this fingerprint.
 """
 
 import argparse
-import hashlib
-import json
-import os
-import sys
 from pathlib import Path
+
+import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
+from ftpipe.config import check_data_file
+from ftpipe.io import sha256_file, write_json
+from ftpipe.stage import run
 
 
 def main() -> None:
@@ -18,19 +20,9 @@ def main() -> None:
     parser.add_argument("--file", type=Path, required=True, help="a file listed in data.files")
     parser.add_argument("--out", type=Path, required=True, help="its fingerprint, in data/inputs/")
     args = parser.parse_args()
-    digest = hashlib.sha256()
-    try:
-        with open(args.file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as err:
-        sys.exit(f"error: params.yaml: data.files: {args.file}: {err.strerror}")
-    # Deliberately free of ftpipe imports: its only code dep is this script.
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps({"path": str(args.file), "sha256": digest.hexdigest()}, indent=2) + "\n")
-    os.replace(tmp, args.out)
+    check_data_file("data.files", str(args.file))  # a directory or a file of the wrong type: one line, nothing read
+    write_json(args.out, {"path": str(args.file), "sha256": sha256_file(args.file)})
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 # Not ftpipe.offline: a push needs the Hub. Nothing else here goes online.
+import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe import quiet  # noqa: F401  (expected warnings silenced, as in every stage)
 from ftpipe.config import load_params
 from ftpipe.export import export

@@ -7,6 +7,7 @@ every `dvc repro` and `dvc exp run`, also when nothing else had to run.
 import argparse
 from pathlib import Path
 
+import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe.summary import summarize
 
 

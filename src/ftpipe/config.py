@@ -8,6 +8,7 @@ A typo'd key, a wrong type or a bad value is one clear ConfigError before any he
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -62,7 +63,19 @@ class DataConfig:
                    "give either an 'eval' list of files or data.eval_from_train, not both")
             for split, paths in self.files.items():
                 for path in paths:
-                    _check(f"data.files.{split}", Path(path).exists(), f"file not found: {path}")
+                    check_data_file(f"data.files.{split}", path)
+
+
+def check_data_file(key: str, path: str) -> None:
+    """A data.files entry must be a readable file of a type preprocess reads: checked when params load,
+    before anything reads, fingerprints or caches it (a directory or /etc/shadow is one line, not a copy)."""
+    from ftpipe.io import READABLE
+
+    file = Path(path)
+    _check(key, file.exists(), f"file not found: {path}")
+    _check(key, file.is_file(), f"not a regular file: {path}")
+    _check(key, file.suffix.lower() in READABLE, f"unsupported file type '{file.suffix}': {path} (use {', '.join(READABLE)})")
+    _check(key, os.access(file, os.R_OK), f"not readable: {path}")
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from ftpipe.io import atomic_output
+from ftpipe.io import atomic_output, read_json, scratch_dir, sha256_file
 from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -19,16 +21,18 @@ GROUP_COLUMN = "example_id"
 def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path, trust_remote_code: bool = False) -> None:
     import datasets
 
-    datasets.disable_caching()  # DVC versions the output; map's cache files would only leak into it
     task.cfg.check_model_limit(model_dir)  # the first stage that sees the model: fail here, not at training
     tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
     if not tokenizer.is_fast:
         log.warning("%s has no fast tokenizer: tokenization will be slow", model_dir)
-    with atomic_output(out_dir) as tmp:
+    # The Parquet file is converted to Arrow and every map writes its result beside it, all in a
+    # fresh scratch folder on the output's disk, removed at the end: memory-mapped, so memory does not
+    # grow with the rows, and no cache survives to be reused (or to fill the home folder).
+    with atomic_output(out_dir) as tmp, scratch_dir(out_dir) as scratch:
         for split in SPLITS:
-            dataset = datasets.Dataset.from_parquet(str(Path(clean_dir) / f"{split}.parquet"), keep_in_memory=True)
+            dataset = datasets.Dataset.from_parquet(str(Path(clean_dir) / f"{split}.parquet"), cache_dir=str(scratch / split))
             features = task.tokenize(dataset, tokenizer, split, cfg.num_proc, cfg.batch_size)
-            features.save_to_disk(str(tmp / split))
+            save(features, tmp / split)
             log.info("%s: %d examples -> %d features", split, len(dataset), len(features))
 
 
@@ -41,8 +45,26 @@ def subset(cfg, in_dir: Path, out_dir: Path) -> None:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
             chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first)
-            chosen.flatten_indices(keep_in_memory=True).save_to_disk(str(tmp / split))
+            save(chosen, tmp / split)
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
+
+
+def save(dataset, path: Path) -> None:
+    """save_to_disk, with a fingerprint of the bytes saved in state.json instead of datasets' own.
+
+    datasets fingerprints a table read from Parquet by the file's path and mtime, so identical tokens
+    got a new data/tokenized hash whenever data/clean was rewritten or touched, and DVC reran
+    training on unchanged data. The Arrow files save_to_disk writes are the same bytes for the same
+    rows; hashing them (seconds per GB) makes the whole folder identical for identical content, on
+    every machine. The fingerprint only names the data for datasets' cache, which ftpipe never reuses.
+    """
+    dataset.save_to_disk(str(path))
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in Path(path).glob("*.arrow")):
+        digest.update(sha256_file(Path(path) / name).encode())
+    state = read_json(Path(path) / "state.json")
+    state["_fingerprint"] = digest.hexdigest()[:16]
+    (Path(path) / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
 
 
 def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import glob
+import hashlib
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ from ftpipe.errors import DataError
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
 HUB_SOURCE = "ftpipe_source.json"
+LOCAL_FILES = "ftpipe_files.json"  # data/raw/<split>/: the user's files, read in place (data/download.py)
 BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,20 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
     _remove(path)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """A scratch folder beside `path` (on its disk, not /tmp), removed afterwards, however the block ends."""
+    scratch = Path(path).with_name(f"{Path(path).name}-scratch")
+    _remove_stale(scratch)
+    tmp = scratch.with_name(f".{scratch.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    finally:
+        _remove(tmp)
 
 
 def _remove_stale(path: Path) -> None:
@@ -167,12 +183,24 @@ def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            parquet = pq.ParquetFile(path)
         except Exception as err:  # pyarrow raises several types for corrupt files
             raise DataError(path, f"not a readable Parquet file ({err})") from None
-        _check_mapped(path, table.column_names, columns)
-        _check_clash(path, table.column_names, columns)
-        yield from enumerate(table.to_pylist(), start=1)
+        names = parquet.schema_arrow.names
+        _check_mapped(path, names, columns)
+        _check_clash(path, names, columns)
+        # Batch by batch: a file of millions of rows never sits in memory as Python objects.
+        rows = (row for batch in parquet.iter_batches(batch_size=10_000) for row in batch.to_pylist())
+        yield from enumerate(rows, start=1)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_text(path: str | Path) -> str:

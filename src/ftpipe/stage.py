@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import time
 from typing import Callable
 
 from ftpipe.errors import FtpipeError
@@ -12,6 +14,7 @@ from ftpipe.errors import FtpipeError
 def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); a user error ends it with one line on stderr and exit code 1."""
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         main()
     except FtpipeError as err:
@@ -20,6 +23,11 @@ def run(main: Callable[[], None]) -> None:
         if err.filename is None:
             raise
         _fail(f"{err.filename}: {err.strerror or err}")
+    # What the stage cost, on one line a log (and benchmarks/data_scale.py) can read: wall and CPU
+    # seconds of this process, its peak resident memory.
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    logging.getLogger("ftpipe.stage").info("%s: done in %.1f s (CPU %.1f s), peak memory %.0f MB", name,
+                                           time.perf_counter() - start, time.process_time() - cpu, peak_rss_mb())
 
 
 def _fail(message: str) -> None:

@@ -1,20 +1,21 @@
 """`download` for data: bring the raw dataset into `data/raw/<split>/`, as files DVC tracks.
 
-Local files are copied byte for byte (so later errors name the file the user knows); Hub
-datasets are fetched at a pinned revision and written as Parquet; synthetic data is generated.
+Local files are not copied: `data/raw/<split>/ftpipe_files.json` lists them with their size and
+SHA-256, and preprocess reads them in place (checking the hash), so a GB file has one copy, the
+user's, and errors name it. Hub datasets are fetched at a pinned revision and written as Parquet;
+synthetic data is generated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 from ftpipe.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
 from ftpipe.errors import ConfigError, hub_reachable
-from ftpipe.io import atomic_output, record_hub_source
+from ftpipe.io import LOCAL_FILES, atomic_output, record_hub_source, sha256_file, write_json
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
@@ -27,7 +28,7 @@ def download_data(cfg: DataConfig, out_dir: Path) -> None:
             if cfg.source == "synthetic":
                 _synthetic(cfg.synthetic, split, tmp / split)
             elif cfg.source == "local":
-                _copy_local(cfg.files.get(split, []), tmp / split)
+                _list_local(cfg.files.get(split, []), tmp / split)
             else:
                 _from_hub(cfg, split, tmp / split)
         if cfg.source == "hub":
@@ -52,13 +53,11 @@ def _synthetic(settings: dict, split: str, out: Path) -> None:
         fh.writelines(json.dumps(record) + "\n" for record in records)
 
 
-def _copy_local(files: list[str], out: Path) -> None:
-    for i, name in enumerate(files):
-        src = Path(name)  # relative to the repository root, where DVC runs stages
-        if not src.is_file():
-            raise ConfigError("data.files", f"file not found: {name}")
-        # Keep the user's file name (errors name it); prefix the index so names never collide.
-        shutil.copyfile(src, out / f"{i:02d}-{src.name}")
+def _list_local(files: list[str], out: Path) -> None:
+    # Paths as the user gave them (relative to the repository root, where DVC runs stages), so the
+    # list hashes the same on every machine; DataConfig has checked each one is a readable file.
+    entries = [{"path": name, "bytes": Path(name).stat().st_size, "sha256": sha256_file(name)} for name in files]
+    write_json(out / LOCAL_FILES, entries)
 
 
 def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:
