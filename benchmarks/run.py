@@ -4,6 +4,7 @@
     python -m benchmarks.run --suite cpu --quick      # fewer rows, 1 epoch: a few minutes per section
     python -m benchmarks.run --suite gpu              # on CUDA in bf16, with model FLOPs utilization
     python -m benchmarks.run --quick --tiny           # seconds: the smoke test's path
+    python -m benchmarks.run --suite data             # the data stages at 100k and 650k rows (benchmarks/data_scale.py)
 
 Results go to benchmarks/results/<suite>[-quick|-tiny].json (written after each section) and a
 summary table is printed. Run from the repository root.
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, extras, qa, scaling, summarization
+from benchmarks import arms, data_scale, extras, qa, scaling, summarization
 from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
@@ -178,7 +179,7 @@ def table(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--suite", choices=["cpu", "gpu", "data"], default="cpu")
     parser.add_argument("--quick", action="store_true", help="1 epoch, 96 rows, smaller tokenization/scaling")
     parser.add_argument("--tiny", action="store_true", help="a 2-layer model and 16 rows, inline (smoke test)")
     parser.add_argument("--epochs", type=float, default=None)
@@ -189,13 +190,21 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's dense bf16 peak for MFU (default: looked up from its name)")
+    parser.add_argument("--arms", type=lambda s: s.split(","), default=list(data_scale.ARMS),
+                        help=f"--suite data: which of {','.join(data_scale.ARMS)} (default: all)")
+    parser.add_argument("--rows", type=lambda s: [int(n) for n in s.split(",")], default=None,
+                        help="--suite data: train rows per point, comma-separated (default 100000,650000; --quick 2000,20000)")
     args = parser.parse_args(argv)
+    command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.suite == "data":
+        data_scale.main(args, command)
+        return
 
     spec = build_spec(args)
     spec = dataclasses.replace(spec, model_dir=prepare_model(spec, scratch_dir()))
     name = args.suite + ("-tiny" if args.tiny else "-quick" if args.quick else "")
     out = args.out or RESULTS / f"{name}.json"
-    results = {"command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+    results = {"command": command,
                "machine": machine(spec), "spec": {k: v for k, v in dataclasses.asdict(spec).items() if k != "params"},
                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
