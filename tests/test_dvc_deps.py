@@ -93,7 +93,7 @@ def test_dep_checker_sees_a_miss():
     """The check above can fail: evaluate imports qa's post-processing, which preprocess's own imports do not reach."""
     used = {str(f.relative_to(REPO)) for f in closure(REPO / "stages/evaluate_model.py", "qa")}
     assert "src/ftpipe/tasks/qa/postprocess.py" in used and "src/ftpipe/metrics/squad/squad.py" in used
-    assert "src/ftpipe/methods/qlora.py" in used and "src/ftpipe/data/download.py" not in used
+    assert "src/ftpipe/methods/peft.py" in used and "src/ftpipe/data/download.py" not in used
     assert "src/ftpipe/methods/base.py" not in {str(f.relative_to(REPO)) for f in closure(REPO / "stages/download_data.py", "qa")}
 
 

@@ -27,7 +27,7 @@ def params_for(**export):
     raw = {"export": {"repo_id": "someone/tiny-dialogsum", **export},
            "task": {"name": "dialogsum", "type": "summarization"},
            "model": {"name": "tiny_llama", "source": "tiny"},
-           "method": {"name": "lora", "type": "lora", "peft": {"r": 4, "lora_alpha": 8, "init_lora_weights": False}},
+           "method": {"name": "lora", "type": "peft", "peft": {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "init_lora_weights": False}},
            "train": {}}
     return validate(raw, tuple(raw))
 
@@ -55,7 +55,7 @@ def adapter(tmp_path_factory) -> tuple[Path, Path]:
     method.save(model, tokenizer, tuned, SimpleNamespace(is_main=True, trainer=SimpleNamespace(save_model=model.save_pretrained)))
     tokenizer.save_pretrained(tuned)
     (tuned / "training_args.bin").write_bytes(b"pickle")  # the Trainer leaves one: it must not be pushed
-    (tuned / "ftpipe_train.json").write_text(json.dumps({"method": {"name": "lora", "type": "lora"},
+    (tuned / "ftpipe_train.json").write_text(json.dumps({"method": {"name": "lora", "type": "peft"},
                                                          "base_model": {"name": "tiny_llama", "source": "tiny", "path": None}}))
     write_card(tuned, params)
     return tuned, base

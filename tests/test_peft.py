@@ -35,7 +35,8 @@ def task_for(kind: str):
 def method(name: str, **peft):
     quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                     "bnb_4bit_compute_dtype": "auto", "llm_int8_skip_modules": ["lm_head", "score", "classifier"]}
-    raw = {"name": name, "type": name, "peft": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, **peft}}
+    settings = {"peft_type": "LORA"} if name in ("lora", "qlora") else {}
+    raw = {"name": name, "type": "peft", "peft": {**settings, "r": 4, "lora_alpha": 8, "lora_dropout": 0.0, **peft}}
     if name == "qlora":
         raw["quantization"] = quantization
     return validate({"method": raw}, ("method",)).method
@@ -97,6 +98,11 @@ def test_qlora_quantizes_the_base_and_trains_on_cpu(base_dir):
     first = model(**inputs).loss.item()
     last = train_steps(model, inputs, steps=5).item()
     assert last < first
+    # Evaluated as trained, on the 4-bit base: the tiny model's 32-wide layers are narrower than a
+    # quantization block, which bitsandbytes' AVX512-BF16 repacking cannot take (the CPU CI runs on).
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(**inputs).loss)
 
 
 def test_generic_peft_method_needs_a_peft_type(base_dir):
@@ -114,7 +120,7 @@ def test_saved_adapter_reloads_and_merges_to_the_same_logits(base_dir, tmp_path,
     adapter = tmp_path / "tuned"
     model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
-    (adapter / "ftpipe_train.json").write_text(json.dumps({"method": {"name": name, "type": name}}))
+    (adapter / "ftpipe_train.json").write_text(json.dumps({"method": {"name": name, "type": "peft"}}))
     assert not list(adapter.glob("model.safetensors"))  # only the adapter is saved
 
     inputs = {"input_ids": batch(tokenizer)["input_ids"]}

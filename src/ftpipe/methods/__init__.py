@@ -20,8 +20,6 @@ METHOD_TYPES = {
     "features": "ftpipe.methods.features",
     "distill": "ftpipe.methods.distill",
     "peft": "ftpipe.methods.peft",
-    "lora": "ftpipe.methods.lora",
-    "qlora": "ftpipe.methods.qlora",
 }
 RECORD = "ftpipe_train.json"  # written by train into the tuned model directory
 
@@ -52,6 +50,8 @@ def load_tuned(task, tuned_dir: Path, base_dir: Path, tokenizer, trust_remote_co
     tuned_dir = Path(tuned_dir)
     record = tuned_dir / RECORD
     method_type = json.loads(record.read_text()).get("method", {}).get("type") if record.exists() else None
+    if method_type in ("lora", "qlora"):  # the names before lora and qlora became peft configs
+        method_type = "peft"
     if method_type is None:  # a plain model directory, or an adapter saved elsewhere
         method_type = "peft" if (tuned_dir / "adapter_config.json").exists() else "full"
     return _module(method_type).Method.load(task, tuned_dir, Path(base_dir), tokenizer, trust_remote_code)

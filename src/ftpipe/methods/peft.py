@@ -78,6 +78,7 @@ class Method(BaseMethod):
 
             # Casts norms/head to fp32 and freezes the 4-bit base; checkpointing is the Trainer's call.
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+            keep_4bit_layout_on_cpu(model)
         config = self.peft_config(task, model, model_cfg, run)
         if config.peft_type == "PREFIX_TUNING" and task.peft_task_type != "CAUSAL_LM" and not _takes_past_key_values(model):
             # peft would only find out at the first forward pass, mid-training.
@@ -142,6 +143,20 @@ def quantization_kwargs(settings: dict, run=None) -> dict:
     local_rank = run.local_rank if run is not None else 0
     device_map = {"": local_rank} if torch.cuda.is_available() else "cpu"
     return {"quantization_config": BitsAndBytesConfig(**settings), "device_map": device_map}
+
+
+def keep_4bit_layout_on_cpu(model) -> None:
+    """On a CPU with AVX512-BF16, bitsandbytes (0.49, 0.50) repacks a 4-bit layer for its fast
+    kernel at the first forward pass in eval mode, and fails ("shape '[32, 0]' is invalid") for a
+    layer whose input width is not a multiple of its quantization block. Such layers keep the plain
+    layout, which every CPU runs; the others still get the fast one."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and getattr(module, "support_avx512bf16_for_cpu", False):
+            state = module.weight.quant_state
+            if state is not None and module.in_features % state.blocksize:
+                module.support_avx512bf16_for_cpu = False
 
 
 def _takes_past_key_values(model) -> bool:
