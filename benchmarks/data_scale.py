@@ -52,7 +52,7 @@ SCRATCH = REPO / ".scratch" / "data-scale"
 RESULTS = REPO / "benchmarks" / "results" / "data-scale.json"
 BEFORE = "2da293e"  # the old code: HEAD before the data-path work
 ARMS = ("ftpipe", "before", "hf")  # in this order: hf loads the tokenizer ftpipe's download_model wrote
-ROWS, QUICK_ROWS = [100_000, 650_000], [2_000, 20_000]
+ROWS, QUICK_ROWS = [6_500, 100_000, 650_000], [2_000, 20_000]  # 100x apart: a "flat in rows" claim needs it
 EVAL_FRACTION = 13  # Yelp Review Full: 650k train, 50k test
 PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
 OVERRIDES = ["experiment=yelp_bert", "model=minilm", "data=yelp_local", "subset.train_size=1000", "subset.eval_size=500"]

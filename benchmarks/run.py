@@ -4,7 +4,7 @@
     python -m benchmarks.run --suite cpu --quick      # fewer rows, 1 epoch: a few minutes per section
     python -m benchmarks.run --suite gpu              # on CUDA in bf16, with model FLOPs utilization
     python -m benchmarks.run --quick --tiny           # seconds: the smoke test's path
-    python -m benchmarks.run --suite data             # the data stages at 100k and 650k rows (benchmarks/data_scale.py)
+    python -m benchmarks.run --suite data             # the data stages at 6.5k, 100k and 650k rows (benchmarks/data_scale.py)
 
 Results go to benchmarks/results/<suite>[-quick|-tiny].json (written after each section) and a
 summary table is printed. Run from the repository root.
@@ -193,7 +193,7 @@ def main(argv=None) -> None:
     parser.add_argument("--arms", type=lambda s: s.split(","), default=list(data_scale.ARMS),
                         help=f"--suite data: which of {','.join(data_scale.ARMS)} (default: all)")
     parser.add_argument("--rows", type=lambda s: [int(n) for n in s.split(",")], default=None,
-                        help="--suite data: train rows per point, comma-separated (default 100000,650000; --quick 2000,20000)")
+                        help="--suite data: train rows per point, comma-separated (default 6500,100000,650000; --quick 2000,20000)")
     args = parser.parse_args(argv)
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.suite == "data":
