@@ -145,11 +145,11 @@ def test_subset_is_seeded_and_stratified():
 
     labels = [0] * 80 + [1] * 20
     data = datasets.Dataset.from_dict({"labels": labels, "x": list(range(100))})
-    first = draw(data, 50, seed=42, stratify=True)
-    assert first["x"] == draw(data, 50, seed=42, stratify=True)["x"]
-    assert first["x"] != draw(data, 50, seed=7, stratify=True)["x"]
+    first = draw(data, 50, seed=42, stratify=True, stratify_column="labels")
+    assert first["x"] == draw(data, 50, seed=42, stratify=True, stratify_column="labels")["x"]
+    assert first["x"] != draw(data, 50, seed=7, stratify=True, stratify_column="labels")["x"]
     assert sum(first["labels"]) == 10  # class balance kept: 20% of 50
-    assert len(draw(data, None, seed=1, stratify=False)) == 100
+    assert len(draw(data, None, seed=1, stratify=False, stratify_column="labels")) == 100
 
 
 def test_synthetic_reviews_are_deterministic_balanced_and_noisy():

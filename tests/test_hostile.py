@@ -229,13 +229,13 @@ def test_stratified_subset_smaller_than_the_classes_is_a_config_error():
 
     data = datasets.Dataset.from_dict({"x": list(range(50)), "labels": [i % 5 for i in range(50)]})
     with pytest.raises(ConfigError) as info:
-        draw(data, 3, seed=1, stratify=True)
+        draw(data, 3, seed=1, stratify=True, stratify_column="labels")
     assert str(info.value) == ("params.yaml: subset.stratify: a stratified subset of 3 of 50 examples needs one per class "
                                "in it and outside it, and there are 5 classes (use a size in 5..45 or subset.stratify=false)")
     single = datasets.Dataset.from_dict({"x": list(range(10)), "labels": [0] * 9 + [1]})
     with pytest.raises(ConfigError, match=r"^params.yaml: subset.stratify: cannot stratify a subset of 5 of 10 examples: "):
-        draw(single, 5, seed=1, stratify=True)
-    assert len(draw(data, 5, seed=1, stratify=True)) == 5
+        draw(single, 5, seed=1, stratify=True, stratify_column="labels")
+    assert len(draw(data, 5, seed=1, stratify=True, stratify_column="labels")) == 5
 
 
 # --- 4: a summary longer than task.max_length allows -----------------------------------------

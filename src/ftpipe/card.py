@@ -22,16 +22,6 @@ from ftpipe.methods import RECORD
 from ftpipe.models.loading import base_id
 
 CARD = "README.md"
-# Per task type: the Hub's pipeline tag, the Hub metric ids, and the call a user makes. Summarization
-# is a causal LM: text-generation is the pipeline that runs it.
-HUB = {
-    "classification": ("text-classification", ["accuracy", "f1"]),
-    "qa": ("question-answering", ["exact_match", "f1"]),
-    "summarization": ("text-generation", ["rouge"]),
-}
-EXAMPLE_TEXT = "The food was great but the service was painfully slow."
-EXAMPLE_QA = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")
-EXAMPLE_DIALOGUE = "#Person1#: Are you coming to the party tonight?\\n#Person2#: Yes, I will bring some cake."
 
 
 def write_card(model_dir: Path, params, run=None) -> Path:
@@ -42,11 +32,10 @@ def write_card(model_dir: Path, params, run=None) -> Path:
     adapter = (model_dir / "adapter_config.json").exists()
     from ftpipe.tasks import get_task
 
-    task = params.task
-    tag, metrics = HUB.get(task.type, (None, []))
+    task, plugin = params.task, get_task(params.task)
     data = _data()
-    meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": tag,
-            "tags": ["ftpipe", task.name, params.method.name], "datasets": data.get("datasets"), "metrics": metrics}
+    meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": plugin.hub_pipeline_tag,
+            "tags": ["ftpipe", task.name, params.method.name], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
     meta = {k: v for k, v in meta.items() if v}
     text = "\n".join([
         "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
@@ -57,11 +46,11 @@ def write_card(model_dir: Path, params, run=None) -> Path:
         "## Evaluation", "",
         "The pipeline evaluates after training, so this card holds no test scores: see `metrics/tuned.json`, "
         "`metrics/base.json` and `reports/compare.md` in the repository the model came from "
-        f"({_scale(task.type)}).", "",
+        f"({plugin.score_scale}).", "",
         "## How to load", "",
         "With plain transformers" + (" and peft (this folder is an adapter: load its base, then the adapter)" if adapter else "")
         + "; set `model_dir` to this folder" + (" and `base` to the base model (its Hub id, or a local copy such as `models/base`)" if adapter else "") + ".",
-        "", "```python", load_snippet(get_task(task), params, base, adapter), "```", "",
+        "", "```python", load_snippet(plugin, params, base, adapter), "```", "",
         "Or, in the ftpipe repository: `ftpipe-predict --model <this folder> --file inputs.jsonl`.", "",
         "## Reproduce", "", *_reproduce_lines(record), "",
     ])
@@ -71,47 +60,21 @@ def write_card(model_dir: Path, params, run=None) -> Path:
 
 
 def load_snippet(plugin, params, base: str, adapter: bool) -> str:
-    """Python that loads this model and runs it once; the tests run it as written."""
-    task = plugin.cfg
+    """Python that loads this model and runs it once (the task's example); the tests run it as written."""
     trust = ", trust_remote_code=True" if params.model is not None and params.model.trust_remote_code else ""
-    causal = task.type == "summarization"
-    auto = "AutoModelForCausalLM" if causal else plugin.auto_class
-    imports = (["import torch"] if task.type == "qa" else []) + (["from peft import PeftModel"] if adapter else [])
-    imports.append(f"from transformers import {auto}, AutoTokenizer" + (", pipeline" if task.type == "classification" else ""))
-    lines = [*imports, "", 'model_dir = "."  # this folder']
+    auto = plugin.auto_class
+    imports, example = plugin.card_example(adapter)
+    lines = [*imports, *(["from peft import PeftModel"] if adapter else []), f"from transformers import {auto}, AutoTokenizer",
+             "", 'model_dir = "."  # this folder']
     lines += [f'base = "{base}"  # the base model the adapter was trained on'] if adapter else []
     lines += [f"tokenizer = AutoTokenizer.from_pretrained(model_dir{trust})"]
     if adapter:
-        kwargs = "" if causal else "".join(f", {k}={v!r}" for k, v in task_model_kwargs(plugin).items())
-        lines += [f"model = PeftModel.from_pretrained({auto}.from_pretrained(base{kwargs}{trust}), model_dir)"]
+        kwargs = "".join(f", {k}={v!r}" for k, v in task_model_kwargs(plugin).items())
+        lines += [f"model = PeftModel.from_pretrained({auto}.from_pretrained(base{kwargs}{trust}), model_dir)",
+                  "model = model.merge_and_unload()  # a plain transformers model"]
     else:
         lines += [f"model = {auto}.from_pretrained(model_dir{trust})"]
-    if causal:
-        lines += [f'prompt = {json.dumps(task.prompt)}.replace("{{dialogue}}", "{EXAMPLE_DIALOGUE}")']
-        if task.chat_template:
-            lines += ['prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)']
-        return "\n".join(lines + [
-            'inputs = tokenizer(prompt, return_tensors="pt")',
-            "output = model.generate(**inputs, max_new_tokens=64, do_sample=False, pad_token_id=tokenizer.pad_token_id)",
-            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))'])
-    if adapter:
-        lines += ["model = model.merge_and_unload()  # a plain transformers model"]
-    if task.type == "classification":
-        lines += (["model.config.pad_token_id = tokenizer.pad_token_id"] if adapter else []) + [
-            'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
-            f'print(classify("{EXAMPLE_TEXT}", top_k=None))']
-        return "\n".join(lines)
-    # transformers v5 has no question-answering pipeline: the best span of one window, by hand.
-    return "\n".join([*lines,
-        f'question, context = "{EXAMPLE_QA[0]}", "{EXAMPLE_QA[1]}"',
-        'inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
-        'offsets = inputs.pop("offset_mapping")[0]',
-        "with torch.no_grad():",
-        "    out = model(**inputs)",
-        "in_context = [i for i, s in enumerate(inputs.sequence_ids(0)) if s == 1]",
-        "start = max(in_context, key=lambda i: out.start_logits[0, i])",
-        "end = max((i for i in in_context if i >= start), key=lambda i: out.end_logits[0, i])",
-        "print(context[offsets[start][0]:offsets[end][1]])"])
+    return "\n".join(lines + example)
 
 
 def task_model_kwargs(task) -> dict:
@@ -173,10 +136,6 @@ def _training_lines(cfg, record: dict) -> list[str]:
         if record.get(key) is not None:
             rows.append((key, record[key]))
     return ["| setting | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows]
-
-
-def _scale(task_type: str) -> str:
-    return "exact match and F1 on a 0-100 scale" if task_type == "qa" else "scores are fractions in [0, 1]"
 
 
 def _reproduce_lines(record: dict) -> list[str]:

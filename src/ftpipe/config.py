@@ -372,7 +372,7 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
         else:
             schema = SCHEMAS[section]
         setattr(out, section, _validate(section, schema, raw[section]))
-    if out.task is not None and out.method is not None and out.task.type not in out.method.tasks:
+    if out.task is not None and out.method is not None and out.method.tasks is not None and out.task.type not in out.method.tasks:
         raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
     if out.train is not None and out.method is not None:
         check_strategy(out.train.distributed, out.method)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ftpipe.io import atomic_output, read_json, scratch_dir, sha256_file
+from ftpipe.io import atomic_output, read_json, scratch_dir, sha256_file, write_json
 from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
-# Column that ties several features (QA windows) to one example; subsets draw whole examples.
-GROUP_COLUMN = "example_id"
+# The task's grouping and stratifying columns (Task.group_column, Task.stratify_column), written by
+# tokenize beside the splits so subset draws by them without reading the task's params.
+COLUMNS = "ftpipe_columns.json"
 SHARD = "data-00000-of-00001.arrow"  # save_to_disk's name for a one-shard dataset
 
 
@@ -37,6 +36,7 @@ def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path, trust_r
             features = task.tokenize(dataset, tokenizer, split, cfg.num_proc, cfg.batch_size)
             save(features, tmp / split)
             log.info("%s: %d examples -> %d features", split, len(dataset), len(features))
+        write_json(tmp / COLUMNS, {"group_column": task.group_column, "stratify_column": task.stratify_column})
 
 
 def subset(cfg, in_dir: Path, out_dir: Path) -> None:
@@ -44,12 +44,14 @@ def subset(cfg, in_dir: Path, out_dir: Path) -> None:
 
     datasets.disable_caching()  # else select/flatten write cache files into data/tokenized, a dep
 
+    columns = read_json(Path(in_dir) / COLUMNS)
     with atomic_output(out_dir) as tmp:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
-            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first)
+            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first, **columns)
             save(chosen, tmp / split)
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
+        write_json(tmp / COLUMNS, columns)
 
 
 def save(dataset, path: Path) -> None:
@@ -66,15 +68,24 @@ def save(dataset, path: Path) -> None:
     if source is None:
         dataset.save_to_disk(str(path))
     else:
-        # The dataset is exactly one Arrow file (a map's output): copy it with plain reads. save_to_disk
-        # would rewrite it through its memory map, and every page read that way counts in the stage's
-        # resident memory: at 650k reviews, 490 MB more than the tokenizing itself.
+        # The dataset is exactly one Arrow file (a map's output): rewrite it read with plain reads,
+        # batch by batch. save_to_disk reads it through its memory map, and every page read that way
+        # counts in the stage's resident memory: at 650k reviews, 490 MB more than the tokenizing.
+        # The schema metadata is rewritten too: the map's names its fingerprint, which datasets
+        # derives from the input file's path and mtime.
+        import pyarrow as pa
+        from datasets.arrow_writer import ArrowWriter
+        from datasets.utils.py_utils import asdict
+
         path.mkdir(parents=True)
-        shutil.copyfile(source, path / SHARD)
+        with pa.OSFile(str(source)) as source_file, ArrowWriter(features=dataset.features, path=str(path / SHARD)) as writer:
+            for batch in pa.ipc.open_stream(source_file):
+                writer.write_table(pa.Table.from_batches([batch]))  # the map's batches, in order
+            writer.finalize()
         state = {key: dataset.__dict__[key] for key in
                  ("_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")}
         state.update(_split=str(dataset.split) if dataset.split is not None else None, _data_files=[{"filename": SHARD}])
-        info = dataclasses.asdict(dataset.info)
+        info = asdict(dataset.info)
         (path / "dataset_info.json").write_text(json.dumps({key: info[key] for key in sorted(info)}, indent=2))
         (path / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
     digest = hashlib.sha256()
@@ -87,23 +98,28 @@ def save(dataset, path: Path) -> None:
 
 def sole_arrow_file(dataset) -> Path | None:
     """The Arrow file that holds exactly this dataset's rows, if there is one: no index mapping, no
-    in-memory edits on top of the file (a map's or load_from_disk's output)."""
+    in-memory edits on top of the file (a map's or load_from_disk's output). A new schema metadata
+    is no edit of the rows: load_from_disk takes the features from dataset_info.json."""
     from datasets.table import MemoryMappedTable
 
     table = dataset._data
-    if dataset._indices is not None or len(dataset.cache_files) != 1 or not isinstance(table, MemoryMappedTable) or table.replays:
+    edits = [name for name, _, _ in getattr(table, "replays", []) if name != "replace_schema_metadata"]
+    if dataset._indices is not None or len(dataset.cache_files) != 1 or not isinstance(table, MemoryMappedTable) or edits:
         return None
     return Path(dataset.cache_files[0]["filename"])
 
 
-def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = False):
+def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = False,
+         group_column: str | None = None, stratify_column: str | None = None):
     """A seeded subset of `size` examples (all of them when size is None or too large).
 
     Indices are kept in dataset order, so the same seed and size always give the same rows.
     With `first`, the first `size` examples in file order (a published benchmark's "first N").
+    Features that share a `group_column` value are one example; `stratify` keeps the class
+    balance of `stratify_column`.
     """
-    if GROUP_COLUMN in dataset.column_names:
-        groups = np.asarray(dataset[GROUP_COLUMN])
+    if group_column in dataset.column_names:
+        groups = np.asarray(dataset[group_column])
         unique = list(dict.fromkeys(groups.tolist()))
         if size is None or size >= len(unique):
             return dataset
@@ -114,12 +130,12 @@ def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = Fal
         return dataset
     if first:
         return dataset.select(range(size))
-    if stratify and "labels" in dataset.column_names:
+    if stratify and stratify_column in dataset.column_names:
         from sklearn.model_selection import train_test_split
 
         from ftpipe.errors import ConfigError
 
-        labels = dataset["labels"]
+        labels = dataset[stratify_column]
         classes, total = len(set(labels)), len(dataset)
         # sklearn needs each class both in the subset and in the rest: say so in params' terms, not a traceback
         if min(size, total - size) < classes:

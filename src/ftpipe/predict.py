@@ -32,6 +32,7 @@ STDIN = "<stdin>"
 def predict(model_dir: Path, records: list[dict], params_path: Path = Path("params.yaml"),
             base_dir: Path = Path("models/base"), trust_remote_code: bool = False, source: str = "input") -> list[dict]:
     """One output row per record. Trust for remote code comes only from the caller (the command-line flag)."""
+    import datasets
     import torch
 
     from ftpipe.config import load_params
@@ -50,9 +51,10 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
     model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code)
     if torch.cuda.is_available():
         model.to("cuda")
-    run = {"classification": _classify, "qa": _answer, "summarization": _summarize}[task.cfg.type]
+    examples = datasets.Dataset.from_list(rows)
+    features = task.tokenize(examples, tokenizer, "eval", None, 1000)  # as evaluation tokenizes (windows, prompt)
     with autocast(resolve_precision(params.evaluate.precision)):
-        return run(task, model, tokenizer, rows, params.evaluate)
+        return task.infer(model, tokenizer, features, examples, params.evaluate)
 
 
 def clean(task, records: list[dict], source: str) -> list[dict]:
@@ -60,18 +62,12 @@ def clean(task, records: list[dict], source: str) -> list[dict]:
     from ftpipe.config import DataConfig
     from ftpipe.tasks.base import RecordError
 
-    cfg, rows = task.cfg, []
+    rows = []
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise DataError(source, f"expected an object, got {type(record).__name__}", record=number)
-        if task.cfg.type == "classification" and cfg.text_field in record:
-            record = {**record, cfg.label_field: 0}  # no label needed: any valid one, never used
-        elif task.cfg.type == "summarization" and not any(isinstance(record.get(f), str) and record[f].strip() for f in cfg.summary_fields):
-            record = {**record, cfg.summary_fields[0]: "-"}  # no reference needed either
-        elif task.cfg.type == "qa":
-            record = {cfg.answers_field: [], **record}  # none needed; SQuAD v1 refuses a record without the key
         try:
-            row = task.clean(record, DataConfig())
+            row = task.clean(task.prediction_record(record), DataConfig())
         except RecordError as err:
             raise DataError(source, str(err), record=number, field=err.field) from None
         row["id"] = row.get("id") or f"input-{number}"
@@ -81,55 +77,6 @@ def clean(task, records: list[dict], source: str) -> list[dict]:
     return rows
 
 
-def _classify(task, model, tokenizer, rows, cfg) -> list[dict]:
-    import torch
-
-    from ftpipe.inference import batched
-    from ftpipe.tasks.classification import input_ids_encoder
-
-    ids = input_ids_encoder(tokenizer, task.cfg.max_length)([r["text"] for r in rows])
-    step = lambda model, batch, _: torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()  # noqa: E731
-    probabilities = batched(model, [{"input_ids": i} for i in ids], task.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length)
-    names = [model.config.id2label.get(i, task.cfg.labels[i] if i < len(task.cfg.labels) else str(i)) for i in range(len(probabilities[0]))]
-    out = []
-    for row, p in zip(rows, probabilities):
-        best = int(p.argmax())
-        out.append({"id": row["id"], "text": row["text"], "prediction": names[best], "probability": float(p[best]),
-                    "probabilities": {name: float(v) for name, v in zip(names, p)}})
-    return out
-
-
-def _answer(task, model, tokenizer, rows, cfg) -> list[dict]:
-    import datasets
-
-    examples = datasets.Dataset.from_list(rows)
-    features = task.tokenize(examples, tokenizer, "eval", None, 1000)
-    answers = task.predict(model, tokenizer, features, examples, cfg)  # batched and sorted by length inside
-    questions = {r["id"]: r["question"] for r in rows}
-    return [{"id": a["id"], "question": questions[a["id"]], "prediction": a["prediction"], "start": a["start"],
-             "probability": a["probability"]} for a in answers]
-
-
-def _summarize(task, model, tokenizer, rows, cfg) -> list[dict]:
-    import datasets
-
-    from ftpipe.inference import batched
-    from ftpipe.tasks.summarization import PadCollator
-
-    # The prompt as evaluation builds it (template, truncation); references are not needed for "eval".
-    examples = datasets.Dataset.from_list([{"id": r["id"], "dialogue": r["dialogue"], "references": [""]} for r in rows])
-    features = task.tokenize(examples, tokenizer, "eval", None, 1000)
-    generation = {"max_new_tokens": 64, "do_sample": False, **cfg.generation}  # as the task's predict does
-
-    def step(model, batch, _):
-        generated = model.generate(**batch, pad_token_id=tokenizer.pad_token_id, **generation)
-        return [t.strip() for t in tokenizer.batch_decode(generated[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
-
-    prompts = [{"input_ids": ids} for ids in features["input_ids"]]
-    summaries = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
-    return [{"id": row["id"], "prediction": summary} for row, summary in zip(rows, summaries)]
-
-
 # --- input and output --------------------------------------------------------------------------
 def read_inputs(args, task) -> tuple[list[dict], str]:
     if args.file and str(args.file) != "-":
@@ -137,9 +84,10 @@ def read_inputs(args, task) -> tuple[list[dict], str]:
     if args.file or (not args.text and not args.question and not sys.stdin.isatty()):
         return read_stdin(sys.stdin.read(), task), STDIN
     if args.text:
-        field = task.cfg.dialogue_field if task.cfg.type == "summarization" else getattr(task.cfg, "text_field", "text")
-        return [{field: text} for text in args.text], "--text"
-    if args.context is not None and args.question is not None:
+        if task.cli_field is None:
+            raise DataError("--text", f"a {task.cfg.name} record has several fields: give --file, or --context and --question")
+        return [{task.cli_field: text} for text in args.text], "--text"
+    if args.context is not None and args.question is not None:  # the fields a task names context_field and question_field
         return [{task.cfg.context_field: args.context, task.cfg.question_field: args.question}], "--context/--question"
     raise DataError("input", "give --file (or - for stdin), --text, or --context and --question")
 
@@ -155,10 +103,9 @@ def read_stdin(text: str, task) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise DataError(STDIN, f"malformed JSON at column {err.colno}: {err.msg}", record=number) from None
         return records
-    field = task.cfg.dialogue_field if task.cfg.type == "summarization" else getattr(task.cfg, "text_field", None)
-    if field is None:
-        raise DataError(STDIN, "QA input on stdin must be JSONL with context and question")
-    return [{field: line.replace("\\n", "\n") if task.cfg.type == "summarization" else line} for line in lines]
+    if task.cli_field is None:
+        raise DataError(STDIN, f"{task.cfg.name} input on stdin must be JSONL, one record per line")
+    return [task.line_record(line) for line in lines]
 
 
 def flat(row: dict) -> dict:

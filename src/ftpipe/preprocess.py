@@ -28,9 +28,6 @@ from ftpipe.tasks.base import RecordError
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
 ROW_GROUP = 10_000  # rows held before they go to Parquet: bounds memory, and fixes the file's layout
-# The fields a model reads, per task type (classification, qa, summarization): two rows with the
-# same inputs are the same example to the model, whatever their ids or labels say.
-INPUT_FIELDS = ("text", "context", "question", "dialogue")
 
 
 def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path) -> dict:
@@ -38,7 +35,7 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
     stats: dict = {}
     with atomic_output(out_dir) as tmp:
         tmp.mkdir()
-        outputs = {split: _Output(tmp / f"{split}.parquet") for split in SPLITS}
+        outputs = {split: _Output(tmp / f"{split}.parquet", task.input_fields) for split in SPLITS}
         dropped: dict[str, Counter] = {split: Counter() for split in SPLITS}
         counts: dict[str, dict] = {split: {} for split in SPLITS}
         # With eval_from_train, eval is a stable fraction of train (by a hash of the id, not by position).
@@ -111,9 +108,10 @@ def digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
-def _input_key(row: dict) -> int:
-    """A digest of what the model reads; case and spacing ignored, as they barely change an example."""
-    fields = [f for f in INPUT_FIELDS if f in row] or sorted(set(row) - {"id", "_auto_id"})
+def _input_key(row: dict, input_fields: tuple[str, ...]) -> int:
+    """A digest of what the model reads (the task's input fields, else every field but the id); case
+    and spacing ignored, as they barely change an example."""
+    fields = [f for f in input_fields if f in row] or sorted(set(row) - {"id", "_auto_id"})
     return digest(json.dumps([" ".join(str(row[f]).split()).casefold() for f in fields]))
 
 
@@ -154,15 +152,15 @@ def _id_of(task, data_cfg, path: Path, number: int) -> str:
 class _Output:
     """One split's Parquet file, written a row group at a time, and the digests the overlap check needs."""
 
-    def __init__(self, path: Path):
-        self.path, self.buffer, self.rows = path, [], 0
+    def __init__(self, path: Path, input_fields: tuple[str, ...]):
+        self.path, self.input_fields, self.buffer, self.rows = path, input_fields, [], 0
         self.writer = self.schema = None
         self.ids, self.inputs, self.auto = array("Q"), array("Q"), bytearray()
 
     def add(self, row: dict) -> None:
         auto = row.pop("_auto_id", False)
         self.ids.append(digest(row["id"]))
-        self.inputs.append(_input_key(row))
+        self.inputs.append(_input_key(row, self.input_fields))
         self.auto.append(auto)
         self.buffer.append(row)
         self.rows += 1

@@ -233,7 +233,7 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     if params.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(params.train.early_stopping_patience))
     train_set, eval_set = split_validation(datasets.load_from_disk(str(Path(data_dir) / "train")),
-                                           params.train.validation_fraction, params.train.seed)
+                                           params.train.validation_fraction, params.train.seed, task)
     run = Run(state, training_arguments(params.train, checkpoint_dir), train_set, task.collator(tokenizer), tokenizer,
               callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
@@ -271,25 +271,23 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     return summary
 
 
-def split_validation(dataset, fraction: float, seed: int):
+def split_validation(dataset, fraction: float, seed: int, task):
     """(train, validation): a seeded `fraction` of the training subset held out, or (all, None).
 
-    Whole examples go one way (QA windows of a question stay together); classification is
-    stratified by label where every class has at least two rows.
+    Whole examples go one way (the features of one task.group_column value stay together); a task
+    with classes is stratified by its task.stratify_column where every class has at least two rows.
     """
     if not fraction:
         return dataset, None
     import numpy as np
     from sklearn.model_selection import train_test_split
 
-    from ftpipe.datasets_io import GROUP_COLUMN
-
-    if GROUP_COLUMN in dataset.column_names:
-        groups = np.asarray(dataset[GROUP_COLUMN])
+    if task.group_column in dataset.column_names:
+        groups = np.asarray(dataset[task.group_column])
         _, held = train_test_split(np.unique(groups), test_size=fraction, random_state=seed)
         is_val = np.isin(groups, held)
     else:
-        labels = dataset["labels"] if "labels" in dataset.column_names else None
+        labels = dataset[task.stratify_column] if task.stratify_column in dataset.column_names else None
         stratify = labels if labels is not None and not isinstance(labels[0], list) and min(np.bincount(labels)[np.unique(labels)]) >= 2 else None
         _, held = train_test_split(np.arange(len(dataset)), test_size=fraction, random_state=seed, stratify=stratify)
         is_val = np.isin(np.arange(len(dataset)), held)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ftpipe.models.loading import load_for_task
 
 log = logging.getLogger(__name__)
-TASK_TYPES = ("classification", "qa", "summarization")
 
 
 @dataclass
@@ -18,7 +18,7 @@ class MethodConfig:
 
     name: str = "full"  # the config's name (conf/method/<name>.yaml)
     type: str = "full"  # the plug-in module in ftpipe.methods
-    tasks: list[str] = field(default_factory=lambda: list(TASK_TYPES))  # task types the method fits
+    tasks: Optional[list[str]] = None  # the task types the method fits, where it does not fit every one
 
 
 class Method:

@@ -25,6 +25,11 @@ def task_schema(raw_task: dict):
     return _module((raw_task or {}).get("type", "<missing>")).Config
 
 
+def head_keys() -> tuple[str, ...]:
+    """Weight names of the heads any task adds to a base (see Task.head_keys)."""
+    return tuple(key for name in TASK_TYPES for key in _module(name).Task.head_keys)
+
+
 def get_task(cfg):
     """The plug-in instance for a validated `task` section."""
     return _module(cfg.type).Task(cfg)

@@ -56,11 +56,27 @@ class TaskConfig:
 class Task:
     """A task plug-in: schema, cleaning, tokenization, model head, prediction and metrics.
 
-    `auto_class` names the transformers Auto class for the head; `peft_task_type` is what peft calls it.
+    Everything the generic stages, `ftpipe-predict` and the model card need to know about a task is
+    here, so none of them names a task type.
     """
 
-    auto_class: str = ""
-    peft_task_type: str = ""
+    auto_class: str = ""  # the transformers Auto class for the head
+    peft_task_type: str = ""  # what peft calls the head
+    # The fields of a clean row the model reads: two rows with the same inputs are the same example
+    # to the model, whatever their ids or labels say (preprocess's duplicate and overlap checks).
+    input_fields: tuple[str, ...] = ()
+    # Column of the tokenized data that ties several features to one example (QA windows): subsets
+    # and the validation split take whole examples. None: one feature per example.
+    group_column: str | None = None
+    # Column of the tokenized data holding a class id per feature: subsets and the validation split
+    # can stratify by it. None: nothing to stratify by.
+    stratify_column: str | None = None
+    # Weight names of a head the base model lacks: transformers reports them as missing when a base
+    # loads for this task, which is expected (ftpipe.quiet hides that report, and only that).
+    head_keys: tuple[str, ...] = ()
+    hub_pipeline_tag: str | None = None  # the model card's Hub metadata: pipeline and metric ids
+    hub_metrics: tuple[str, ...] = ()
+    score_scale: str = "scores are fractions in [0, 1]"  # how metrics/*.json reads, for the card
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -106,9 +122,37 @@ class Task:
 
         return DataCollatorWithPadding(tokenizer)
 
-    # --- evaluate ---------------------------------------------------------------
+    # --- inference --------------------------------------------------------------
+    def infer(self, model, tokenizer, features, examples, cfg) -> list[dict]:
+        """One row per example of `examples` that has features: its id, input and prediction (with
+        the model's confidence where it has one). `cfg` is the evaluate section. Shared by evaluate,
+        `ftpipe-predict` and the benchmarks."""
+        raise NotImplementedError
+
     def predict(self, model, tokenizer, features, examples, cfg) -> list[dict]:
-        """One row per example: id, input, reference, prediction and a per-example score in [0, 1]."""
+        """Evaluate's rows: `infer`'s, scored: id, input, reference, prediction and a per-example
+        score in [0, 1] (what compare ranks fixed and broken examples by)."""
+        raise NotImplementedError
+
+    # --- ftpipe-predict on new records -------------------------------------------
+    @property
+    def cli_field(self) -> str | None:
+        """The record field that `--text` and a plain line on stdin fill; None: records only."""
+        return None
+
+    def line_record(self, line: str) -> dict:
+        """A record from one plain line of stdin."""
+        return {self.cli_field: line}
+
+    def prediction_record(self, record: dict) -> dict:
+        """A record to predict, completed with what `clean` requires and prediction never reads
+        (a label, a reference): tokenize then treats it as an evaluation row."""
+        return record
+
+    # --- model card ---------------------------------------------------------------
+    def card_example(self, adapter: bool) -> tuple[list[str], list[str]]:
+        """Imports and Python lines that run the card's loaded `model` and `tokenizer` once on an
+        example, with plain transformers (the tests run them as written)."""
         raise NotImplementedError
 
     def metrics(self, rows: list[dict]) -> dict:

@@ -31,9 +31,17 @@ class Config(TaskConfig):
             _check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
 
 
+EXAMPLE = "The food was great but the service was painfully slow."  # the model card's example input
+
+
 class Task(BaseTask):
     auto_class = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
+    input_fields = ("text",)
+    stratify_column = "labels"
+    head_keys = ("classifier.", "pre_classifier.", "score.")
+    hub_pipeline_tag = "text-classification"
+    hub_metrics = ("accuracy", "f1")
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -87,23 +95,43 @@ class Task(BaseTask):
             "label2id": {name: idx for idx, name in enumerate(self.cfg.labels)},
         }
 
-    # --- evaluate ---------------------------------------------------------------
-    def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe.inference import logits as batched_logits
+    # --- inference --------------------------------------------------------------
+    def infer(self, model, tokenizer, features, examples, cfg):
+        import torch
 
-        texts = dict(zip(examples["id"], examples["text"]))
-        logits = batched_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
-        rows = []
-        for example_id, label, scores in zip(features["id"], features["labels"], logits):
-            predicted = int(scores.argmax())
-            rows.append({
-                "id": example_id,
-                "input": texts[example_id],
-                "reference": self.cfg.labels[label],
-                "prediction": self.cfg.labels[predicted],
-                "score": float(predicted == label),
-            })
-        return rows
+        from ftpipe.inference import batched
+
+        step = lambda model, batch, _: torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()  # noqa: E731
+        rows = [{"input_ids": ids} for ids in features["input_ids"]]
+        probabilities = batched(model, rows, self.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length)
+        names = self.cfg.labels
+        out = []
+        for example_id, text, p in zip(features["id"], examples["text"], probabilities):  # one feature per example, in order
+            best = int(p.argmax())
+            out.append({"id": example_id, "text": text, "prediction": names[best], "probability": float(p[best]),
+                        "probabilities": {name: float(v) for name, v in zip(names, p)}})
+        return out
+
+    def predict(self, model, tokenizer, features, examples, cfg):
+        rows = self.infer(model, tokenizer, features, examples, cfg)
+        return [{"id": row["id"], "input": row["text"], "reference": self.cfg.labels[label], "prediction": row["prediction"],
+                 "score": float(row["prediction"] == self.cfg.labels[label])} for row, label in zip(rows, features["labels"])]
+
+    @property
+    def cli_field(self):
+        return self.cfg.text_field
+
+    def prediction_record(self, record):
+        if self.cfg.text_field in record:
+            return {**record, self.cfg.label_field: 0}  # no label needed: any valid one, never used
+        return record
+
+    def card_example(self, adapter):
+        # A tuned adapter merged into a decoder must still know its pad token to pool the last real token.
+        pad = ["model.config.pad_token_id = tokenizer.pad_token_id"] if adapter else []
+        return ["from transformers import pipeline"], pad + [
+            'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+            f'print(classify("{EXAMPLE}", top_k=None))']
 
     def metrics(self, rows):
         from ftpipe import metrics

@@ -48,9 +48,18 @@ class Config(TaskConfig):
         _check("task.max_answer_length", self.max_answer_length >= 1, "must be >= 1")
 
 
+EXAMPLE = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")  # the card's
+
+
 class Task(BaseTask):
     auto_class = "AutoModelForQuestionAnswering"
     peft_task_type = "QUESTION_ANS"
+    input_fields = ("context", "question")
+    group_column = "example_id"  # a question's windows
+    head_keys = ("qa_outputs.",)
+    hub_pipeline_tag = "question-answering"
+    hub_metrics = ("exact_match", "f1")
+    score_scale = "exact match and F1 on a 0-100 scale"
 
     # --- preprocess -------------------------------------------------------------
     def read(self, path: Path, columns: dict[str, str]):
@@ -184,17 +193,15 @@ class Task(BaseTask):
         return dataset.map(encode, batched=True, batch_size=batch_size, num_proc=num_proc, remove_columns=dataset.column_names)
 
     # --- evaluate ---------------------------------------------------------------
+    def infer(self, model, tokenizer, features, examples, cfg):
+        chosen, answers = self._best_spans(model, tokenizer, features, examples, cfg)
+        return [{"id": row["id"], "question": row["question"], "prediction": answers[row["id"]]["text"],
+                 "start": answers[row["id"]]["start"], "probability": answers[row["id"]]["probability"]} for row in chosen]
+
     def predict(self, model, tokenizer, features, examples, cfg):
         from ftpipe.metrics.squad.squad import question_scores
-        from ftpipe.tasks.qa.postprocess import postprocess
 
-        start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
-        wanted = set(features["example_id"])
-        chosen = examples.filter(lambda ids: [i in wanted for i in ids], input_columns="id", batched=True)
-        answers = postprocess(
-            chosen["id"], dict(zip(chosen["id"], chosen["context"])), features["example_id"], start_logits, end_logits,
-            features["offset_mapping"], self.cfg.n_best, self.cfg.max_answer_length, self.cfg.version_2, self.cfg.null_threshold,
-        )
+        chosen, answers = self._best_spans(model, tokenizer, features, examples, cfg)
         rows = []
         for row in chosen:
             answer = answers[row["id"]]
@@ -212,6 +219,35 @@ class Task(BaseTask):
                 "score": f1,  # per-question F1 in [0, 1]: what compare ranks fixed/broken by
             })
         return rows
+
+    def _best_spans(self, model, tokenizer, features, examples, cfg):
+        """The examples that have windows, and each one's best answer over all its windows."""
+        from ftpipe.tasks.qa.postprocess import postprocess
+
+        start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        wanted = set(features["example_id"])
+        chosen = examples.filter(lambda ids: [i in wanted for i in ids], input_columns="id", batched=True)
+        answers = postprocess(
+            chosen["id"], dict(zip(chosen["id"], chosen["context"])), features["example_id"], start_logits, end_logits,
+            features["offset_mapping"], self.cfg.n_best, self.cfg.max_answer_length, self.cfg.version_2, self.cfg.null_threshold,
+        )
+        return chosen, answers
+
+    def prediction_record(self, record):
+        return {self.cfg.answers_field: [], **record}  # none needed; SQuAD v1 refuses a record without the key
+
+    def card_example(self, adapter):
+        # transformers v5 has no question-answering pipeline: the best span of one window, by hand.
+        return ["import torch"], [
+            f'question, context = "{EXAMPLE[0]}", "{EXAMPLE[1]}"',
+            'inputs = tokenizer(question, context, truncation="only_second", return_offsets_mapping=True, return_tensors="pt")',
+            'offsets = inputs.pop("offset_mapping")[0]',
+            "with torch.no_grad():",
+            "    out = model(**inputs)",
+            "in_context = [i for i, s in enumerate(inputs.sequence_ids(0)) if s == 1]",
+            "start = max(in_context, key=lambda i: out.start_logits[0, i])",
+            "end = max((i for i in in_context if i >= start), key=lambda i: out.end_logits[0, i])",
+            "print(context[offsets[start][0]:offsets[end][1]])"]
 
     def metrics(self, rows):
         from ftpipe import metrics

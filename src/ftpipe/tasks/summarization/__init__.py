@@ -45,9 +45,15 @@ class Config(TaskConfig):
         _check("task.min_dialogue_tokens", self.min_dialogue_tokens >= 1, f"must be >= 1 or null, got {self.min_dialogue_tokens}")
 
 
+EXAMPLE = "#Person1#: Are you coming to the party tonight?\\n#Person2#: Yes, I will bring some cake."  # the card's
+
+
 class Task(BaseTask):
     auto_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
+    input_fields = ("dialogue",)
+    hub_pipeline_tag = "text-generation"  # a causal LM: text-generation is the pipeline that runs it
+    hub_metrics = ("rouge",)
 
     # --- preprocess -------------------------------------------------------------
     def clean(self, record, data_cfg):
@@ -112,13 +118,10 @@ class Task(BaseTask):
     def collator(self, tokenizer):
         return PadCollator(tokenizer.pad_token_id, "right")
 
-    # --- evaluate ---------------------------------------------------------------
-    def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe import metrics
+    # --- inference --------------------------------------------------------------
+    def infer(self, model, tokenizer, features, examples, cfg):
         from ftpipe.inference import batched
 
-        refs = dict(zip(examples["id"], examples["references"]))
-        texts = dict(zip(examples["id"], examples["dialogue"]))
         generation = {"max_new_tokens": 64, "do_sample": False, **cfg.generation}
 
         def step(model, batch, _):
@@ -128,13 +131,43 @@ class Task(BaseTask):
         prompts = [{"input_ids": ids} for ids in features["input_ids"]]
         # Left padding: generation appends on the right.
         outputs = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
+        # One prompt per example, in order.
+        return [{"id": example_id, "dialogue": dialogue, "prediction": prediction}
+                for example_id, dialogue, prediction in zip(features["id"], examples["dialogue"], outputs)]
+
+    def predict(self, model, tokenizer, features, examples, cfg):
+        from ftpipe import metrics
+
         rouge = metrics.load("rouge")
         rows = []
-        for example_id, prediction in zip(features["id"], outputs):
-            score = rouge.compute(predictions=[prediction], references=[refs[example_id]])["rougeL"]
-            rows.append({"id": example_id, "input": texts[example_id], "reference": refs[example_id][0],
-                         "references": refs[example_id], "prediction": prediction, "score": score})
+        for row, refs in zip(self.infer(model, tokenizer, features, examples, cfg), examples["references"]):
+            score = rouge.compute(predictions=[row["prediction"]], references=[refs])["rougeL"]
+            rows.append({"id": row["id"], "input": row["dialogue"], "reference": refs[0], "references": refs,
+                         "prediction": row["prediction"], "score": score})
         return rows
+
+    @property
+    def cli_field(self):
+        return self.cfg.dialogue_field
+
+    def line_record(self, line):
+        return {self.cfg.dialogue_field: line.replace("\\n", "\n")}  # a dialogue on one line spells its turns' breaks \n
+
+    def prediction_record(self, record):
+        if any(isinstance(record.get(f), str) and record[f].strip() for f in self.cfg.summary_fields):
+            return record
+        return {**record, self.cfg.summary_fields[0]: "-"}  # no reference needed
+
+    def card_example(self, adapter):
+        import json
+
+        lines = [f'prompt = {json.dumps(self.cfg.prompt)}.replace("{{dialogue}}", "{EXAMPLE}")']
+        if self.cfg.chat_template:
+            lines += ['prompt = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)']
+        return [], lines + [
+            'inputs = tokenizer(prompt, return_tensors="pt")',
+            "output = model.generate(**inputs, max_new_tokens=64, do_sample=False, pad_token_id=tokenizer.pad_token_id)",
+            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
 
     def metrics(self, rows):
         from ftpipe import metrics
