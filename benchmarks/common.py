@@ -46,13 +46,13 @@ class Spec:
 
 
 def compose_params(overrides: list[str]) -> dict:
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     return compose(overrides)
 
 
 def validated(params: dict, *sections: str):
-    from ftpipe.config import validate
+    from ftpipe.params import validate
 
     return validate(params, sections)
 

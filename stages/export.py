@@ -12,7 +12,7 @@ from pathlib import Path
 # Not ftpipe.offline: a push needs the Hub. Nothing else here goes online.
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe import quiet  # noqa: F401  (expected warnings silenced, as in every stage)
-from ftpipe.config import load_params
+from ftpipe.params import load_params
 from ftpipe.export import export
 from ftpipe.stage import run
 
@@ -23,7 +23,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, required=True, help="the base model an adapter was trained on")
     parser.add_argument("--out", type=Path, required=True, help="models/export: the merged model and the export record")
     args = parser.parse_args()
-    params = load_params("export", "task", "model", "method", "train")  # task..train: the merged model's card
+    # task and model: the merged model's head and card; method and training settings come from the
+    # record train wrote into models/tuned, so a train param reruns export only through models/tuned.
+    params = load_params("export", "task", "model")
     export(params, args.tuned, args.base, args.out)
 
 

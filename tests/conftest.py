@@ -53,7 +53,7 @@ def make_repo(dest: Path, experiment: str = "test_tiny", overrides: list[str] | 
 
 
 def write_params(repo: Path, overrides: list[str] | None = None) -> dict:
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     cwd = os.getcwd()
     os.chdir(repo)
@@ -92,7 +92,7 @@ def composed() -> dict:
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        from ftpipe.config import compose
+        from ftpipe.params import compose
 
         return compose()
     finally:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from ftpipe.config import validate
+from ftpipe.params import validate
 from ftpipe.errors import ConfigError
 
 SECTIONS = ("task", "data", "model", "method", "tokenize", "subset", "train", "evaluate")
@@ -17,7 +17,7 @@ EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml
 
 def test_params_yaml_equals_composition_of_conf(composed):
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert committed == composed, "params.yaml is stale: run `python -m ftpipe.config`"
+    assert committed == composed, "params.yaml is stale: run `python -m ftpipe.params`"
 
 
 def test_default_experiment_is_quickstart(composed):
@@ -27,7 +27,7 @@ def test_default_experiment_is_quickstart(composed):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes_and_validates(experiment, monkeypatch):
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     monkeypatch.chdir(REPO)
     params = compose([f"experiment={experiment}"])
@@ -38,7 +38,7 @@ def test_every_experiment_composes_and_validates(experiment, monkeypatch):
 
 
 def test_command_line_group_beats_the_experiment_choice(monkeypatch):
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     monkeypatch.chdir(REPO)
     params = compose(["experiment=yelp_bert", "model=minilm"])

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from conftest import REPO, make_repo, run
-from ftpipe.config import compose, launch_prefix, validate
+from ftpipe.params import compose, validate
+from ftpipe.launch import launch_prefix
 from ftpipe.errors import ConfigError
 
 STRATEGIES = sorted(p.stem for p in (REPO / "conf" / "distributed").glob("*.yaml"))

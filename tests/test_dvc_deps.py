@@ -56,7 +56,7 @@ def closure(script: Path, task_type: str) -> set[Path]:
             continue
         seen.add(name)
         found = imported_modules(module_file(name))
-        if name == "ftpipe.config":  # plug-in schemas, only for the sections this stage loads
+        if name == "ftpipe.params":  # plug-in schemas, only for the sections this stage loads
             found = {m for m in found if not any(m.startswith(p) and s not in loaded for s, p in SECTION_PLUGINS.items())}
         if name == "ftpipe.tasks":  # importlib: the plug-in of the task type in use
             found.add(f"ftpipe.tasks.{task_type}")

@@ -22,7 +22,7 @@ TOKEN = "hf_FAKEexportTOKEN0123456789abcdef"
 
 
 def params_for(**export):
-    from ftpipe.config import validate
+    from ftpipe.params import validate
 
     raw = {"export": {"repo_id": "someone/tiny-dialogsum", **export},
            "task": {"name": "dialogsum", "type": "summarization"},
@@ -134,7 +134,7 @@ def test_by_default_nothing_is_merged_or_pushed(adapter, tmp_path, monkeypatch):
 ])
 def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeypatch, env, message):
     """The stage itself, as DVC runs it: exit 1, one `error:` line, nothing written, no model even read."""
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     monkeypatch.chdir(REPO)  # compose reads conf/ from the working directory
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose(["export.push_to_hub=true", "export.repo_id=someone/x"])))
@@ -149,7 +149,7 @@ def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeyp
 
 
 def test_push_needs_a_repo_id():
-    from ftpipe.config import ConfigError
+    from ftpipe.errors import ConfigError
 
     with pytest.raises(ConfigError, match="export.repo_id"):
         params_for(push_to_hub=True, repo_id=None)

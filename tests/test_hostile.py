@@ -242,7 +242,7 @@ def test_stratified_subset_smaller_than_the_classes_is_a_config_error():
 
 
 def summarization_task(**values):
-    from ftpipe.config import validate
+    from ftpipe.params import validate
     from ftpipe.tasks import get_task
 
     return get_task(validate({"task": {"name": "dialogsum", "type": "summarization", **values}}, ("task",)).task)
@@ -316,7 +316,7 @@ def test_max_length_is_checked_against_the_model_positions(tmp_path, config, lim
     Config(max_length=100_000).check_model_limit(tmp_path)
 
 
-# --- 10, 11: ftpipe-predict on hostile or broken model folders; python -m ftpipe.config -------------------
+# --- 10, 11: ftpipe-predict on hostile or broken model folders; python -m ftpipe.params -------------------
 
 
 def one_line_error(result) -> str:
@@ -329,7 +329,7 @@ def one_line_error(result) -> str:
 def ftpipe_predict(tmp_path: Path, model: Path, *flags: str) -> subprocess.CompletedProcess:
     import yaml
 
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     params = tmp_path / "params.yaml"
     if not params.exists():
@@ -391,7 +391,7 @@ def test_mistyped_override_is_one_line(tmp_path, override, expected):
     import shutil
 
     shutil.copytree(REPO / "conf", tmp_path / "conf")
-    result = subprocess.run([sys.executable, "-m", "ftpipe.config", override], cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "ftpipe.params", override], cwd=tmp_path, capture_output=True, text=True)
     assert one_line_error(result).startswith(expected)
     assert not (tmp_path / "params.yaml").exists()
 

@@ -18,7 +18,7 @@ SUMMARIZATION = ["lora", "qlora", "prefix_tuning", "prompt_tuning"]
 
 
 def params_for(experiment: str, method: str, monkeypatch, **train):
-    from ftpipe.config import compose, validate
+    from ftpipe.params import compose, validate
 
     monkeypatch.chdir(REPO)
     overrides = [f"experiment={experiment}", f"method={method}", "train.max_steps=6", "train.validation_fraction=0",
@@ -32,7 +32,7 @@ def tiny(tmp_path_factory):
     """Tiny bases and tokenized training sets, built once: {task type: (base dir, data dir)}."""
     import datasets
 
-    from ftpipe.config import compose, validate
+    from ftpipe.params import compose, validate
     from ftpipe.data.synthetic import reviews
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.models.sources import build_tiny
@@ -130,7 +130,7 @@ def test_summarization_method_trains_what_it_should(tiny, method, tmp_path, monk
 
 def test_prefix_tuning_without_a_kv_argument_is_one_line_before_training(tiny, tmp_path, monkeypatch):
     """A generic peft config that allows classification: stopped at build, not at the first forward pass."""
-    from ftpipe.config import validate
+    from ftpipe.params import validate
     from ftpipe.errors import ConfigError
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
@@ -165,7 +165,7 @@ def test_prompt_tuning_leaves_room_for_its_virtual_tokens_or_says_so_before_trai
 
 
 def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
-    from ftpipe.config import compose, validate
+    from ftpipe.params import compose, validate
     from ftpipe.errors import ConfigError
 
     monkeypatch.chdir(REPO)

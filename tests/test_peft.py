@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftpipe.config import ConfigError, ModelConfig, validate
+from ftpipe.config import ModelConfig
+
+from ftpipe.params import validate
+
+from ftpipe.errors import ConfigError
 from ftpipe.methods import get_method, load_tuned
 from ftpipe.models.loading import load_tokenizer
 from ftpipe.models.sources import build_tiny

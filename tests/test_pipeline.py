@@ -49,7 +49,9 @@ def test_unchanged_repro_runs_nothing_but_still_ends_with_the_headline(tiny_pipe
     assert all("Running stage" not in line for line in lines[headline:]), out  # nothing ran after it
 
 
-def test_lr_change_reruns_only_train_evaluate_tuned_and_compare(tiny_pipeline):
+def test_lr_change_reruns_only_train_evaluate_tuned_compare_and_export_of_the_new_model(tiny_pipeline):
+    # export reruns for its dependency models/tuned (it merges or pushes that model), not for the
+    # param: it declares no train or method params.
     out = run(["dvc", "exp", "run", "-S", "train.lr=1e-3"], tiny_pipeline).stdout
     assert ran_stages(out) == {"train", "evaluate@tuned", "compare", "export", "summary"}, out
     # Nothing upstream was touched, and the base model's metrics are the cached ones.

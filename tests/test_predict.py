@@ -14,7 +14,7 @@ from conftest import REPO, run
 
 
 def classification_task():
-    from ftpipe.config import validate
+    from ftpipe.params import validate
     from ftpipe.tasks import get_task
 
     return get_task(validate({"task": {"type": "classification", "labels": ["neg", "pos"]}}, ("task",)).task)
@@ -40,7 +40,7 @@ def test_csv_output_spreads_class_probabilities_over_columns():
 
 def test_a_bad_record_is_one_line_naming_file_record_and_field(tmp_path, monkeypatch):
     """Checked before any model is loaded (there is none here)."""
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     monkeypatch.chdir(REPO)  # compose reads conf/ from here
     cwd = tmp_path / "work"

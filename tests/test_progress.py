@@ -103,8 +103,12 @@ def test_load_report_of_a_fresh_head_is_silenced_but_a_missing_encoder_weight_is
                 "num_attention_heads": 2, "intermediate_size": 16}, tmp_path / "base")
     load = f"""
         from ftpipe import offline  # noqa: F401
-        from transformers import AutoModelForSequenceClassification
-        AutoModelForSequenceClassification.from_pretrained("{tmp_path / 'base'}", num_labels=3)
+        from ftpipe.params import validate
+        from ftpipe.models.loading import load_for_task, load_tokenizer
+        from ftpipe.tasks import get_task
+        task = get_task(validate({{"task": {{"name": "t", "type": "classification", "labels": ["a", "b", "c"]}}}}, ("task",)).task)
+        base = "{tmp_path / 'base'}"
+        load_for_task(task, base, load_tokenizer(base, task))
     """
     assert "LOAD REPORT" not in python(load).stderr
     # The same base without one of its encoder weights: a real problem, reported.
@@ -125,7 +129,9 @@ def test_load_report_of_a_fresh_head_is_silenced_but_a_missing_encoder_weight_is
 def test_load_report_filter(report, shown):
     import logging
 
-    from ftpipe.quiet import FreshHeadReport
+    from ftpipe.quiet import FreshHeadReport, expect_fresh_heads
+
+    expect_fresh_heads(("classifier.", "score."))  # as loading a classification head does
 
     record = logging.LogRecord("transformers.modeling_utils", logging.WARNING, "", 0,
                                "\x1b[1mBertForSequenceClassification LOAD REPORT\x1b[0m from: models/base\n" + report, None, None)

@@ -110,7 +110,9 @@ def test_duplicate_ids_are_found_by_digest_and_named_by_file_and_record(tmp_path
     """The duplicate check keeps 8-byte digests, yet names both records, across files of a split."""
     import pyarrow.parquet as pq
 
-    from ftpipe.config import DataConfig, load_params
+    from ftpipe.config import DataConfig
+
+    from ftpipe.params import load_params
     from ftpipe.errors import DataError
     from ftpipe.preprocess import preprocess
     from ftpipe.tasks import get_task

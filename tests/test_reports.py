@@ -56,7 +56,7 @@ ROWS = {
 
 
 def make_task(task_type):
-    from ftpipe.config import validate
+    from ftpipe.params import validate
     from ftpipe.tasks import get_task
 
     raw = {"type": task_type, "name": task_type, **({"labels": ["neg", "pos"]} if task_type == "classification" else {})}
@@ -94,7 +94,7 @@ def test_qa_plot_data_is_on_the_qa_scale(tmp_path):
 
 
 def test_plot_specs_follow_the_task_type(monkeypatch):
-    from ftpipe.config import compose
+    from ftpipe.params import compose
 
     monkeypatch.chdir(REPO)
     for task, first in (("reviews", "confusion_tuned"), ("squad", "f1_by_answer_length"), ("dialogsum", "rougeL_per_example")):
@@ -103,7 +103,8 @@ def test_plot_specs_follow_the_task_type(monkeypatch):
 
 # --- trackers ------------------------------------------------------------------------------------
 def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
-    from ftpipe.config import ConfigError, TrainConfig
+    from ftpipe.config import TrainConfig
+    from ftpipe.errors import ConfigError
     from ftpipe.tracking import report_to
     from ftpipe.train import training_arguments
 

@@ -52,7 +52,7 @@ def test_weights_load_only_from_safetensors(tmp_path: Path):
     from ftpipe.models.loading import load_for_task
     from ftpipe.models.sources import download_model
     from ftpipe.tasks import get_task
-    from ftpipe.config import validate
+    from ftpipe.params import validate
 
     model_dir = tmp_path / "pickled"
     config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8)

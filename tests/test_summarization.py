@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from conftest import run
-from ftpipe.config import ConfigError, validate
+from ftpipe.params import validate
+from ftpipe.errors import ConfigError
 from ftpipe.tasks import get_task
 from ftpipe.tasks.base import RecordError
 from ftpipe.tasks.summarization import IGNORE, PadCollator

@@ -12,37 +12,44 @@ reports/compare.md of the repository the model came from.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import yaml
 
-from ftpipe.methods import RECORD
+from ftpipe import records
 from ftpipe.models.loading import base_id
 
 CARD = "README.md"
 
 
+# The training settings a card shows, recorded by train (the card of a merged export reads them
+# from the record, so export depends on no train param).
+CARD_TRAIN_KEYS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "warmup", "scheduler", "seed",
+                   "label_smoothing", "validation_fraction")
+
+
 def write_card(model_dir: Path, params, run=None) -> Path:
-    """Write `model_dir/README.md`."""
+    """Write `model_dir/README.md` from the task and model params and the record train wrote there
+    (method and training settings)."""
     model_dir = Path(model_dir)
-    record = json.loads((model_dir / RECORD).read_text()) if (model_dir / RECORD).exists() else {}
+    record = records.TRAIN.read(model_dir, missing_ok=True)
     base = base_id(record.get("base_model") or {})
     adapter = (model_dir / "adapter_config.json").exists()
     from ftpipe.tasks import get_task
 
     task, plugin = params.task, get_task(params.task)
     data = _data()
+    method = record.get("method") or {}
     meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": plugin.hub_pipeline_tag,
-            "tags": ["ftpipe", task.name, params.method.name], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
+            "tags": ["ftpipe", task.name, method.get("name")], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
     meta = {k: v for k, v in meta.items() if v}
     text = "\n".join([
         "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
-        f"# {task.name}: {params.method.name} fine-tune of {base}", "",
-        _what(task, params.method, record, base), "",
+        f"# {task.name}: {method.get('name', 'an ftpipe')} fine-tune of {base}", "",
+        _what(task, method, record, base), "",
         "## Data", "", *_data_lines(data, run), "",
-        "## Training", "", *_training_lines(params.train, record), "",
+        "## Training", "", *_training_lines(record), "",
         "## Evaluation", "",
         "The pipeline evaluates after training, so this card holds no test scores: see `metrics/tuned.json`, "
         "`metrics/base.json` and `reports/compare.md` in the repository the model came from "
@@ -93,9 +100,9 @@ def _what(task, method, record: dict, base: str) -> str:
         what += f", commit {source['commit']})" if source.get("commit") else ")"
     elif source.get("commit"):
         what += f" at commit `{source['commit']}`"
-    settings = {k: v for k, v in dataclasses.asdict(method).items() if k not in ("name", "type", "tasks") and v not in ({}, [], None)}
-    what += f". Method: `{method.name}` (type {method.type})" + (f" with {json.dumps(settings)}" if settings else "")
-    merged = (record.get("method") or {}).get("merged_from")
+    settings = {k: v for k, v in method.items() if k not in ("name", "type", "tasks", "merged_from") and v not in ({}, [], None)}
+    what += f". Method: `{method.get('name')}` (type {method.get('type')})" + (f" with {json.dumps(settings)}" if settings else "")
+    merged = method.get("merged_from")
     if merged:
         what += f"; the {merged} adapter is merged into the base weights"
     if record.get("trainable_params") is not None:
@@ -108,7 +115,7 @@ def _data() -> dict:
     """The dataset, from params.yaml's `data` section (train does not declare it: the data it
     describes reaches train as data/subset, which is a dependency)."""
     try:
-        from ftpipe.config import load_params
+        from ftpipe.params import load_params
 
         cfg = load_params("data").data
     except Exception:  # a card without a data line is still a card
@@ -128,10 +135,9 @@ def _data_lines(data: dict, run) -> list[str]:
     return lines or ["- not recorded"]
 
 
-def _training_lines(cfg, record: dict) -> list[str]:
-    keys = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "warmup", "scheduler", "seed",
-            "label_smoothing", "validation_fraction")
-    rows = [(f"train.{k}", getattr(cfg, k)) for k in keys if hasattr(cfg, k) and not (k == "max_steps" and getattr(cfg, k) <= 0)]
+def _training_lines(record: dict) -> list[str]:
+    settings = record.get("train") or {}
+    rows = [(f"train.{k}", v) for k, v in settings.items() if not (k == "max_steps" and v <= 0)]
     for key in ("effective_batch", "precision", "processes", "train_loss", "epoch", "best_step", "stopped_early"):
         if record.get(key) is not None:
             rows.append((key, record[key]))

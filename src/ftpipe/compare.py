@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from ftpipe import records
 from ftpipe.io import atomic_output, read_json, write_json
 
 
@@ -48,7 +49,7 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
     lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
               f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
-    lines += speed_lines(headline, base, tuned, [read_json(path) for path in timings], read_json(tuned_record))
+    lines += speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
         if not chosen:
@@ -75,7 +76,7 @@ def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], rec
     lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s |", "|---|---:|---:|"]
     lines += [f"| {name} | {_num(value)} | {_num(speed)} |" for name, value, speed in rows]
     if teacher:
-        lines += ["", "The teacher's figures are from its own run (its metrics/tuned.json and plots/tuned/timing.json)."]
+        lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {records.TIMING.path('plots/tuned')})."]
     return lines + [""]
 
 

@@ -1,36 +1,22 @@
-"""Typed params: one schema per params.yaml section, validated when a stage loads it.
+"""The params schemas: one dataclass per params.yaml section that ftpipe itself defines.
 
-`conf/` is composed by Hydra into `params.yaml` (DVC does this on `dvc exp run`;
-`python -m ftpipe.config` does it by hand). Stages read `params.yaml`, never `conf/`.
-A typo'd key, a wrong type or a bad value is one clear ConfigError before any heavy work.
+The task and method sections take their schemas from their plug-ins; loading, validating and
+composing params is ftpipe.params. A typo'd key, a wrong type or a bad value is one clear
+ConfigError before any heavy work.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
-from ftpipe.errors import ConfigError
-
-CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC does
-PARAMS = Path("params.yaml")
-
+from ftpipe.errors import check
+from ftpipe.launch import BACKENDS, STRATEGIES, launch_prefix
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what `auto` means: ftpipe/precision.py
-
-
-def _check(key: str, ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(key, message)
 
 
 @dataclass
@@ -51,15 +37,15 @@ class DataConfig:
     synthetic: dict[str, Any] = field(default_factory=dict)  # generator settings
 
     def __post_init__(self):
-        _check("data.source", self.source in ("synthetic", "hub", "local"), f"unknown source '{self.source}' (synthetic, hub or local)")
-        _check("data.eval_from_train", 0 <= self.eval_from_train < 1, "a fraction in [0, 1)")
-        _check("data.on_bad_record", self.on_bad_record in ("error", "drop"), "must be 'error' or 'drop'")
-        _check("data.on_overlap", self.on_overlap in ("warn", "error"), "must be 'warn' or 'error'")
+        check("data.source", self.source in ("synthetic", "hub", "local"), f"unknown source '{self.source}' (synthetic, hub or local)")
+        check("data.eval_from_train", 0 <= self.eval_from_train < 1, "a fraction in [0, 1)")
+        check("data.on_bad_record", self.on_bad_record in ("error", "drop"), "must be 'error' or 'drop'")
+        check("data.on_overlap", self.on_overlap in ("warn", "error"), "must be 'warn' or 'error'")
         if self.source == "hub":
-            _check("data.hub_path", bool(self.hub_path), "required when data.source is hub")
+            check("data.hub_path", bool(self.hub_path), "required when data.source is hub")
         if self.source == "local":
-            _check("data.files", "train" in self.files, "needs a 'train' list of files")
-            _check("data.files", bool(self.files.get("eval")) != (self.eval_from_train > 0),
+            check("data.files", "train" in self.files, "needs a 'train' list of files")
+            check("data.files", bool(self.files.get("eval")) != (self.eval_from_train > 0),
                    "give either an 'eval' list of files or data.eval_from_train, not both")
             for split, paths in self.files.items():
                 for path in paths:
@@ -72,10 +58,10 @@ def check_data_file(key: str, path: str) -> None:
     from ftpipe.io import READABLE
 
     file = Path(path)
-    _check(key, file.exists(), f"file not found: {path}")
-    _check(key, file.is_file(), f"not a regular file: {path}")
-    _check(key, file.suffix.lower() in READABLE, f"unsupported file type '{file.suffix}': {path} (use {', '.join(READABLE)})")
-    _check(key, os.access(file, os.R_OK), f"not readable: {path}")
+    check(key, file.exists(), f"file not found: {path}")
+    check(key, file.is_file(), f"not a regular file: {path}")
+    check(key, file.suffix.lower() in READABLE, f"unsupported file type '{file.suffix}': {path} (use {', '.join(READABLE)})")
+    check(key, os.access(file, os.R_OK), f"not readable: {path}")
 
 
 @dataclass
@@ -93,16 +79,16 @@ class ModelConfig:
     lora_target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
     def __post_init__(self):
-        _check("model.source", self.source in ("package", "hub", "local", "gguf", "tiny", "dvc"), f"unknown source '{self.source}'")
+        check("model.source", self.source in ("package", "hub", "local", "gguf", "tiny", "dvc"), f"unknown source '{self.source}'")
         if self.source == "dvc":
-            _check("model.repo", bool(self.repo), "required when model.source is dvc (a git URL, or . for this repository)")
-            _check("model.revision", bool(self.revision), "required when model.source is dvc: the commit or experiment that made the model")
+            check("model.repo", bool(self.repo), "required when model.source is dvc (a git URL, or . for this repository)")
+            check("model.revision", bool(self.revision), "required when model.source is dvc: the commit or experiment that made the model")
         if self.source != "tiny":
-            _check("model.path", bool(self.path), f"required when model.source is {self.source}")
+            check("model.path", bool(self.path), f"required when model.source is {self.source}")
         if self.source == "local":
-            _check("model.path", Path(self.path).is_dir(), f"directory not found: {self.path}")
+            check("model.path", Path(self.path).is_dir(), f"directory not found: {self.path}")
         if self.source == "gguf":
-            _check("model.gguf_file", bool(self.gguf_file), "required when model.source is gguf")
+            check("model.gguf_file", bool(self.gguf_file), "required when model.source is gguf")
 
 
 @dataclass
@@ -113,7 +99,7 @@ class TokenizeConfig:
     batch_size: int = 1000  # rows per batched map call
 
     def __post_init__(self):
-        _check("tokenize.num_proc", self.num_proc is None or self.num_proc >= 1, "must be null or >= 1")
+        check("tokenize.num_proc", self.num_proc is None or self.num_proc >= 1, "must be null or >= 1")
 
 
 @dataclass
@@ -129,50 +115,7 @@ class SubsetConfig:
     def __post_init__(self):
         for key in ("train_size", "eval_size"):
             value = getattr(self, key)
-            _check(f"subset.{key}", value is None or value > 0, "must be positive or null")
-
-
-LAUNCHERS = ("none", "torchrun", "accelerate")
-BACKENDS = ("auto", "nccl", "gloo", "mpi", "xccl", "hccl")  # auto: nccl on GPUs, gloo on CPUs
-STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
-
-
-def launch_prefix(launcher: str, nproc_per_node: int = 1, nnodes: int = 1, node_rank: int = 0,
-                  rdzv_endpoint: Optional[str] = None) -> str:
-    """What the train stage's command starts with: `python`, or torchrun / `accelerate launch` and their flags.
-
-    DVC templating has no conditionals, so conf/ composes this string (the `ftpipe_launch_prefix`
-    resolver in hydra_plugins calls this function) and dvc.yaml writes `${train.launch_prefix} stages/train.py`.
-    One node: torchrun --standalone picks a free port. Several: a static rendezvous at node 0's
-    rdzv_endpoint, so that global rank 0, the one process that writes outputs, is on node 0.
-    """
-    _check("train.launcher", launcher in LAUNCHERS, f"unknown launcher '{launcher}' (none, torchrun or accelerate)")
-    _check("train.nproc_per_node", isinstance(nproc_per_node, int) and nproc_per_node >= 1, f"must be >= 1, got {nproc_per_node}")
-    _check("train.nnodes", isinstance(nnodes, int) and nnodes >= 1, f"must be >= 1, got {nnodes}")
-    _check("train.node_rank", isinstance(node_rank, int) and 0 <= node_rank < nnodes, f"must be in [0, nnodes={nnodes}), got {node_rank}")
-    if launcher == "none":
-        _check("train.launcher", nproc_per_node == 1 and nnodes == 1, "none runs one process: use torchrun or accelerate for several")
-        return "python"
-    if nnodes > 1:
-        _check("train.rdzv_endpoint", bool(re.fullmatch(r"[\w.\-\[\]:]+:\d+", str(rdzv_endpoint or ""))),
-               f"host:port of node 0 is required when nnodes > 1, got {rdzv_endpoint}")
-    world = nnodes * nproc_per_node
-    if launcher == "torchrun":
-        if nnodes == 1:
-            return f"torchrun --standalone --nproc_per_node={nproc_per_node}"
-        return (f"torchrun --nnodes={nnodes} --nproc_per_node={nproc_per_node} --node_rank={node_rank} "
-                f"--rdzv_backend=static --rdzv_endpoint={rdzv_endpoint}")
-    # Precision and compilation are the Trainer's settings (train.precision, train.torch_compile):
-    # saying `no` here only silences accelerate's warnings about unset defaults.
-    out = f"accelerate launch --num_processes={world} --num_machines={nnodes} --mixed_precision=no --dynamo_backend=no"
-    if world > 1:
-        out += " --multi_gpu"  # accelerate's torch.distributed launcher; on a CPU the processes use gloo
-    if nnodes > 1:
-        host, port = str(rdzv_endpoint).rsplit(":", 1)
-        out += f" --machine_rank={node_rank} --main_process_ip={host} --main_process_port={port} --rdzv_backend=static"
-    elif world > 1:
-        out += " --main_process_port=0"  # a free port, as torchrun --standalone
-    return out
+            check(f"subset.{key}", value is None or value > 0, "must be positive or null")
 
 
 @dataclass
@@ -192,10 +135,10 @@ class DistributedConfig:
     deepspeed: dict[str, Any] = field(default_factory=dict)  # merged over the generated DeepSpeed JSON
 
     def __post_init__(self):
-        _check("train.distributed.strategy", self.strategy in STRATEGIES, f"unknown strategy '{self.strategy}' ({', '.join(STRATEGIES)})")
+        check("train.distributed.strategy", self.strategy in STRATEGIES, f"unknown strategy '{self.strategy}' ({', '.join(STRATEGIES)})")
         if self.strategy == "deepspeed":
-            _check("train.distributed.zero_stage", self.zero_stage in (1, 2, 3), f"1, 2 or 3 for deepspeed, got {self.zero_stage}")
-            _check("train.distributed.strategy", importlib.util.find_spec("deepspeed") is not None,
+            check("train.distributed.zero_stage", self.zero_stage in (1, 2, 3), f"1, 2 or 3 for deepspeed, got {self.zero_stage}")
+            check("train.distributed.strategy", importlib.util.find_spec("deepspeed") is not None,
                    "deepspeed is not installed: pip install -e '.[deepspeed]' (on the GPU machine)")
 
 
@@ -241,29 +184,29 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as is
 
     def __post_init__(self):
-        _check("train.lr", self.lr > 0, f"must be > 0, got {self.lr}")
-        _check("train.batch_size", self.batch_size >= 1, f"must be >= 1, got {self.batch_size}")
-        _check("train.grad_accum", self.grad_accum >= 1, f"must be >= 1, got {self.grad_accum}")
-        _check("train.epochs", self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be > 0")
-        _check("train.warmup", 0 <= self.warmup < 1 or float(self.warmup).is_integer(), "a fraction in [0, 1) or a whole number of steps")
-        _check("train.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
-        _check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
-        _check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
-        _check("train.validation_fraction", 0 <= self.validation_fraction < 1, "a fraction in [0, 1)")
-        _check("train.eval_steps", self.eval_steps >= 0, "must be >= 0 (0: every epoch)")
-        _check("train.early_stopping_patience", self.early_stopping_patience == 0 or self.validation_fraction > 0,
+        check("train.lr", self.lr > 0, f"must be > 0, got {self.lr}")
+        check("train.batch_size", self.batch_size >= 1, f"must be >= 1, got {self.batch_size}")
+        check("train.grad_accum", self.grad_accum >= 1, f"must be >= 1, got {self.grad_accum}")
+        check("train.epochs", self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be > 0")
+        check("train.warmup", 0 <= self.warmup < 1 or float(self.warmup).is_integer(), "a fraction in [0, 1) or a whole number of steps")
+        check("train.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
+        check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
+        check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
+        check("train.validation_fraction", 0 <= self.validation_fraction < 1, "a fraction in [0, 1)")
+        check("train.eval_steps", self.eval_steps >= 0, "must be >= 0 (0: every epoch)")
+        check("train.early_stopping_patience", self.early_stopping_patience == 0 or self.validation_fraction > 0,
                "early stopping needs a validation split (train.validation_fraction > 0)")
-        _check("train.eval_steps", not (self.validation_fraction and self.save_steps and self.eval_steps
+        check("train.eval_steps", not (self.validation_fraction and self.save_steps and self.eval_steps
                                         and self.save_steps % self.eval_steps), "save_steps must be a multiple of eval_steps")
-        _check("train.label_smoothing", 0 <= self.label_smoothing < 1, "a fraction in [0, 1)")
+        check("train.label_smoothing", 0 <= self.label_smoothing < 1, "a fraction in [0, 1)")
         if self.scheduler != "linear" or self.optim or self.extra:  # importing transformers takes seconds: only then
             _check_trainer_names(self)
-        _check("train.backend", self.backend in BACKENDS, f"unknown backend '{self.backend}' ({', '.join(BACKENDS)})")
+        check("train.backend", self.backend in BACKENDS, f"unknown backend '{self.backend}' ({', '.join(BACKENDS)})")
         composed = launch_prefix(self.launcher, self.nproc_per_node, self.nnodes, self.node_rank, self.rdzv_endpoint)
         # A params.yaml edited by hand without recomposing would launch one way and claim another.
-        _check("train.launch_prefix", self.launch_prefix == composed,
-               f"'{self.launch_prefix}' does not match the launcher settings ('{composed}'): run `python -m ftpipe.config`")
-        _check("train.distributed.strategy", self.distributed.strategy == "none" or self.launcher != "none",
+        check("train.launch_prefix", self.launch_prefix == composed,
+               f"'{self.launch_prefix}' does not match the launcher settings ('{composed}'): run `python -m ftpipe.params`")
+        check("train.distributed.strategy", self.distributed.strategy == "none" or self.launcher != "none",
                f"{self.distributed.strategy} needs processes started by torchrun or accelerate: set train.launcher (even for one GPU)")
 
 
@@ -278,13 +221,13 @@ def _check_trainer_names(cfg: TrainConfig) -> None:
     from transformers.training_args import OptimizerNames
 
     schedulers = [s.value for s in SchedulerType]
-    _check("train.scheduler", cfg.scheduler in schedulers, f"unknown scheduler '{cfg.scheduler}' ({', '.join(schedulers)})")
+    check("train.scheduler", cfg.scheduler in schedulers, f"unknown scheduler '{cfg.scheduler}' ({', '.join(schedulers)})")
     optimizers = [o.value for o in OptimizerNames]
-    _check("train.optim", cfg.optim is None or cfg.optim in optimizers, f"unknown optimizer '{cfg.optim}' ({', '.join(optimizers)})")
+    check("train.optim", cfg.optim is None or cfg.optim in optimizers, f"unknown optimizer '{cfg.optim}' ({', '.join(optimizers)})")
     fields = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
     for key in cfg.extra:
         close = difflib.get_close_matches(key, fields, n=3)
-        _check(f"train.extra.{key}", key in fields, "not a TrainingArguments argument"
+        check(f"train.extra.{key}", key in fields, "not a TrainingArguments argument"
                + (f" (did you mean {', '.join(close)}?)" if close else " (see transformers' TrainingArguments)"))
 
 
@@ -298,8 +241,8 @@ class EvaluateConfig:
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: see ftpipe/precision.py)
 
     def __post_init__(self):
-        _check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
-        _check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
+        check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
+        check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
 
 
 @dataclass
@@ -315,130 +258,5 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.push_to_hub:
-            _check("export.repo_id", bool(self.repo_id) and 0 < str(self.repo_id).count("/") <= 1,
+            check("export.repo_id", bool(self.repo_id) and 0 < str(self.repo_id).count("/") <= 1,
                    f"set it to <user or org>/<name> to push (got {self.repo_id!r})")
-
-
-SCHEMAS = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "tokenize": TokenizeConfig,
-    "subset": SubsetConfig,
-    "train": TrainConfig,
-    "evaluate": EvaluateConfig,
-    "export": ExportConfig,
-}
-
-
-@dataclass
-class Params:
-    """The sections a stage asked for; the others stay None so a stage cannot read what it does not declare."""
-
-    task: Any = None
-    data: Optional[DataConfig] = None
-    model: Optional[ModelConfig] = None
-    method: Any = None
-    tokenize: Optional[TokenizeConfig] = None
-    subset: Optional[SubsetConfig] = None
-    train: Optional[TrainConfig] = None
-    evaluate: Optional[EvaluateConfig] = None
-    export: Optional[ExportConfig] = None
-
-
-def _validate(section: str, schema, value) -> Any:
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), value or {})
-        return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
-        key = f"{section}.{err.full_key}" if getattr(err, "full_key", None) else section
-        message = str(err).splitlines()[0]
-        raise ConfigError(key, message) from None
-
-
-def validate(raw: dict, sections: tuple[str, ...]) -> Params:
-    """Check the named sections of a params dict against their schemas."""
-    out = Params()
-    for section in sections:
-        if section not in raw:
-            raise ConfigError(section, "section missing")
-        if section == "task":  # plug-in sections: the schema is the plug-in's own
-            from ftpipe.tasks import task_schema
-
-            schema = task_schema(raw["task"])
-        elif section == "method":
-            from ftpipe.methods import method_schema
-
-            schema = method_schema(raw["method"])
-        else:
-            schema = SCHEMAS[section]
-        setattr(out, section, _validate(section, schema, raw[section]))
-    if out.task is not None and out.method is not None and out.method.tasks is not None and out.task.type not in out.method.tasks:
-        raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
-    if out.train is not None and out.method is not None:
-        check_strategy(out.train.distributed, out.method)
-    return out
-
-
-def check_strategy(distributed: DistributedConfig, method) -> None:
-    """Method x strategy combinations the libraries (or ftpipe's methods) cannot run, refused at load.
-
-    A 4-bit base (QLoRA) under FSDP or ZeRO-3: bitsandbytes and peft can shard one only when it is
-    loaded without a device_map and stored in the compute dtype (bnb_4bit_quant_storage); ftpipe's
-    quantized methods place each process's copy on its own GPU (device_map), which transformers
-    refuses under ZeRO-3 and FSDP cannot shard. DDP and ZeRO-2 leave the frozen base whole: supported.
-    """
-    sharded = distributed.strategy == "fsdp" or (distributed.strategy == "deepspeed" and distributed.zero_stage == 3)
-    if sharded and getattr(method, "quantization", None):
-        where = "fsdp" if distributed.strategy == "fsdp" else "deepspeed ZeRO-3"
-        raise ConfigError("train.distributed", f"method '{method.name}' (a 4-bit base) cannot run under {where}: "
-                                               "use distributed=ddp or distributed=deepspeed_zero2, or method=lora")
-
-
-def load_params(*sections: str, path: Path = PARAMS) -> Params:
-    """Load and validate the params sections a stage declares in dvc.yaml."""
-    if not path.exists():
-        raise ConfigError(str(path), "file not found (run from the repository root)")
-    try:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(str(path), "expected a mapping of params sections")
-    return validate(raw, sections)
-
-
-def compose(overrides: list[str] | None = None) -> dict:
-    """Compose conf/ as DVC's Hydra integration does, as a plain dict."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
-        cfg: DictConfig = hydra_compose(config_name="config", overrides=overrides or [])
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def main() -> None:
-    """`python -m ftpipe.config [overrides...]`: rewrite params.yaml from conf/."""
-    from hydra.errors import HydraException, OverrideParseException
-
-    from ftpipe.errors import FtpipeError
-
-    try:
-        params = compose(sys.argv[1:])
-    except (HydraException, OmegaConfBaseException, FtpipeError) as err:
-        # A mistyped override: Hydra's message (its options, without its search path) on one line, not a traceback.
-        message = str(err).split("Config search path:")[0]
-        if isinstance(err, OverrideParseException):  # Hydra's parser does not say which override
-            message = f"overrides {' '.join(sys.argv[1:])}: {message}"
-        print("error: " + " ".join(message.split()), file=sys.stderr)
-        sys.exit(1)
-    with open(PARAMS, "w") as fh:
-        yaml.safe_dump(params, fh, sort_keys=False)
-    print(f"wrote {PARAMS}")
-
-
-if __name__ == "__main__":
-    main()

@@ -28,6 +28,12 @@ class ConfigError(FtpipeError):
         super().__init__(f"params.yaml: {key}: {message}")
 
 
+def check(key: str, ok: bool, message: str) -> None:
+    """The schemas' one-line test: ConfigError naming `key` unless `ok`."""
+    if not ok:
+        raise ConfigError(key, message)
+
+
 # Offline mode, DNS, refused connections and timeouts, by class name: huggingface_hub raises its own
 # (LocalEntryNotFoundError, OfflineModeIsEnabled), datasets the builtin ConnectionError, and the HTTP
 # library below them (requests, httpx or httpx2, by version) its own transport errors.

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ftpipe import progress
+from ftpipe import progress, records
 from ftpipe.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import load_for_task, load_tokenizer
@@ -72,6 +72,6 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
-        (tmp / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+        records.TIMING.write(tmp, timing)
     return metrics
 

@@ -12,18 +12,17 @@ a push asked for offline, or without a token, fails with one line before any hea
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
+from ftpipe import records
 from ftpipe.errors import ConfigError, FtpipeError
 from ftpipe.io import atomic_output
 
 log = logging.getLogger(__name__)
-RECORD = "ftpipe_export.json"
 # Not pushed: the Trainer's pickled arguments (the Hub gets no pickles) and this stage's own record.
-NOT_PUSHED = ["training_args.bin", RECORD, ".*"]
+NOT_PUSHED = ["training_args.bin", records.EXPORT.filename, ".*"]
 
 
 def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None) -> dict:
@@ -46,7 +45,7 @@ def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None) -> 
         record = {"source": str(tuned_dir), "merged": source == tmp, "pushed": None}
         if cfg.push_to_hub:
             record["pushed"] = push(source, cfg, token, api)
-        (tmp / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        records.EXPORT.write(tmp, record)
     log.info("export: %s%s", "merged into " + str(out_dir) if record["merged"] else f"{tuned_dir} as it is",
              f"; pushed to {record['pushed']['url']}" if record["pushed"] else "")
     return record

@@ -19,8 +19,6 @@ from typing import Any, Iterator
 from ftpipe.errors import DataError
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
-HUB_SOURCE = "ftpipe_source.json"
-LOCAL_FILES = "ftpipe_files.json"  # data/raw/<split>/: the user's files, read in place (data/download.py)
 BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded
 log = logging.getLogger(__name__)
 
@@ -236,4 +234,6 @@ def record_hub_source(out_dir: Path, key: str, repo: str, revision: str | None, 
     if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
         log.warning("%s %r is not a commit sha, so %s may change under you; this download got %s "
                     "(set %s=%s to pin it)", key, revision, repo, commit, key, commit)
-    (out_dir / HUB_SOURCE).write_text(json.dumps({"repo": repo, "revision": revision, "commit": commit}, indent=2) + "\n")
+    from ftpipe import records
+
+    records.BASE.write(out_dir, {"repo": repo, "revision": revision, "commit": commit})

@@ -44,8 +44,10 @@ def headline(metrics: dict) -> tuple[str, float]:
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
     metric, value = headline(read(f"metrics/{which}.json"))
-    timing = read(f"plots/{which}/timing.json")
-    train = read("models/tuned/ftpipe_train.json") if which == "tuned" else {}
+    from ftpipe import records
+
+    timing = records.TIMING.read(f"plots/{which}", missing_ok=True)
+    train = records.TRAIN.read("models/tuned", missing_ok=True) if which == "tuned" else {}
     return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4),
             "trainable_params": train.get("trainable_params", 0), "train_seconds": round(train.get("train_runtime", 0), 1),
             "eval_samples_per_s": timing.get("samples_per_second"), "train_peak_rss_mb": train.get("peak_rss_mb"),

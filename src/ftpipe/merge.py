@@ -7,13 +7,13 @@ the adapter on that base computes.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from ftpipe.errors import ConfigError
 from ftpipe.io import atomic_output
-from ftpipe.methods import RECORD, load_tuned
+from ftpipe import records
+from ftpipe.methods import load_tuned
 from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -29,8 +29,8 @@ def merge(task, adapter_dir: Path, base_dir: Path, out_dir: Path, trust_remote_c
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         # The base's identity travels on; the merged model loads as a complete one (type full).
-        info = json.loads((adapter_dir / RECORD).read_text()) if (adapter_dir / RECORD).exists() else {}
+        info = records.TRAIN.read(adapter_dir, missing_ok=True)
         method = info.get("method") or {}
-        info["method"] = {"name": method.get("name"), "type": "full", "merged_from": method.get("type")}
-        (tmp / RECORD).write_text(json.dumps(info, indent=2))
+        info["method"] = {**method, "type": "full", "merged_from": method.get("type")}
+        records.TRAIN.write(tmp, info)
     log.info("merged model in %s", out_dir)

@@ -35,7 +35,7 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
     import datasets
     import torch
 
-    from ftpipe.config import load_params
+    from ftpipe.params import load_params
     from ftpipe.methods import load_tuned
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.precision import autocast
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             raise FtpipeError(f"{args.model}: model directory not found")
         if not any(args.model.glob("*.safetensors")):
             raise FtpipeError(f"{args.model}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
-        from ftpipe.config import load_params
+        from ftpipe.params import load_params
         from ftpipe.tasks import get_task
 
         task = get_task(load_params("task", path=args.params).task)

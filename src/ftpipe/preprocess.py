@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ftpipe.errors import DataError
-from ftpipe.io import LOCAL_FILES, atomic_output, read_json, sha256_file, write_json
+from ftpipe import records
+from ftpipe.io import atomic_output, sha256_file, write_json
 from ftpipe.tasks.base import RecordError
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,10 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
 
 def input_files(split_dir: Path) -> list[Path]:
     """The files of one split: the user's own, read in place (listed by download_data), or those in the folder."""
-    listing = split_dir / LOCAL_FILES
-    if not listing.is_file():
+    if not records.LOCAL_FILES.exists(split_dir):
         return sorted(p for p in split_dir.iterdir() if p.is_file())
     files = []
-    for entry in read_json(listing):
+    for entry in records.LOCAL_FILES.read(split_dir)["files"]:
         path = Path(entry["path"])
         if not path.is_file():
             raise DataError(path, "file not found (listed by download_data in data/raw): run `dvc repro`")

@@ -29,6 +29,7 @@ for _category in (DeprecationWarning, FutureWarning):
 warnings.filterwarnings("ignore", message=r"The PEFT config's `base_model_name_or_path` was renamed", category=UserWarning)
 
 # --- log records ---------------------------------------------------------------------------------
+FRESH_HEADS: set[str] = set()  # weight names of the heads of the tasks in use (expect_fresh_heads)
 PRETRAINING_KEYS = ("cls.", "lm_head.", "pooler.")  # pretraining heads a task model drops
 
 
@@ -43,10 +44,13 @@ class FreshHeadReport(logging.Filter):
             return True
         rows = [[cell.strip() for cell in re.sub(r"\x1b\[[0-9;]*m", "", line).split("|")]
                 for line in message.splitlines() if "|" in line and not line.startswith(("Key", "-"))]
-        from ftpipe.tasks import head_keys  # on use: a report is rare, and the plug-ins import much
-
-        expected = {"MISSING": head_keys(), "UNEXPECTED": PRETRAINING_KEYS}
+        expected = {"MISSING": tuple(FRESH_HEADS), "UNEXPECTED": PRETRAINING_KEYS}
         return not rows or not all(len(r) > 1 and r[0].startswith(expected.get(r[1], ("\0",))) for r in rows)
+
+
+def expect_fresh_heads(keys) -> None:
+    """A task's head is about to load onto a base that lacks it (ftpipe.models.loading)."""
+    FRESH_HEADS.update(keys)
 
 
 class Drop(logging.Filter):

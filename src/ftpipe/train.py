@@ -207,8 +207,9 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     from accelerate import PartialState
 
     from ftpipe import guards, progress
-    from ftpipe.card import write_card
-    from ftpipe.methods import RECORD, get_method
+    from ftpipe.card import CARD_TRAIN_KEYS, write_card
+    from ftpipe import records
+    from ftpipe.methods import get_method
     from ftpipe.tasks import get_task
 
     state = PartialState()  # reads the launcher's environment (RANK, LOCAL_RANK, ...); one process if none
@@ -250,7 +251,8 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     if state.is_main_process:
         live.end()
         summary = {**trainable, **metrics,
-                   "method": {"name": params.method.name, "type": params.method.type},
+                   "method": dataclasses.asdict(params.method),  # name, type and settings: the card reads them here
+                   "train": {k: getattr(params.train, k) for k in CARD_TRAIN_KEYS if hasattr(params.train, k)},
                    "base_model": base_identity(base_dir),  # where the base came from, not models/base
                    "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
                    "processes": state.num_processes,
@@ -259,7 +261,7 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
                    **best_checkpoint(run),
                    "run": run_info(fingerprint, resume_from)}
         tokenizer.save_pretrained(str(final))
-        (final / RECORD).write_text(json.dumps(summary, indent=2))
+        records.TRAIN.write(final, summary)
         write_card(final, params, run)  # README.md: Hub metadata, what it is, how to load and reproduce it
         with atomic_output(out_dir) as tmp:
             shutil.move(str(final), str(tmp))

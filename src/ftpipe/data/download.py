@@ -15,7 +15,8 @@ from pathlib import Path
 from ftpipe.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
 from ftpipe.errors import ConfigError, hub_reachable
-from ftpipe.io import LOCAL_FILES, atomic_output, record_hub_source, sha256_file, write_json
+from ftpipe import records
+from ftpipe.io import atomic_output, record_hub_source, sha256_file
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
@@ -57,7 +58,7 @@ def _list_local(files: list[str], out: Path) -> None:
     # Paths as the user gave them (relative to the repository root, where DVC runs stages), so the
     # list hashes the same on every machine; DataConfig has checked each one is a readable file.
     entries = [{"path": name, "bytes": Path(name).stat().st_size, "sha256": sha256_file(name)} for name in files]
-    write_json(out / LOCAL_FILES, entries)
+    records.LOCAL_FILES.write(out, {"files": entries})
 
 
 def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:

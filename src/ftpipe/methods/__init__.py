@@ -9,9 +9,9 @@ The tuned model directory records its method type, and `load_tuned` dispatches o
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 
+from ftpipe import records
 from ftpipe.errors import ConfigError
 
 METHOD_TYPES = {
@@ -21,7 +21,6 @@ METHOD_TYPES = {
     "distill": "ftpipe.methods.distill",
     "peft": "ftpipe.methods.peft",
 }
-RECORD = "ftpipe_train.json"  # written by train into the tuned model directory
 
 
 def _module(method_type: str):
@@ -48,8 +47,7 @@ def load_tuned(task, tuned_dir: Path, base_dir: Path, tokenizer, trust_remote_co
     caller was given, never from a path recorded inside the tuned directory.
     """
     tuned_dir = Path(tuned_dir)
-    record = tuned_dir / RECORD
-    method_type = json.loads(record.read_text()).get("method", {}).get("type") if record.exists() else None
+    method_type = records.TRAIN.read(tuned_dir)["method"].get("type") if records.TRAIN.exists(tuned_dir) else None
     if method_type in ("lora", "qlora"):  # the names before lora and qlora became peft configs
         method_type = "peft"
     if method_type is None:  # a plain model directory, or an adapter saved elsewhere

@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
-from ftpipe.config import ModelConfig, _check
+from ftpipe.config import ModelConfig
+
+from ftpipe.errors import check
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 from ftpipe.models.loading import load_for_task
@@ -35,10 +37,10 @@ class Config(MethodConfig):
     student_layers: int = 0  # transformer layers of the base the student keeps, evenly spaced (0: half)
 
     def __post_init__(self):
-        _check("method.teacher", bool(self.teacher), "give the teacher model (source dvc with repo, path, revision; or any model source)")
-        _check("method.temperature", self.temperature > 0, "must be > 0")
-        _check("method.alpha", 0 <= self.alpha <= 1, "a weight in [0, 1]")
-        _check("method.student_layers", self.student_layers >= 0, "must be >= 0")
+        check("method.teacher", bool(self.teacher), "give the teacher model (source dvc with repo, path, revision; or any model source)")
+        check("method.temperature", self.temperature > 0, "must be > 0")
+        check("method.alpha", 0 <= self.alpha <= 1, "a weight in [0, 1]")
+        check("method.student_layers", self.student_layers >= 0, "must be >= 0")
         from ftpipe.errors import ConfigError
 
         try:  # the teacher's source, checked like model's
@@ -88,9 +90,12 @@ class Method(BaseMethod):
         if cfg.get("source") == "dvc":
             import dvc.api
 
-            for key, path in (("metrics", "metrics/tuned.json"), ("timing", "plots/tuned/timing.json")):
+            from ftpipe import records
+
+            for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(records.TIMING.path("plots/tuned")))):
                 try:
-                    record[key] = json.loads(dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision")))
+                    text = dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision"))
+                    record[key] = records.TIMING.parse(text, f"{path} at {cfg.get('revision')}") if key == "timing" else json.loads(text)
                 except Exception as err:  # a run from before timing.json existed; the report shows a dash
                     log.warning("teacher: no %s at %s (%s)", path, cfg.get("revision"), " ".join(str(err).split())[:200])
         return record

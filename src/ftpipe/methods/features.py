@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 
@@ -36,9 +36,9 @@ class Config(MethodConfig):
     batch_size: int = 32  # texts embedded at once
 
     def __post_init__(self):
-        _check("method.pooling", self.pooling in ("mean", "cls", "last"), "mean, cls or last")
-        _check("method.C", self.C > 0, "must be > 0")
-        _check("method.tasks", self.tasks == ["classification"], "features fits classification only")
+        check("method.pooling", self.pooling in ("mean", "cls", "last"), "mean, cls or last")
+        check("method.C", self.C > 0, "must be > 0")
+        check("method.tasks", self.tasks == ["classification"], "features fits classification only")
 
 
 class FeatureClassifier(torch.nn.Module):

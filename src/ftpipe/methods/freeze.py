@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.errors import ConfigError
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
@@ -18,7 +18,7 @@ class Config(MethodConfig):
     train_top_layers: int = 0  # transformer layers kept trainable below the head
 
     def __post_init__(self):
-        _check("method.train_top_layers", self.train_top_layers >= 0, "must be >= 0")
+        check("method.train_top_layers", self.train_top_layers >= 0, "must be >= 0")
 
 
 class Method(BaseMethod):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.errors import ConfigError
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
@@ -35,7 +35,7 @@ class Config(MethodConfig):
     quantization: dict[str, Any] = field(default_factory=dict)  # BitsAndBytesConfig kwargs (4-bit base)
 
     def __post_init__(self):
-        _check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
+        check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
         peft_config_class(self.peft)  # unknown type or kwarg: a one-line error now, not mid-training
 
 

@@ -7,10 +7,9 @@ command-line flag, never from a file inside the model directory, which travels w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ftpipe.io import HUB_SOURCE
+from ftpipe import records
 
 
 def load_tokenizer(model_dir: Path, task=None, trust_remote_code: bool = False):
@@ -24,7 +23,10 @@ def load_tokenizer(model_dir: Path, task=None, trust_remote_code: bool = False):
 
 def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = False, **kwargs):
     """A model with the task's head (a fresh head is seeded by the caller)."""
+    from ftpipe import quiet
+
     kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
+    quiet.expect_fresh_heads(task.head_keys)  # transformers reports them missing from a base: expected
     model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
     task.prepare(tokenizer, model)
     return model
@@ -32,8 +34,7 @@ def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = Fa
 
 def base_identity(base_dir: Path) -> dict:
     """What `download_model` recorded of where the base came from (Hub id and commit, package, ...)."""
-    source = Path(base_dir) / HUB_SOURCE
-    identity = json.loads(source.read_text()) if source.exists() else {"path": str(base_dir)}
+    identity = records.BASE.read(base_dir, missing_ok=True) or {"path": str(base_dir)}
     identity.pop("trust_remote_code", None)  # older snapshots recorded it; trust is never read from a folder
     return identity
 

@@ -9,14 +9,14 @@ tokenizer trained on the fly (tests).
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import shutil
 from pathlib import Path
 
 from ftpipe.config import ModelConfig
 from ftpipe.errors import ConfigError, hub_reachable
-from ftpipe.io import HUB_SOURCE, atomic_output, record_hub_source
+from ftpipe import records
+from ftpipe.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +40,11 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
             build_tiny(cfg.tiny, tmp)
         # The base's identity (Hub id or package, not a path in this repository): tuned models and
         # their cards name it. A Hub download adds the commit it resolved to (record_hub_source).
-        source = tmp / HUB_SOURCE
         identity = {"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision,
-                    **(json.loads(source.read_text()) if source.exists() and cfg.source != "dvc" else {})}
+                    **(records.BASE.read(tmp, missing_ok=True) if cfg.source != "dvc" else {})}
         if cfg.source == "dvc":  # a tuned model: name the run that made it and the base it was tuned from
-            made = tmp / "ftpipe_train.json"
-            identity.update(repo=cfg.repo, tuned_from=json.loads(made.read_text()).get("base_model") if made.exists() else None)
-        source.write_text(json.dumps(identity, indent=2) + "\n")
+            identity.update(repo=cfg.repo, tuned_from=records.TRAIN.read(tmp)["base_model"] if records.TRAIN.exists(tmp) else None)
+        records.BASE.write(tmp, identity)
     log.info("base model %s in %s", cfg.name, out_dir)
 
 

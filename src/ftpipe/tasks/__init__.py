@@ -1,17 +1,15 @@
-"""Task plug-ins. A task type names a module here holding a `Config` schema and a `Task` class;
-the generic stages dispatch on `task.type` and never test for a particular task."""
+"""Task plug-ins. A task type is a package here holding a `Config` schema and a `Task` class;
+the generic stages dispatch on `task.type` and never test for a particular task. Adding the
+package registers it: there is no list to edit."""
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 from ftpipe.errors import ConfigError
 
-TASK_TYPES = {
-    "classification": "ftpipe.tasks.classification",
-    "summarization": "ftpipe.tasks.summarization",
-    "qa": "ftpipe.tasks.qa",
-}
+TASK_TYPES = {m.name: f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name) if m.ispkg}
 
 
 def _module(task_type: str):
@@ -23,11 +21,6 @@ def _module(task_type: str):
 def task_schema(raw_task: dict):
     """The dataclass that validates a `task` params section."""
     return _module((raw_task or {}).get("type", "<missing>")).Config
-
-
-def head_keys() -> tuple[str, ...]:
-    """Weight names of the heads any task adds to a base (see Task.head_keys)."""
-    return tuple(key for name in TASK_TYPES for key in _module(name).Task.head_keys)
 
 
 def get_task(cfg):

@@ -72,7 +72,7 @@ class Task:
     # can stratify by it. None: nothing to stratify by.
     stratify_column: str | None = None
     # Weight names of a head the base model lacks: transformers reports them as missing when a base
-    # loads for this task, which is expected (ftpipe.quiet hides that report, and only that).
+    # loads for this task, which is expected (ftpipe.models.loading tells ftpipe.quiet to hide that report, and only that).
     head_keys: tuple[str, ...] = ()
     hub_pipeline_tag: str | None = None  # the model card's Hub metadata: pipeline and metric ids
     hub_metrics: tuple[str, ...] = ()

@@ -1,7 +1,7 @@
 """ftpipe's OmegaConf resolvers, registered wherever Hydra composes `conf/`.
 
 Hydra imports every module under the `hydra_plugins` namespace when it starts, in
-`python -m ftpipe.config` and in DVC's own composition on `dvc exp run` alike, so a resolver
+`python -m ftpipe.params` and in DVC's own composition on `dvc exp run` alike, so a resolver
 defined here is there for both without any code in the stages.
 """
 
@@ -30,7 +30,7 @@ if not OmegaConf.has_resolver("ftpipe_data_inputs"):
 
 def launch_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint):
     """`python`, or the torchrun / accelerate launch command the train stage starts with (dvc.yaml)."""
-    from ftpipe.config import launch_prefix as compose_prefix  # one definition, also used to validate
+    from ftpipe.launch import launch_prefix as compose_prefix  # one definition, also used to validate
 
     return compose_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint)
 

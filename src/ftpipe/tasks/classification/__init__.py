@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.tasks.base import RecordError, TaskConfig
 from ftpipe.tasks.base import Task as BaseTask
 
@@ -26,9 +26,9 @@ class Config(TaskConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check("task.labels", len(self.labels) >= 2, "list at least two class names")
+        check("task.labels", len(self.labels) >= 2, "list at least two class names")
         for alias, idx in self.label_aliases.items():
-            _check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
+            check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
 
 
 EXAMPLE = "The food was great but the service was painfully slow."  # the model card's example input

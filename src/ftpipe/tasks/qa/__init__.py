@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.errors import DataError
 from ftpipe.io import read_records, read_text
 from ftpipe.tasks.base import RecordError, TaskConfig
@@ -42,10 +42,10 @@ class Config(TaskConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check("task.max_length", self.max_length >= 32, "must be >= 32")
-        _check("task.doc_stride", 0 < self.doc_stride < self.max_length, "must be > 0 and < task.max_length")
-        _check("task.n_best", self.n_best >= 1, "must be >= 1")
-        _check("task.max_answer_length", self.max_answer_length >= 1, "must be >= 1")
+        check("task.max_length", self.max_length >= 32, "must be >= 32")
+        check("task.doc_stride", 0 < self.doc_stride < self.max_length, "must be > 0 and < task.max_length")
+        check("task.n_best", self.n_best >= 1, "must be >= 1")
+        check("task.max_answer_length", self.max_answer_length >= 1, "must be >= 1")
 
 
 EXAMPLE = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")  # the card's

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ftpipe.config import _check
+from ftpipe.errors import check
 from ftpipe.errors import ConfigError
 from ftpipe.tasks.base import RecordError, TaskConfig
 from ftpipe.tasks.base import Task as BaseTask
@@ -37,12 +37,12 @@ class Config(TaskConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check("task.prompt", self.prompt.count("{dialogue}") == 1, "must contain {dialogue} exactly once")
-        _check("task.truncation_side", self.truncation_side in ("left", "right"), "left or right")
-        _check("task.summary_fields", bool(self.summary_fields), "name at least one summary field")
+        check("task.prompt", self.prompt.count("{dialogue}") == 1, "must contain {dialogue} exactly once")
+        check("task.truncation_side", self.truncation_side in ("left", "right"), "left or right")
+        check("task.summary_fields", bool(self.summary_fields), "name at least one summary field")
         if self.min_dialogue_tokens is None:
             self.min_dialogue_tokens = max(self.max_length // 4, 1)
-        _check("task.min_dialogue_tokens", self.min_dialogue_tokens >= 1, f"must be >= 1 or null, got {self.min_dialogue_tokens}")
+        check("task.min_dialogue_tokens", self.min_dialogue_tokens >= 1, f"must be >= 1 or null, got {self.min_dialogue_tokens}")
 
 
 EXAMPLE = "#Person1#: Are you coming to the party tonight?\\n#Person2#: Yes, I will bring some cake."  # the card's

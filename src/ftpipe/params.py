@@ -1,0 +1,149 @@
+"""Params as stages get them: params.yaml loaded, each section checked against its schema (the
+plug-ins' own for task and method), the rules across sections, and Hydra's composition of conf/.
+
+`conf/` is composed by Hydra into `params.yaml` (DVC does this on `dvc exp run`;
+`python -m ftpipe.params` does it by hand). Stages read `params.yaml`, never `conf/`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ftpipe.config import (DataConfig, DistributedConfig, EvaluateConfig, ExportConfig, ModelConfig, SubsetConfig,
+                           TokenizeConfig, TrainConfig)
+from ftpipe.errors import ConfigError
+
+CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC does
+PARAMS = Path("params.yaml")
+
+
+SCHEMAS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "tokenize": TokenizeConfig,
+    "subset": SubsetConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "export": ExportConfig,
+}
+
+
+@dataclass
+class Params:
+    """The sections a stage asked for; the others stay None so a stage cannot read what it does not declare."""
+
+    task: Any = None
+    data: Optional[DataConfig] = None
+    model: Optional[ModelConfig] = None
+    method: Any = None
+    tokenize: Optional[TokenizeConfig] = None
+    subset: Optional[SubsetConfig] = None
+    train: Optional[TrainConfig] = None
+    evaluate: Optional[EvaluateConfig] = None
+    export: Optional[ExportConfig] = None
+
+
+def _validate(section: str, schema, value) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), value or {})
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        key = f"{section}.{err.full_key}" if getattr(err, "full_key", None) else section
+        message = str(err).splitlines()[0]
+        raise ConfigError(key, message) from None
+
+
+def validate(raw: dict, sections: tuple[str, ...]) -> Params:
+    """Check the named sections of a params dict against their schemas."""
+    out = Params()
+    for section in sections:
+        if section not in raw:
+            raise ConfigError(section, "section missing")
+        if section == "task":  # plug-in sections: the schema is the plug-in's own
+            from ftpipe.tasks import task_schema
+
+            schema = task_schema(raw["task"])
+        elif section == "method":
+            from ftpipe.methods import method_schema
+
+            schema = method_schema(raw["method"])
+        else:
+            schema = SCHEMAS[section]
+        setattr(out, section, _validate(section, schema, raw[section]))
+    if out.task is not None and out.method is not None and out.method.tasks is not None and out.task.type not in out.method.tasks:
+        raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
+    if out.train is not None and out.method is not None:
+        check_strategy(out.train.distributed, out.method)
+    return out
+
+
+def check_strategy(distributed: DistributedConfig, method) -> None:
+    """Method x strategy combinations the libraries (or ftpipe's methods) cannot run, refused at load.
+
+    A 4-bit base (QLoRA) under FSDP or ZeRO-3: bitsandbytes and peft can shard one only when it is
+    loaded without a device_map and stored in the compute dtype (bnb_4bit_quant_storage); ftpipe's
+    quantized methods place each process's copy on its own GPU (device_map), which transformers
+    refuses under ZeRO-3 and FSDP cannot shard. DDP and ZeRO-2 leave the frozen base whole: supported.
+    """
+    sharded = distributed.strategy == "fsdp" or (distributed.strategy == "deepspeed" and distributed.zero_stage == 3)
+    if sharded and getattr(method, "quantization", None):
+        where = "fsdp" if distributed.strategy == "fsdp" else "deepspeed ZeRO-3"
+        raise ConfigError("train.distributed", f"method '{method.name}' (a 4-bit base) cannot run under {where}: "
+                                               "use distributed=ddp or distributed=deepspeed_zero2, or method=lora")
+
+
+def load_params(*sections: str, path: Path = PARAMS) -> Params:
+    """Load and validate the params sections a stage declares in dvc.yaml."""
+    if not path.exists():
+        raise ConfigError(str(path), "file not found (run from the repository root)")
+    try:
+        with open(path) as fh:
+            raw = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(path), f"not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "expected a mapping of params sections")
+    return validate(raw, sections)
+
+
+def compose(overrides: list[str] | None = None) -> dict:
+    """Compose conf/ as DVC's Hydra integration does, as a plain dict."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
+        cfg: DictConfig = hydra_compose(config_name="config", overrides=overrides or [])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def main() -> None:
+    """`python -m ftpipe.params [overrides...]`: rewrite params.yaml from conf/."""
+    from hydra.errors import HydraException, OverrideParseException
+
+    from ftpipe.errors import FtpipeError
+
+    try:
+        params = compose(sys.argv[1:])
+    except (HydraException, OmegaConfBaseException, FtpipeError) as err:
+        # A mistyped override: Hydra's message (its options, without its search path) on one line, not a traceback.
+        message = str(err).split("Config search path:")[0]
+        if isinstance(err, OverrideParseException):  # Hydra's parser does not say which override
+            message = f"overrides {' '.join(sys.argv[1:])}: {message}"
+        print("error: " + " ".join(message.split()), file=sys.stderr)
+        sys.exit(1)
+    with open(PARAMS, "w") as fh:
+        yaml.safe_dump(params, fh, sort_keys=False)
+    print(f"wrote {PARAMS}")
+
+
+if __name__ == "__main__":
+    main()
