@@ -117,3 +117,33 @@ def kill_at_first_checkpoint(repo: Path, cmd: list[str]) -> Path:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return done[0].parent
+
+
+# --- durations file -------------------------------------------------------------------------------
+# `python -m pytest --durations-file tests/durations.txt` writes every test's time (setup + call +
+# teardown), slowest first, with the total: the record of the last full local run is committed.
+def pytest_addoption(parser):
+    parser.addoption("--durations-file", default=None, help="write every test's duration here, slowest first")
+
+
+_DURATIONS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    _DURATIONS[report.nodeid] = _DURATIONS.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("--durations-file")
+    if not path or not _DURATIONS:
+        return
+    rows = sorted(_DURATIONS.items(), key=lambda kv: -kv[1])
+    total = sum(_DURATIONS.values())
+    machine = f"{os.cpu_count()} CPUs"
+    try:
+        machine += ", " + next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    lines = [f"# {len(rows)} tests, {total:.0f} s in all (exit status {int(exitstatus)}), {time.strftime('%Y-%m-%d')}, {machine}",
+             "# python -m pytest --durations-file tests/durations.txt", *(f"{seconds:8.2f}s  {node}" for node, seconds in rows)]
+    Path(path).write_text("\n".join(lines) + "\n")
