@@ -40,7 +40,10 @@ def build_spec(args) -> Spec:
     if args.tiny:  # 2-layer models and a handful of rows, inline: the smoke test
         spec = dataclasses.replace(spec, model="tiny_bert", tiny=True, train_rows=16, eval_rows=16, tokenize_rows=200,
                                    scaling_sizes=[40, 80], scaling_lengths=[128], option_rows=16, isolate=False,
-                                   qa_train_questions=16, qa_eval_questions=8, sum_train_dialogues=16, sum_eval_dialogues=4)
+                                   qa_train_questions=16, qa_eval_questions=8, sum_train_dialogues=16, sum_eval_dialogues=4,
+                                   # fp32 in both arms: on a bf16 CPU `auto` would evaluate ftpipe's arm in bf16,
+                                   # and a 2-layer model's near-equal logits then flip (the test compares them).
+                                   params=compose_params(YELP_OVERRIDES + ["train.precision=fp32", "evaluate.precision=fp32"]))
     if args.train_rows or args.eval_rows:
         spec = dataclasses.replace(spec, train_rows=args.train_rows or spec.train_rows, eval_rows=args.eval_rows or spec.eval_rows)
     return spec

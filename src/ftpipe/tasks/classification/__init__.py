@@ -97,17 +97,24 @@ class Task(BaseTask):
 
     # --- inference --------------------------------------------------------------
     def infer(self, model, tokenizer, features, examples, cfg):
-        import torch
+        import numpy as np
 
-        from ftpipe.inference import batched
+        from ftpipe.inference import logits
 
-        step = lambda model, batch, _: torch.softmax(model(**batch).logits.float(), dim=-1).cpu().numpy()  # noqa: E731
-        rows = [{"input_ids": ids} for ids in features["input_ids"]]
-        probabilities = batched(model, rows, self.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length)
+        scores = logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        # One feature per example: in order when they are the same rows, else by id (a subset of them).
+        if len(examples) == len(features):
+            texts = examples["text"]
+        else:
+            by_id = dict(zip(examples["id"], examples["text"]))
+            texts = [by_id[i] for i in features["id"]]
         names = self.cfg.labels
         out = []
-        for example_id, text, p in zip(features["id"], examples["text"], probabilities):  # one feature per example, in order
-            best = int(p.argmax())
+        # The class from the logits themselves: a fresh head's are close enough that softmax in
+        # float32 can tie them. Probabilities in float64, for the output only.
+        shifted = np.exp(scores.astype(np.float64) - scores.max(axis=-1, keepdims=True))
+        for example_id, text, row_scores, p in zip(features["id"], texts, scores, shifted / shifted.sum(axis=-1, keepdims=True)):
+            best = int(row_scores.argmax())
             out.append({"id": example_id, "text": text, "prediction": names[best], "probability": float(p[best]),
                         "probabilities": {name: float(v) for name, v in zip(names, p)}})
         return out
