@@ -1,7 +1,7 @@
 """Data at scale: the pipeline's data stages on a Yelp-size CSV, against the old code and against
 the Hugging Face way of doing the same work, in one run.
 
-    python -m benchmarks.run --suite data                   # 100k and 650k rows, every arm (run it on an idle machine)
+    python -m benchmarks.run --suite data                   # 6.5k, 100k and 650k rows, every arm (run it on an idle machine)
     python -m benchmarks.run --suite data --quick           # 2,000 and 20,000 rows
     python -m benchmarks.run --suite data --rows 300 --arms ftpipe,hf --out /tmp/d.json   # the smoke test
 
@@ -304,7 +304,7 @@ def ratio(a, b):
 
 
 def summary(records: list[dict]) -> dict:
-    """The targets' ratios at each size (and preprocess's growth from the smallest size to the largest),
+    """The targets' ratios at each size (and preprocess's growth to the largest size from 100k rows and from the smallest),
     then each target at the largest size with its limit and whether it is met."""
     at = {(r["arm"], r["rows"]): r for r in records}
 
@@ -327,8 +327,11 @@ def summary(records: list[dict]) -> dict:
             "repro_wall_vs_before": ratio(get("ftpipe", n, "repro", "wall_s"), get("before", n, "repro", "wall_s")),
         }
     if len(sizes) > 1:
-        out["preprocess_peak_growth"] = ratio(get("ftpipe", sizes[-1], "stages", "preprocess", "peak_rss_mb"),
-                                              get("ftpipe", sizes[0], "stages", "preprocess", "peak_rss_mb"))
+        # The target's growth is from 100k rows (the issue's); the smallest size shows the whole range.
+        reference = 100_000 if 100_000 in sizes[:-1] else sizes[0]
+        largest_peak = get("ftpipe", sizes[-1], "stages", "preprocess", "peak_rss_mb")
+        out["preprocess_peak_growth"] = ratio(largest_peak, get("ftpipe", reference, "stages", "preprocess", "peak_rss_mb"))
+        out["preprocess_peak_growth_from_smallest"] = ratio(largest_peak, get("ftpipe", sizes[0], "stages", "preprocess", "peak_rss_mb"))
     largest = out[str(sizes[-1])] if sizes else {}
     out["targets"] = {key: {"limit": limit, "value": (v := out.get(key, largest.get(key))), "met": None if v is None else v <= limit}
                       for key, limit in TARGETS.items()}
