@@ -30,7 +30,7 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
     assert "Running stage 'train'" in out.stdout and "Running stage 'download_model'" not in out.stdout
     info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
     config = json.loads((repo / "models/tuned/config.json").read_text())
-    assert info["method"] == {"name": "distill", "type": "distill"} and config["num_hidden_layers"] == 1
+    assert (info["method"]["name"], info["method"]["type"]) == ("distill", "distill") and config["num_hidden_layers"] == 1
     student = json.loads((repo / "metrics/tuned.json").read_text())
     assert student["accuracy"] > base["accuracy"] + 0.1, (base, student, teacher)
     # The compare report sets the student beside its base and its teacher, on accuracy and on speed.
