@@ -32,11 +32,7 @@ class Record:
     def read(self, folder: str | Path, missing_ok: bool = False) -> dict[str, Any]:
         """The record in `folder`; {} if there is none and `missing_ok`."""
         path = self.path(folder)
-        if not path.is_file():
-            if missing_ok:
-                return {}
-            raise DataError(path, f"not found (written by the {self.writer} stage: rerun it)")
-        return self.parse(path.read_text(), path)
+        return {} if missing_ok and not path.is_file() else self.read_file(path)
 
     def read_file(self, path: str | Path) -> dict[str, Any]:
         """The record at `path` (a stage given the file itself, e.g. by dvc.yaml)."""
