@@ -204,7 +204,7 @@ def test_compare_report_escapes_user_text(tmp_path):
     for name, speed in (("base", 20.0), ("tuned", 40.0)):
         (tmp_path / f"{name}_timing.json").write_text(json.dumps({"samples_per_second": speed}))
     teacher = {"revision": "<i>rev</i>|x", "params": 2000, "metrics": {"accuracy": 0.75}, "timing": {"samples_per_second": 10.0}}
-    (tmp_path / "record.json").write_text(json.dumps({"trainable_params": 1000, "teacher": teacher}))
+    (tmp_path / "record.json").write_text(json.dumps({"method": {"name": "distill", "type": "distill"}, "trainable_params": 1000, "teacher": teacher}))
     report = tmp_path / "compare.md"
     compare(tmp_path / "base.json", tmp_path / "tuned.json", tmp_path / "base.jsonl", tmp_path / "tuned.jsonl",
             tmp_path / "delta.json", report, 5, (tmp_path / "base_timing.json", tmp_path / "tuned_timing.json"), tmp_path / "record.json")

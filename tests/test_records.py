@@ -43,7 +43,7 @@ def test_a_record_from_an_older_ftpipe_is_one_line_naming_file_and_keys(tmp_path
     with pytest.raises(DataError) as info:
         records.TRAIN.read(tmp_path)
     message = str(info.value)
-    assert "ftpipe_train.json" in message and "has no method, base_model" in message and "rerun the train stage" in message
+    assert "ftpipe_train.json" in message and "has no method:" in message and "rerun the train stage" in message
     assert "\n" not in message
 
 

@@ -61,10 +61,10 @@ class Record:
         return path
 
 
-TRAIN = Record("ftpipe_train.json", "train", ("method", "base_model"))  # models/tuned: what train did
+TRAIN = Record("ftpipe_train.json", "train", ("method",))  # models/tuned: what train did
 BASE = Record("ftpipe_source.json", "download_model")  # models/base, data/raw: where the base or data came from
 EXPORT = Record("ftpipe_export.json", "export", ("merged", "pushed"))  # models/export
-TIMING = Record("timing.json", "evaluate", ("seconds", "samples_per_second", "peak_rss_mb"))  # plots/<which>
+TIMING = Record("timing.json", "evaluate", ("samples_per_second",))  # plots/<which>
 LOCAL_FILES = Record("ftpipe_files.json", "download_data", ("files",))  # data/raw/<split>: the user's files, read in place
 COLUMNS = Record("ftpipe_columns.json", "tokenize", ("group_column", "stratify_column"))  # data/tokenized, data/subset
 ALL = (TRAIN, BASE, EXPORT, TIMING, LOCAL_FILES, COLUMNS)

@@ -43,7 +43,7 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
         identity = {"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision,
                     **(records.BASE.read(tmp, missing_ok=True) if cfg.source != "dvc" else {})}
         if cfg.source == "dvc":  # a tuned model: name the run that made it and the base it was tuned from
-            identity.update(repo=cfg.repo, tuned_from=records.TRAIN.read(tmp)["base_model"] if records.TRAIN.exists(tmp) else None)
+            identity.update(repo=cfg.repo, tuned_from=records.TRAIN.read(tmp, missing_ok=True).get("base_model"))
         records.BASE.write(tmp, identity)
     log.info("base model %s in %s", cfg.name, out_dir)
 
