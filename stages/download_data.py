@@ -14,8 +14,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True, help="folder for data/raw/<split>/ files")
     args = parser.parse_args()
-    params = load_params("data")
-    download_data(params.data, args.out)
+    params = load_params("data", "task")
+    download_data(params.data, args.out, params.task.type)  # the task type's plug-in may bring a generator
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ import argparse
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
+from ftpipe.errors import FtpipeError
+from ftpipe.params import load_params
 from ftpipe.summary import summarize
+from ftpipe.tasks import get_task
 
 
 def main() -> None:
@@ -17,8 +20,9 @@ def main() -> None:
         parser.add_argument(f"--{name}", type=Path, required=name != "export")
     args = parser.parse_args()
     try:
-        lines = summarize(args.base, args.tuned, args.report, args.model, args.export)
-    except (OSError, ValueError) as err:  # a summary never fails the run it summarizes
+        task = get_task(load_params("task").task)  # the metric it is judged by, and its scale
+        lines = summarize(args.base, args.tuned, args.report, args.model, args.export, task.headline_metric, task.metric_scale)
+    except (OSError, ValueError, FtpipeError) as err:  # a summary never fails the run it summarizes
         lines = [f"summary: unavailable ({err})"]
     print("\n".join(lines), flush=True)
 

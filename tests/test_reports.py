@@ -23,15 +23,19 @@ def write(path: Path, obj) -> Path:
     return path
 
 
-@pytest.mark.parametrize("base, tuned, first", [
-    ({"accuracy": 0.2, "macro_f1": 0.1}, {"accuracy": 0.7, "macro_f1": 0.6}, "accuracy (0-1): base 0.2 -> tuned 0.7 (+0.5); macro_f1 0.1 -> 0.6"),
-    ({"exact_match": 1.0, "f1": 7.5}, {"exact_match": 50.0, "f1": 59.25}, "f1 (0-100): base 7.5 -> tuned 59.25 (+51.75); exact_match 1 -> 50"),
-    ({"rouge1": 0.1, "rougeL": 0.11}, {"rouge1": 0.3, "rougeL": 0.31}, "rougeL (0-1): base 0.11 -> tuned 0.31 (+0.2); rouge1 0.1 -> 0.3"),
+@pytest.mark.parametrize("task_type, base, tuned, first", [
+    ("classification", {"accuracy": 0.2, "macro_f1": 0.1}, {"accuracy": 0.7, "macro_f1": 0.6}, "accuracy (0-1): base 0.2 -> tuned 0.7 (+0.5); macro_f1 0.1 -> 0.6"),
+    ("qa", {"exact_match": 1.0, "f1": 7.5}, {"exact_match": 50.0, "f1": 59.25}, "f1 (0-100): base 7.5 -> tuned 59.25 (+51.75); exact_match 1 -> 50"),
+    ("summarization", {"rouge1": 0.1, "rougeL": 0.11}, {"rouge1": 0.3, "rougeL": 0.31}, "rougeL (0-1): base 0.11 -> tuned 0.31 (+0.2); rouge1 0.1 -> 0.3"),
+    ("token_classification", {"f1": 0.04, "recall": 0.1}, {"f1": 0.59, "recall": 0.6}, "f1 (0-1): base 0.04 -> tuned 0.59 (+0.55); recall 0.1 -> 0.6"),
 ])
-def test_summary_names_the_headline_metric_of_each_task_type(tmp_path, base, tuned, first):
+def test_summary_names_the_headline_metric_of_each_task_type(tmp_path, task_type, base, tuned, first):
     from ftpipe.summary import summarize
+    from ftpipe.tasks import plugin_module
 
-    lines = summarize(write(tmp_path / "b.json", base), write(tmp_path / "t.json", tuned), Path("reports/compare.md"), Path("models/tuned"))
+    task = plugin_module(task_type).Task  # the headline and its scale are the plug-in's
+    lines = summarize(write(tmp_path / "b.json", base), write(tmp_path / "t.json", tuned), Path("reports/compare.md"), Path("models/tuned"),
+                      headline=task.headline_metric, scale=task.metric_scale)
     assert lines == [first, "report: reports/compare.md; tuned model and its card: models/tuned/README.md"]
 
 

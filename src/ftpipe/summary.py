@@ -10,22 +10,20 @@ import json
 import os
 from pathlib import Path
 
-# The metric each task type is judged by, the first found in the metrics file (classification,
-# QA, summarization), and the scale it is reported on.
-HEADLINE = ("accuracy", "f1", "rougeL")
-SCALE = {"f1": "0-100", "exact_match": "0-100"}  # QA reports percentages, as the SQuAD script does; the rest are 0-1
 
 
-def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path | None = None) -> list[str]:
+def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path | None = None,
+              headline: str | None = None, scale: str = "0-1") -> list[str]:
+    """`headline` and `scale`: the metric the task is judged by (None: the file's first) and its scale."""
     base_m, tuned_m = json.loads(Path(base).read_text()), json.loads(Path(tuned).read_text())
     names = [k for k, v in tuned_m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k in base_m]
-    names.sort(key=lambda k: (k not in HEADLINE, HEADLINE.index(k) if k in HEADLINE else 0))
+    names.sort(key=lambda k: k != headline)  # stable: the rest keep the file's order
     if not names:
         return ["summary: no metric shared by the base and tuned metrics files"]
     first, rest = names[0], names[1:]
     b, t = base_m[first], tuned_m[first]
     exp = os.environ.get("DVC_EXP_NAME")
-    lines = [f"{first} ({SCALE.get(first, '0-1')}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g})"
+    lines = [f"{first} ({scale}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g})"
              + (f"; {', '.join(f'{k} {base_m[k]:.4g} -> {tuned_m[k]:.4g}' for k in rest)}" if rest else "")
              + (f"  [experiment {exp}]" if exp else ""),
              f"report: {report}; tuned model and its card: {model}/README.md"]

@@ -3,7 +3,8 @@
 Local files are not copied: `data/raw/<split>/ftpipe_files.json` lists them with their size and
 SHA-256, and preprocess reads them in place (checking the hash), so a GB file has one copy, the
 user's, and errors name it. Hub datasets are fetched at a pinned revision and written as Parquet;
-synthetic data is generated.
+synthetic data is generated, by a generator of ftpipe's own (data/synthetic.py) or of the task
+type's plug-in package (its SYNTHETIC dict), so a new task brings its data with it.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")
 
 
-def download_data(cfg: DataConfig, out_dir: Path) -> None:
+def download_data(cfg: DataConfig, out_dir: Path, task_type: str | None = None) -> None:
     with atomic_output(out_dir) as tmp:
         for split in SPLITS:
             (tmp / split).mkdir(parents=True)
             if cfg.source == "synthetic":
-                _synthetic(cfg.synthetic, split, tmp / split)
+                _synthetic(cfg.synthetic, split, tmp / split, generators(task_type))
             elif cfg.source == "local":
                 _list_local(cfg.files.get(split, []), tmp / split)
             else:
@@ -41,15 +42,22 @@ def download_data(cfg: DataConfig, out_dir: Path) -> None:
     log.info("raw data in %s", out_dir)
 
 
-def _synthetic(settings: dict, split: str, out: Path) -> None:
+def generators(task_type: str | None) -> dict:
+    """The synthetic generators a pipeline of this task type can use: ftpipe's and its plug-in's."""
+    from ftpipe.tasks import plugin_module
+
+    return {**GENERATORS, **(getattr(plugin_module(task_type), "SYNTHETIC", {}) if task_type else {})}
+
+
+def _synthetic(settings: dict, split: str, out: Path, known: dict) -> None:
     settings = dict(settings)
     kind = settings.pop("kind", "reviews")
-    if kind not in GENERATORS:
-        raise ConfigError("data.synthetic.kind", f"unknown generator '{kind}' (known: {', '.join(GENERATORS)})")
+    if kind not in known:
+        raise ConfigError("data.synthetic.kind", f"unknown generator '{kind}' (known: {', '.join(known)})")
     n = settings.pop(f"n_{split}", 500)
     settings.pop("n_eval" if split == "train" else "n_train", None)
     seed = settings.pop("seed", 0) + (0 if split == "train" else 1)  # disjoint draws per split
-    records = GENERATORS[kind](n, seed=seed, **settings)
+    records = known[kind](n, seed=seed, **settings)
     with open(out / f"{kind}.jsonl", "w") as fh:
         fh.writelines(json.dumps(record) + "\n" for record in records)
 

@@ -12,7 +12,8 @@ from ftpipe.errors import ConfigError
 TASK_TYPES = {m.name: f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name) if m.ispkg}
 
 
-def _module(task_type: str):
+def plugin_module(task_type: str):
+    """The plug-in package of a task type (its Config, Task, PLOTS and SYNTHETIC)."""
     if task_type not in TASK_TYPES:
         raise ConfigError("task.type", f"unknown task type '{task_type}' (known: {', '.join(sorted(TASK_TYPES))})")
     return importlib.import_module(TASK_TYPES[task_type])
@@ -20,9 +21,9 @@ def _module(task_type: str):
 
 def task_schema(raw_task: dict):
     """The dataclass that validates a `task` params section."""
-    return _module((raw_task or {}).get("type", "<missing>")).Config
+    return plugin_module((raw_task or {}).get("type", "<missing>")).Config
 
 
 def get_task(cfg):
     """The plug-in instance for a validated `task` section."""
-    return _module(cfg.type).Task(cfg)
+    return plugin_module(cfg.type).Task(cfg)

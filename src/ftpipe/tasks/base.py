@@ -77,6 +77,8 @@ class Task:
     hub_pipeline_tag: str | None = None  # the model card's Hub metadata: pipeline and metric ids
     hub_metrics: tuple[str, ...] = ()
     score_scale: str = "scores are fractions in [0, 1]"  # how metrics/*.json reads, for the card
+    headline_metric: str | None = None  # the metric the run's summary leads with (None: the first `metrics` returns)
+    metric_scale: str = "0-1"  # the headline's scale, as the summary prints it
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -60,6 +60,8 @@ class Task(BaseTask):
     hub_pipeline_tag = "question-answering"
     hub_metrics = ("exact_match", "f1")
     score_scale = "exact match and F1 on a 0-100 scale"
+    headline_metric = "f1"  # on a 0-100 scale, as the official SQuAD script reports it
+    metric_scale = "0-100"
 
     # --- preprocess -------------------------------------------------------------
     def read(self, path: Path, columns: dict[str, str]):

@@ -54,6 +54,7 @@ class Task(BaseTask):
     input_fields = ("dialogue",)
     hub_pipeline_tag = "text-generation"  # a causal LM: text-generation is the pipeline that runs it
     hub_metrics = ("rouge",)
+    headline_metric = "rougeL"  # the longest common subsequence: credits a summary's order too
 
     # --- preprocess -------------------------------------------------------------
     def clean(self, record, data_cfg):
