@@ -77,6 +77,7 @@ DATA_CASES = [
              "data.on_overlap is 'error'", overrides={"data.on_overlap": "error"}, where="data/raw:"),
 ]
 QA, SUMMARIZATION = {"task": "qa", "experiment": "test_tiny_qa"}, {"task": "summarization", "experiment": "test_tiny_dialogsum"}
+NER = {"task": "token_classification", "experiment": "test_tiny_ner"}
 DATA_CASES += [
     DataCase("answer_not_in_context.json", "field 'answers.text': question 'q2': answer '300 statues' does not occur in the context",
              record=2, **QA),
@@ -97,6 +98,16 @@ DATA_CASES += [
     DataCase("empty_dialogue.jsonl", "field 'dialogue': empty or missing dialogue", record=1, **SUMMARIZATION),
     DataCase("misnamed_columns.csv", "field 'dialogue': empty or missing dialogue (columns: id, conversation, summary", record=1,
              **SUMMARIZATION),
+    # issue 21: token classification (CoNLL records are numbered by sentence; the line is in the message)
+    DataCase("tag_not_in_labels.conll", "field 'tags': token 3 ('Paris', line 7): entity type 'GPE' of tag 'B-GPE' is not in "
+             "task.labels (LOC, ORG, PER)", record=2, **NER),
+    DataCase("i_after_o.conll", "field 'tags': token 2 ('Berg', line 5): I-PER follows O, so no entity starts with B-", record=2, **NER),
+    DataCase("no_label_column.conll", "field 'tags': token 2 ('visited', line 2): no tag (a CoNLL line needs a label column", record=1, **NER),
+    DataCase("non_utf8.conll", "line 4: not valid UTF-8 (byte 0xe9)", **NER),
+    DataCase("length_mismatch.jsonl", "field 'tags': 3 tokens but 2 tags", record=1, **NER),
+    DataCase("empty_sentence.jsonl", "field 'tokens': empty sentence (no tokens)", record=2, **NER),
+    DataCase("tag_id_out_of_range.jsonl", "field 'tags': token 2 ('left'): tag id 9 out of range 0..6", record=1, **NER),
+    DataCase("empty_token.jsonl", "field 'tokens': token 2 is empty or not a string (' ')", record=1, **NER),
 ]
 
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
