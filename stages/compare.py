@@ -7,6 +7,7 @@ import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_c
 from ftpipe.compare import compare
 from ftpipe.params import load_params
 from ftpipe.stage import run
+from ftpipe.tasks import get_task
 
 
 def main() -> None:
@@ -15,9 +16,10 @@ def main() -> None:
                  "tuned-record", "out", "report"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
-    params = load_params("evaluate")
+    params = load_params("evaluate", "task")
     compare(args.base_metrics, args.tuned_metrics, args.base_predictions, args.tuned_predictions,
-            args.out, args.report, params.evaluate.report_examples, (args.base_timing, args.tuned_timing), args.tuned_record)
+            args.out, args.report, params.evaluate.report_examples, (args.base_timing, args.tuned_timing), args.tuned_record,
+            get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
 
 
 if __name__ == "__main__":

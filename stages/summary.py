@@ -16,12 +16,13 @@ from ftpipe.tasks import get_task
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("base", "tuned", "report", "model", "export"):
-        parser.add_argument(f"--{name}", type=Path, required=name != "export")
+    for name in ("base", "tuned", "report", "model", "export", "compare"):
+        parser.add_argument(f"--{name}", type=Path, required=name not in ("export", "compare"))
     args = parser.parse_args()
     try:
         task = get_task(load_params("task").task)  # the metric it is judged by, and its scale
-        lines = summarize(args.base, args.tuned, args.report, args.model, args.export, task.headline_metric, task.metric_scale)
+        lines = summarize(args.base, args.tuned, args.report, args.model, args.export, task.headline_metric, task.metric_scale,
+                          args.compare)
     except (OSError, ValueError, FtpipeError) as err:  # a summary never fails the run it summarizes
         lines = [f"summary: unavailable ({err})"]
     print("\n".join(lines), flush=True)

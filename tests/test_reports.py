@@ -39,6 +39,15 @@ def test_summary_names_the_headline_metric_of_each_task_type(tmp_path, task_type
     assert lines == [first, "report: reports/compare.md; tuned model and its card: models/tuned/README.md"]
 
 
+def test_summary_puts_the_bootstrap_interval_beside_the_headline_delta(tmp_path):
+    from ftpipe.summary import summarize
+
+    compared = write(tmp_path / "c.json", {"accuracy": 0.495, "significance": {"accuracy": {"delta": 0.495, "ci95": [0.45, 0.54], "p_value": 0.0}}})
+    lines = summarize(write(tmp_path / "b.json", {"accuracy": 0.2075}), write(tmp_path / "t.json", {"accuracy": 0.7025}),
+                      Path("r.md"), Path("m"), headline="accuracy", compared=compared)
+    assert lines[0] == "accuracy (0-1): base 0.2075 -> tuned 0.7025 (+0.495 [+0.45, +0.54], p < 0.001)"
+
+
 def test_summary_stage_never_fails_the_run(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "stages/summary.py"), "--base", "missing.json", "--tuned", "missing.json",
                           "--report", "r.md", "--model", "m"], cwd=tmp_path, text=True, capture_output=True)

@@ -31,24 +31,31 @@ def read_rows(path: Path) -> dict[str, dict]:
 
 
 def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
-            out_metrics: Path, report: Path, n_examples: int, timings: tuple[Path, Path], tuned_record: Path) -> dict:
-    """`timings`: base and tuned evaluation timing.json; `tuned_record`: models/tuned/ftpipe_train.json."""
+            out_metrics: Path, report: Path, n_examples: int, timings: tuple[Path, Path], tuned_record: Path,
+            task=None, resamples: int = 1000, seed: int = 0) -> dict:
+    """`timings`: base and tuned evaluation timing.json; `tuned_record`: models/tuned/ftpipe_train.json;
+    `task`: the plug-in whose example_stats the paired bootstrap redraws (None: no intervals)."""
     headline = next(iter(read_json(tuned_metrics)))  # metrics/tuned.json holds the headline first
     base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
     delta = {key: tuned[key] - base[key] for key in tuned if key in base and key not in COUNTS}
-    write_json(out_metrics, delta)
 
     base_rows, tuned_rows = read_rows(base_predictions), read_rows(tuned_predictions)
     pairs = [(base_rows[i], tuned_rows[i]) for i in tuned_rows if i in base_rows]
+    tested = significance(task, pairs, resamples, seed) if task is not None else {}
+    write_json(out_metrics, {**delta, **({"significance": tested} if tested else {})})
     # Largest per-example score changes first: "fixed" went up with tuning, "broke" went down.
     pairs.sort(key=lambda p: p[1]["score"] - p[0]["score"])
     fixed = [p for p in reversed(pairs) if p[1]["score"] > p[0]["score"]][:n_examples]
     broke = [p for p in pairs if p[1]["score"] < p[0]["score"]][:n_examples]
 
-    lines = ["# Base vs tuned", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
-    lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} |" for key in delta]
+    lines = ["# Base vs tuned", "", "| metric | base | tuned | delta | 95% interval | p |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} | {_interval(tested.get(key))} |" for key in delta]
     lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
               f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
+    if tested:
+        lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
+                  "each metric on its own (no correction for testing several)."
+                  + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
     lines += speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
@@ -61,6 +68,35 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     with atomic_output(report) as tmp:
         tmp.write_text("\n".join(lines))
     return delta
+
+
+def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int) -> dict:
+    """Each headline metric's delta with its 95% interval and p-value; McNemar's test where every
+    example's score is simply 0 or 1 (right or wrong)."""
+    import numpy as np
+
+    from ftpipe.significance import mcnemar, paired_bootstrap
+
+    if not pairs:
+        return {}
+    base_stats, to_metrics = task.example_stats([b for b, _ in pairs])
+    tuned_stats, _ = task.example_stats([t for _, t in pairs])
+    out = paired_bootstrap(base_stats, tuned_stats, to_metrics, resamples, seed)
+    scores = np.array([[b["score"], t["score"]] for b, t in pairs])
+    if np.isin(scores, (0.0, 1.0)).all():
+        out["mcnemar"] = {"p_value": mcnemar(scores[:, 0] == 1, scores[:, 1] == 1)}
+    return out
+
+
+def _interval(tested: dict | None) -> str:
+    if not tested:
+        return "– | –"
+    low, high = tested["ci95"]
+    return f"[{low:+.4f}, {high:+.4f}] | {_p(tested['p_value'])}"
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], record: dict) -> list[str]:

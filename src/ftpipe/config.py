@@ -237,11 +237,13 @@ class EvaluateConfig:
     seed: int = 0  # seeds the fresh head of the base model
     sort_by_length: bool = True  # batches of similar length: less padding
     report_examples: int = 5  # fixed/broken examples shown in reports/compare.md
+    bootstrap_resamples: int = 1000  # compare's paired bootstrap: the resamples behind each interval and p-value (0: none)
     generation: dict[str, Any] = field(default_factory=dict)  # generate() kwargs for generative tasks
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: see ftpipe/precision.py)
 
     def __post_init__(self):
         check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
+        check("evaluate.bootstrap_resamples", self.bootstrap_resamples >= 0, "must be >= 0 (0: no intervals)")
         check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 
 def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path | None = None,
-              headline: str | None = None, scale: str = "0-1") -> list[str]:
-    """`headline` and `scale`: the metric the task is judged by (None: the file's first) and its scale."""
+              headline: str | None = None, scale: str = "0-1", compared: Path | None = None) -> list[str]:
+    """`headline` and `scale`: the metric the task is judged by (None: the file's first) and its scale;
+    `compared`: metrics/compare.json, whose paired-bootstrap interval goes beside the headline's delta."""
     base_m, tuned_m = json.loads(Path(base).read_text()), json.loads(Path(tuned).read_text())
+    tested = json.loads(Path(compared).read_text()).get("significance", {}) if compared and Path(compared).exists() else {}
     names = [k for k, v in tuned_m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k in base_m]
     names.sort(key=lambda k: k != headline)  # stable: the rest keep the file's order
     if not names:
@@ -23,7 +25,11 @@ def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path |
     first, rest = names[0], names[1:]
     b, t = base_m[first], tuned_m[first]
     exp = os.environ.get("DVC_EXP_NAME")
-    lines = [f"{first} ({scale}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g})"
+    interval = ""
+    if first in tested:
+        (low, high), p = tested[first]["ci95"], tested[first]["p_value"]
+        interval = f" [{low:+.3g}, {high:+.3g}], p {'< 0.001' if p < 0.001 else f'= {p:.2g}'}"
+    lines = [f"{first} ({scale}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g}{interval})"
              + (f"; {', '.join(f'{k} {base_m[k]:.4g} -> {tuned_m[k]:.4g}' for k in rest)}" if rest else "")
              + (f"  [experiment {exp}]" if exp else ""),
              f"report: {report}; tuned model and its card: {model}/README.md"]

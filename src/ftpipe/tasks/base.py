@@ -160,5 +160,23 @@ class Task:
     def metrics(self, rows: list[dict]) -> dict:
         raise NotImplementedError
 
+    def example_stats(self, rows: list[dict]):
+        """(statistics, to_metrics): one row of additive statistics per evaluated example, and a function
+        (summed statistics, number of examples) -> {headline metric: value} that gives back the headline
+        metrics from their sums, on arrays of sums too. ftpipe.significance redraws the examples with it.
+        Default: the per-example score's mean, as `score`."""
+        import numpy as np
+
+        return np.array([[r["score"]] for r in rows], dtype=np.float64), lambda sums, n: {"score": sums[..., 0] / n}
+
     def write_plots(self, rows: list[dict], out_dir: Path) -> None:
         """Optional plot data for `dvc plots`."""
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator elementwise where the denominator is > 0, else 0 (sklearn's zero_division=0):
+    for example_stats' metrics, on the sums of one evaluation set or of many resamples at once."""
+    import numpy as np
+
+    numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape), where=denominator > 0)

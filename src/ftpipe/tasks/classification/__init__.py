@@ -151,6 +151,23 @@ class Task(BaseTask):
             label_names=self.cfg.labels,
         )
 
+    def example_stats(self, rows):
+        import numpy as np
+
+        from ftpipe.tasks.base import ratio
+
+        ids = {name: idx for idx, name in enumerate(self.cfg.labels)}
+        k = len(ids)
+        reference = np.eye(k)[[ids[r["reference"]] for r in rows]].reshape(-1, k)
+        predicted = np.eye(k)[[ids[r["prediction"]] for r in rows]].reshape(-1, k)
+        stats = np.column_stack([(reference * predicted).sum(1), reference * predicted, predicted, reference])
+
+        def to_metrics(sums, n):  # accuracy, and macro-F1 over every class (F1 = 2 TP / (predicted + true))
+            tp, pred, true = sums[..., 1:1 + k], sums[..., 1 + k:1 + 2 * k], sums[..., 1 + 2 * k:]
+            return {"accuracy": sums[..., 0] / n, "macro_f1": ratio(2 * tp, pred + true).mean(-1)}
+
+        return stats, to_metrics
+
     def write_plots(self, rows, out_dir: Path):
         # dvc plots' confusion template reads one row per example.
         with open(out_dir / "confusion.csv", "w", newline="") as fh:

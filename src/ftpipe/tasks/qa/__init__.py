@@ -256,6 +256,12 @@ class Task(BaseTask):
 
         return metrics.load("squad").compute(predictions=[r["prediction"] for r in rows], references=[r["answers"] for r in rows])
 
+    def example_stats(self, rows):
+        import numpy as np
+
+        stats = np.array([[r["exact_match"], r["score"]] for r in rows], dtype=np.float64)
+        return stats, lambda sums, n: {"exact_match": 100 * sums[..., 0] / n, "f1": 100 * sums[..., 1] / n}
+
     def write_plots(self, rows, out_dir):
         # Exact match and F1 (0-100, the scale of the QA metrics) by the length of the reference
         # answer and by the question's wh-word: where the model gets better or worse with tuning.

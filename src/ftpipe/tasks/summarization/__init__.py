@@ -170,6 +170,12 @@ class Task(BaseTask):
             "output = model.generate(**inputs, max_new_tokens=64, do_sample=False, pad_token_id=tokenizer.pad_token_id)",
             'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
 
+    def example_stats(self, rows):
+        import numpy as np
+
+        # rougeL is the mean of the per-dialogue ROUGE-L each row carries as its score.
+        return np.array([[r["score"]] for r in rows], dtype=np.float64), lambda sums, n: {"rougeL": sums[..., 0] / n}
+
     def metrics(self, rows):
         from ftpipe import metrics
 

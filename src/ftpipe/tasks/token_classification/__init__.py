@@ -226,6 +226,30 @@ class Task(BaseTask):
                                                 references=[r["reference_tags"] for r in rows],
                                                 mode=self.cfg.mode, types=self.cfg.labels)
 
+    def example_stats(self, rows):
+        import numpy as np
+
+        from ftpipe.metrics.entities.entities import entities
+        from ftpipe.tasks.base import ratio
+
+        strict, types = self.cfg.mode == "strict", self.cfg.labels
+        stats = []
+        for row in rows:
+            truth, found = set(entities(row["reference_tags"], strict)), set(entities(row["predicted_tags"], strict))
+            per_type = [[sum(e[0] == t for e in truth & found), sum(e[0] == t for e in found), sum(e[0] == t for e in truth)] for t in types]
+            correct = sum(a == b for a, b in zip(row["predicted_tags"], row["reference_tags"]))
+            stats.append([len(truth & found), len(found), len(truth), correct, len(row["reference_tags"]), *np.ravel(per_type)])
+
+        def to_metrics(sums, n):
+            tp, pred, true = sums[..., 0], sums[..., 1], sums[..., 2]
+            by_type = sums[..., 5:].reshape(*sums.shape[:-1], len(types), 3)
+            seen = (by_type[..., 1] + by_type[..., 2]) > 0  # macro-F1 averages the types seen, as the metric does
+            type_f1 = ratio(2 * by_type[..., 0], by_type[..., 1] + by_type[..., 2])
+            return {"f1": ratio(2 * tp, pred + true), "precision": ratio(tp, pred), "recall": ratio(tp, true),
+                    "macro_f1": ratio((type_f1 * seen).sum(-1), seen.sum(-1)), "token_accuracy": ratio(sums[..., 3], sums[..., 4])}
+
+        return np.array(stats, dtype=np.float64).reshape(len(rows), 5 + 3 * len(types)), to_metrics
+
     def write_plots(self, rows, out_dir: Path):
         from ftpipe.metrics.entities.entities import entities, score
 
