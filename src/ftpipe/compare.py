@@ -54,7 +54,7 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
               f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
     if tested:
         lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
-                  "each metric on its own (no correction for testing several)."
+                  "each metric on its own (no correction for testing several); a p-value is never below 2 / (resamples + 1)."
                   + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
     lines += speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):

@@ -5,7 +5,8 @@ The bootstrap redraws the evaluation set with replacement (the same draw for bot
 comparison is paired) and recomputes each headline metric from per-example additive statistics
 (Task.example_stats: correct counts, true positives per class, ...), so a resample costs a matrix
 product, not a metric run. Its 95% interval is the 2.5th to 97.5th percentile of the resampled
-deltas; the two-sided p-value is twice the smaller share of resampled deltas on either side of 0.
+deltas; the two-sided p-value is twice the smaller share of resampled deltas on either side of 0
+(counted as (k + 1) / (resamples + 1), so it is never below 2 / (resamples + 1)).
 No correction for multiple comparisons is applied here: each metric is its own question.
 """
 
@@ -37,7 +38,9 @@ def paired_bootstrap(base: np.ndarray, tuned: np.ndarray, to_metrics: Callable, 
     for key, delta in observed.items():
         resampled = np.concatenate(deltas[key])
         low, high = np.percentile(resampled, [2.5, 97.5])
-        p = min(1.0, 2 * min(float(np.mean(resampled <= 0)), float(np.mean(resampled >= 0))))
+        # (count + 1) / (resamples + 1): a p-value from resamples is never 0, only below their resolution.
+        tail = min(int(np.sum(resampled <= 0)), int(np.sum(resampled >= 0)))
+        p = min(1.0, 2 * (tail + 1) / (len(resampled) + 1))
         out[key] = {"delta": delta, "ci95": [float(low), float(high)], "p_value": p}
     return out
 
