@@ -47,6 +47,22 @@ def test_a_terminal_gets_a_tqdm_bar_and_off_means_nothing():
     assert python(LOOP, FTPIPE_PROGRESS="0").stderr == ""
 
 
+def test_a_short_slow_loop_prints_its_end_only_and_units_read_right():
+    code = """
+        import time
+        from ftpipe import progress
+        with progress.bar(total=10, unit="batches", default="validate") as bar:
+            for _ in range(10):
+                time.sleep(0.15)
+                bar.update(1)
+    """
+    lines = [line for line in python(code, FTPIPE_PROGRESS="lines").stderr.splitlines() if line.startswith("validate:")]
+    assert len(lines) == 1 and lines[0].startswith("validate: 10/10 batches (100%)"), lines
+    from ftpipe.progress import singular
+
+    assert [singular(u) for u in ("batches", "steps", "rows", "it")] == ["batch", "step", "row", "it"]
+
+
 def test_a_loop_over_within_a_second_prints_nothing():
     code = "from ftpipe import progress\nwith progress.bar(total=5, default='quick') as bar:\n    bar.update(5)\n"
     assert python(code, FTPIPE_PROGRESS="lines").stderr == ""

@@ -24,6 +24,7 @@ import time
 from tqdm.auto import tqdm
 
 PERCENT = 10  # a plain line each time the loop crosses another multiple of this
+SHORT = 20  # items: a loop shorter than this gets no percentage lines, only its last (and the timed ones)
 _label: list[str] = []  # what `bar()` calls its loop when the caller gives no name (see `named`)
 
 
@@ -86,7 +87,7 @@ def _line(bar, final: bool = False) -> None:
         return
     now = time.time()
     last = bar._ftpipe_last or start
-    step = int(100 * bar.n / bar.total) // PERCENT if bar.total else 0
+    step = int(100 * bar.n / bar.total) // PERCENT if bar.total and bar.total >= SHORT else 0
     if now - start < min(1.0, seconds()) and bar._ftpipe_last is None:
         return  # a loop's first second: most are over by then, and not worth a line
     if final:
@@ -114,7 +115,7 @@ def _describe(bar, elapsed: float) -> str:
     elif rate >= 1 or rate == 0:
         text += f", {rate:.3g} {unit}/s"
     else:  # slow steps read better as seconds each
-        text += f", {1 / rate:.3g} s/{unit.removesuffix('s')}"
+        text += f", {1 / rate:.3g} s/{singular(unit)}"
     return text + (f", {bar.postfix}" if bar.postfix else "")
 
 
@@ -180,3 +181,8 @@ def trainer_callback():
                 self.train = None
 
     return TrainProgress()
+
+
+def singular(unit: str) -> str:
+    """batches -> batch, steps -> step, rows -> row: the unit of "s/<unit>"."""
+    return unit[:-2] if unit.endswith(("ches", "shes", "sses", "xes")) else unit.removesuffix("s")

@@ -199,6 +199,10 @@ class Run:
         self.trainer = (trainer_class or ResumableTrainer)(
             model=model, args=self.args, train_dataset=self.train_set, eval_dataset=self.eval_set, data_collator=self.collator,
             processing_class=self.tokenizer, callbacks=self.callbacks, **kwargs)
+        # With its bar off the Trainer prints every log as a raw dict; DVCLive and the progress line carry them.
+        from transformers.trainer_callback import PrinterCallback
+
+        self.trainer.remove_callback(PrinterCallback)
         return self.trainer
 
 
