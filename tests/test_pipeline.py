@@ -26,7 +26,10 @@ def test_repro_writes_metrics_and_tuned_beats_base(tiny_pipeline):
     assert tuned["accuracy"] > base["accuracy"] + 0.1
     assert delta["accuracy"] == pytest.approx(tuned["accuracy"] - base["accuracy"])
     # The headline in the metrics file; per class and counts in the details beside it.
-    assert set(tuned) == set(base) == set(delta) == {"accuracy", "macro_f1"}
+    assert set(tuned) == set(base) == set(delta) - {"significance"} == {"accuracy", "macro_f1"}
+    for name in ("accuracy", "macro_f1"):  # each delta with its paired-bootstrap interval
+        low, high = delta["significance"][name]["ci95"]
+        assert low <= delta[name] <= high and 0 < delta["significance"][name]["p_value"] <= 1
     details = json.loads((tiny_pipeline / "metrics/details/tuned.json").read_text())
     assert set(details["precision"]) == {"1 star", "2 stars", "3 stars", "4 stars", "5 stars"}
     assert details["accuracy"] == tuned["accuracy"]
