@@ -8,10 +8,12 @@ import torch
 from ftpipe import precision
 
 
-@pytest.mark.parametrize("amx, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_on_cpu_is_bf16_only_with_amx(monkeypatch, amx, expected):
+@pytest.mark.parametrize("amx, avx512_bf16, expected", [(True, False, "bf16"), (False, True, "bf16"), (True, True, "bf16"),
+                                                      (False, False, "fp32")])
+def test_auto_on_cpu_is_bf16_where_amx_or_avx512_bf16_multiplies_it(monkeypatch, amx, avx512_bf16, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     assert precision.resolve("auto") == expected
     assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"  # explicit wins
 

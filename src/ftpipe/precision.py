@@ -13,8 +13,13 @@ import torch
 
 
 def cpu_has_native_bf16() -> bool:
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence the guard
-    return bool(probe and probe())
+    """AMX tiles (Sapphire Rapids on) or AVX512-BF16 (Cooper Lake, Zen 4 on): oneDNN multiplies bf16 natively.
+
+    On a 2-core EPYC with AVX512-BF16 and no AMX, bf16 ran a large matmul 2.5x as fast as fp32, trained
+    the quickstart 1.38x and evaluated it 2.14x as fast, at accuracy 0.700 against 0.7025 (issue 22).
+    Without either, bf16 is emulated and slower than fp32. The probes are private, hence the guards."""
+    probes = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(bool(probe and probe()) for probe in probes)
 
 
 def resolve(precision: str) -> str:
