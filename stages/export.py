@@ -21,12 +21,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tuned", type=Path, required=True, help="models/tuned from train")
     parser.add_argument("--base", type=Path, required=True, help="the base model an adapter was trained on")
-    parser.add_argument("--out", type=Path, required=True, help="models/export: the merged model and the export record")
+    parser.add_argument("--out", type=Path, required=True, help="models/export: the merged model, the card with scores, the export record")
+    for name in ("base-metrics", "tuned-metrics", "compare", "details", "preprocess"):
+        parser.add_argument(f"--{name}", type=Path, required=True, help="what evaluate, compare and preprocess wrote: the card's scores")
     args = parser.parse_args()
     # task and model: the merged model's head and card; method and training settings come from the
     # record train wrote into models/tuned, so a train param reruns export only through models/tuned.
     params = load_params("export", "task", "model")
-    export(params, args.tuned, args.base, args.out)
+    files = {name: getattr(args, name) for name in ("base_metrics", "tuned_metrics", "compare", "details", "preprocess")}
+    export(params, args.tuned, args.base, args.out, evaluation_files=files)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,30 @@ class StubHub:
         self.files = sorted(p.name for p in Path(folder_path).iterdir() if not any(fnmatch.fnmatch(p.name, g) for g in ignore_patterns))
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc", "oid": "abc"})()
 
+    def upload_file(self, path_or_fileobj, path_in_repo, repo_id, **kwargs):
+        self.calls.append(("upload_file", path_in_repo, kwargs))
+        self.files = sorted({*self.files, path_in_repo})
+        self.card = Path(path_or_fileobj).read_text()
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/def", "oid": "def"})()
+
+
+EVALUATION = {"base": {"rougeL": 0.11}, "tuned": {"rougeL": 0.31},
+              "significance": {"rougeL": {"delta": 0.2, "ci95": [0.15, 0.25], "p_value": 0.0005}},
+              "sizes": {"eval": 40, "eval_records": 50, "train_records": 200}}
+
+
+def test_the_exported_card_carries_the_scores_in_the_hubs_model_index(adapter, tmp_path):
+    from ftpipe.export import export
+
+    tuned, base = adapter
+    export(params_for(merge=True), tuned, base, tmp_path / "export", evaluation=EVALUATION)
+    card = (tmp_path / "export/README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    result = meta["model-index"][0]["results"][0]
+    assert result["task"] == {"type": "text-generation"} and result["metrics"] == [{"type": "rougeL", "value": 0.31, "name": "rougeL"}]
+    assert "40 examples evaluated of 50 clean records; 200 clean training records" in card
+    assert "holds no test scores" in (tuned / "README.md").read_text()  # train's card, written before evaluation
+
 
 def test_merge_then_push_with_the_token_from_the_environment(adapter, tmp_path, monkeypatch):
     from ftpipe.export import export
@@ -112,9 +136,11 @@ def test_without_merge_the_adapter_goes_as_it_is(adapter, tmp_path, monkeypatch)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     hub = StubHub()
-    record = export(params_for(merge=False, push_to_hub=True), tuned, base, tmp_path / "export", api=hub)
-    assert record["merged"] is False and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["ftpipe_export.json"]
+    record = export(params_for(merge=False, push_to_hub=True), tuned, base, tmp_path / "export", api=hub, evaluation=EVALUATION)
+    assert record["merged"] is False and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["README.md", "ftpipe_export.json"]
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(hub.files)
+    # The README pushed is the export's card, with the scores; train's (without them) stays home.
+    assert hub.calls[-1][:2] == ("upload_file", "README.md") and "| rougeL | 0.1100 | 0.3100 | +0.2000 | [+0.1500, +0.2500] | < 0.001 |" in hub.card
     # The adapter names its real base, as its card does (peft writes the folder it was loaded from).
     assert json.loads((tuned / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny_llama"
 
@@ -140,8 +166,9 @@ def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeyp
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose(["export.push_to_hub=true", "export.repo_id=someone/x"])))
     full = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     full.update({**OFFLINE, **env})
+    scores = [arg for name in ("base-metrics", "tuned-metrics", "compare", "details", "preprocess") for arg in (f"--{name}", f"metrics/{name}.json")]
     out = subprocess.run([sys.executable, str(REPO / "stages/export.py"), "--tuned", "models/tuned", "--base", "models/base",
-                          "--out", "models/export"], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
+                          "--out", "models/export", *scores], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
     assert out.returncode == 1, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: params.yaml: export.push_to_hub: " + message), out.stderr
@@ -153,3 +180,15 @@ def test_push_needs_a_repo_id():
 
     with pytest.raises(ConfigError, match="export.repo_id"):
         params_for(push_to_hub=True, repo_id=None)
+
+
+def test_card_text_from_config_is_inert_markdown(adapter, tmp_path):
+    from ftpipe.card import write_card
+
+    tuned, _ = adapter
+    params = params_for()
+    params.task.name = "dialogsum <script>alert(1)</script> | *x*"
+    card = write_card(tmp_path, params, model_from=tuned, evaluation=EVALUATION).read_text()
+    body = card.split("---\n", 2)[2]  # the YAML metadata above it is data (a tag), not rendered Markdown
+    assert "<script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt; \\| \\*x\\*" in body
+    assert 'base = "tiny_llama"' in body  # the snippet's value as a quoted Python string

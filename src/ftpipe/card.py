@@ -6,8 +6,10 @@ process, into the folder before it moves into place) and by export for a merged 
 comes from the params the stage loaded and the record train wrote beside the model
 (ftpipe_train.json), never from paths of this repository: the card travels with the model.
 
-No test scores: evaluate runs after train, so they live in metrics/tuned.json and
-reports/compare.md of the repository the model came from.
+Train's card has no test scores (evaluate runs after it); export writes the card again with them
+(`evaluation`: base and tuned headline metrics, their intervals, the split sizes), in the Hub's
+`model-index` form too, into models/export/README.md, and that is the card a push uploads.
+Text from config or data (task name, labels, base identity) is escaped as in reports/compare.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from ftpipe import records
+from ftpipe.markdown import inert as _md, interval as _interval
 from ftpipe.models.loading import base_id
 
 CARD = "README.md"
@@ -29,13 +32,15 @@ CARD_TRAIN_KEYS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "wei
                    "label_smoothing", "validation_fraction")
 
 
-def write_card(model_dir: Path, params, run=None) -> Path:
-    """Write `model_dir/README.md` from the task and model params and the record train wrote there
-    (method and training settings)."""
+def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None, model_from: Path | None = None) -> Path:
+    """Write `model_dir/README.md` from the task and model params and the record train wrote in the
+    model folder (`model_from`, default `model_dir`: method and training settings); `evaluation`
+    (from export) adds the test scores."""
     model_dir = Path(model_dir)
-    record = records.TRAIN.read(model_dir, missing_ok=True)
+    model_from = Path(model_from or model_dir)
+    record = records.TRAIN.read(model_from, missing_ok=True)
     base = base_id(record.get("base_model") or {})
-    adapter = (model_dir / "adapter_config.json").exists()
+    adapter = (model_from / "adapter_config.json").exists()
     from ftpipe.tasks import get_task
 
     task, plugin = params.task, get_task(params.task)
@@ -43,17 +48,16 @@ def write_card(model_dir: Path, params, run=None) -> Path:
     method = record.get("method") or {}
     meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": plugin.hub_pipeline_tag,
             "tags": ["ftpipe", task.name, method.get("name")], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
+    if evaluation:
+        meta["model-index"] = model_index(f"{task.name}-{method.get('name', 'ftpipe')}", plugin, data, evaluation["tuned"])
     meta = {k: v for k, v in meta.items() if v}
     text = "\n".join([
         "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
-        f"# {task.name}: {method.get('name', 'an ftpipe')} fine-tune of {base}", "",
+        f"# {_md(task.name)}: {_md(method.get('name', 'an ftpipe'))} fine-tune of {_md(base)}", "",
         _what(task, method, record, base), "",
         "## Data", "", *_data_lines(data, run), "",
         "## Training", "", *_training_lines(record), "",
-        "## Evaluation", "",
-        "The pipeline evaluates after training, so this card holds no test scores: see `metrics/tuned.json`, "
-        "`metrics/base.json` and `reports/compare.md` in the repository the model came from "
-        f"({plugin.score_scale}).", "",
+        "## Evaluation", "", *_evaluation_lines(evaluation, plugin), "",
         "## How to load", "",
         "With plain transformers" + (" and peft (this folder is an adapter: load its base, then the adapter)" if adapter else "")
         + "; set `model_dir` to this folder" + (" and `base` to the base model (its Hub id, or a local copy such as `models/base`)" if adapter else "") + ".",
@@ -66,6 +70,31 @@ def write_card(model_dir: Path, params, run=None) -> Path:
     return path
 
 
+def model_index(name: str, plugin, data: dict, tuned: dict) -> list[dict]:
+    """The Hub's `model-index` results: the tuned model's headline metrics on the evaluation set."""
+    dataset = {"name": data.get("text") or "evaluation set", "type": (data.get("datasets") or ["local"])[0]}
+    metrics = [{"type": k, "value": round(float(v), 6), "name": k} for k, v in tuned.items()]
+    return [{"name": name, "results": [{"task": {"type": plugin.hub_pipeline_tag}, "dataset": dataset, "metrics": metrics}]}]
+
+
+def _evaluation_lines(evaluation: dict | None, plugin) -> list[str]:
+    if not evaluation:
+        return ["Train writes this card before evaluation, so it holds no test scores: see `metrics/tuned.json`, "
+                "`metrics/base.json` and `reports/compare.md` in the repository the model came from, or this model's "
+                f"exported card (models/export/README.md) ({plugin.score_scale})."]
+    base, tuned, tested = evaluation["base"], evaluation["tuned"], evaluation.get("significance") or {}
+    sizes = evaluation.get("sizes") or {}
+    lines = [f"On the held-out evaluation set ({plugin.score_scale})"
+             + (f": {sizes['eval']:,} examples evaluated of {sizes.get('eval_records', sizes['eval']):,} clean records"
+                if sizes.get("eval") else "") + (f"; {sizes['train_records']:,} clean training records" if sizes.get("train_records") else "")
+             + ". The base is the same model before tuning (a fresh head where it had none).", "",
+             "| metric | base | tuned | delta | 95% interval | p |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {_md(k)} | {base[k]:.4f} | {v:.4f} | {v - base[k]:+.4f} | {_interval(tested.get(k))} |" for k, v in tuned.items() if k in base]
+    if tested:
+        lines += ["", "Intervals and p-values: a paired bootstrap over the evaluation examples, each metric on its own."]
+    return lines
+
+
 def load_snippet(plugin, params, base: str, adapter: bool) -> str:
     """Python that loads this model and runs it once (the task's example); the tests run it as written."""
     trust = ", trust_remote_code=True" if params.model is not None and params.model.trust_remote_code else ""
@@ -73,7 +102,7 @@ def load_snippet(plugin, params, base: str, adapter: bool) -> str:
     imports, example = plugin.card_example(adapter)
     lines = [*imports, *(["from peft import PeftModel"] if adapter else []), f"from transformers import {auto}, AutoTokenizer",
              "", 'model_dir = "."  # this folder']
-    lines += [f'base = "{base}"  # the base model the adapter was trained on'] if adapter else []
+    lines += [f"base = {json.dumps(base)}  # the base model the adapter was trained on"] if adapter else []  # quoted safely
     lines += [f"tokenizer = AutoTokenizer.from_pretrained(model_dir{trust})"]
     if adapter:
         kwargs = "".join(f", {k}={v!r}" for k, v in task_model_kwargs(plugin).items())
@@ -90,10 +119,10 @@ def task_model_kwargs(task) -> dict:
 
 
 def _what(task, method, record: dict, base: str) -> str:
-    what = f"Fine-tuned with ftpipe for the `{task.name}` task ({task.type}"
+    what = f"Fine-tuned with ftpipe for the {_md(task.name)} task ({task.type}"
     labels = getattr(task, "labels", None)
-    what += f", classes: {', '.join(labels)})" if labels else ")"
-    what += f" from `{base}`"
+    what += f", classes: {', '.join(_md(label) for label in labels)})" if labels else ")"
+    what += f" from {_md(base)}"
     source = record.get("base_model") or {}
     if source.get("source") not in (None, "hub"):
         what += f" (source: {source.get('source')}"

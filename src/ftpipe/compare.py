@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from pathlib import Path
 
 from ftpipe import records
 from ftpipe.io import atomic_output, read_json, write_json
+from ftpipe.markdown import inert as _md, interval as _interval
 
 
 COUNTS = ("examples", "total")  # sizes, not scores: no delta for them
@@ -88,17 +87,6 @@ def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int
     return out
 
 
-def _interval(tested: dict | None) -> str:
-    if not tested:
-        return "– | –"
-    low, high = tested["ci95"]
-    return f"[{low:+.4f}, {high:+.4f}] | {_p(tested['p_value'])}"
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], record: dict) -> list[str]:
     """Evaluation speed beside the headline metric; a distilled student also beside its teacher,
     whose figures come from the teacher's own run (measured there, perhaps on another machine)."""
@@ -118,15 +106,3 @@ def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], rec
 
 def _num(value) -> str:
     return "–" if value is None else f"{value:.4g}"
-
-
-def _md(text, limit: int = 300) -> str:
-    """User text (ids, inputs, predictions, class names) as inert Markdown on one line.
-
-    It comes from data files and models: without this a newline in an id starts a heading, a `|`
-    splits a table cell, and `<script>` or a backtick becomes HTML or code in the rendered report.
-    """
-    text = " ".join(str(text).split())  # newlines and tabs become spaces
-    text = text if len(text) <= limit else text[:limit] + "..."  # cut before escaping: never inside an escape
-    text = html.escape(text, quote=False)  # < > & shown as text, not parsed as HTML
-    return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)  # Markdown's own markup, backslash-escaped

@@ -18,37 +18,53 @@ from pathlib import Path
 
 from ftpipe import records
 from ftpipe.errors import ConfigError, FtpipeError
-from ftpipe.io import atomic_output
+from ftpipe.io import atomic_output, read_json
 
 log = logging.getLogger(__name__)
 # Not pushed: the Trainer's pickled arguments (the Hub gets no pickles) and this stage's own record.
 NOT_PUSHED = ["training_args.bin", records.EXPORT.filename, ".*"]
 
 
-def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None) -> dict:
-    """Merge (if asked and there is an adapter), push (if asked); `api` stands in for huggingface_hub.HfApi in tests."""
+def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, evaluation: dict | None = None,
+           evaluation_files: dict | None = None) -> dict:
+    """Merge (if asked and there is an adapter), write the card with the test scores (`evaluation`, or
+    read from `evaluation_files`: see read_evaluation), push (if asked); `api` stands in for
+    huggingface_hub.HfApi in tests."""
+    from ftpipe.card import CARD, write_card
+
     cfg, tuned_dir = params.export, Path(tuned_dir)
-    token = check_push(cfg) if cfg.push_to_hub else None
+    token = check_push(cfg) if cfg.push_to_hub else None  # before any work: a push that cannot happen is one line
+    if evaluation_files:
+        evaluation = read_evaluation(**evaluation_files)
     adapter = (tuned_dir / "adapter_config.json").exists()
     with atomic_output(out_dir) as tmp:
         if adapter and cfg.merge:
-            from ftpipe.card import write_card
             from ftpipe.merge import merge
             from ftpipe.tasks import get_task
 
             merge(get_task(params.task), tuned_dir, base_dir, tmp, params.model.trust_remote_code)
-            write_card(tmp, params)  # the merged model's own card: loads without peft
+            write_card(tmp, params, evaluation=evaluation)  # the merged model's own card: loads without peft
             source = tmp
-        else:
+        else:  # the model goes as it is; its card, now with scores, is written here and pushed in its place
             tmp.mkdir()
+            write_card(tmp, params, evaluation=evaluation, model_from=tuned_dir)
             source = tuned_dir
         record = {"source": str(tuned_dir), "merged": source == tmp, "pushed": None}
         if cfg.push_to_hub:
-            record["pushed"] = push(source, cfg, token, api)
+            record["pushed"] = push(source, cfg, token, api, card=tmp / CARD)
         records.EXPORT.write(tmp, record)
     log.info("export: %s%s", "merged into " + str(out_dir) if record["merged"] else f"{tuned_dir} as it is",
              f"; pushed to {record['pushed']['url']}" if record["pushed"] else "")
     return record
+
+
+def read_evaluation(base_metrics: Path, tuned_metrics: Path, compare: Path, details: Path, preprocess: Path) -> dict:
+    """The card's scores from what evaluate, compare and preprocess wrote: headline metrics of base and
+    tuned, their intervals, and the split sizes."""
+    sizes = read_json(preprocess)
+    return {"base": read_json(base_metrics), "tuned": read_json(tuned_metrics), "significance": read_json(compare).get("significance"),
+            "sizes": {"eval": read_json(details).get("examples"), "eval_records": sizes.get("eval", {}).get("records"),
+                      "train_records": sizes.get("train", {}).get("records")}}
 
 
 def check_push(cfg) -> str:
@@ -62,15 +78,19 @@ def check_push(cfg) -> str:
     return token
 
 
-def push(folder: Path, cfg, token: str, api=None) -> dict:
+def push(folder: Path, cfg, token: str, api=None, card: Path | None = None) -> dict:
+    """Upload the model folder; `card` (the export's, with scores) goes as its README.md."""
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
     try:
         api.create_repo(cfg.repo_id, private=cfg.private, exist_ok=True, repo_type="model")
-        commit = api.upload_folder(folder_path=str(folder), repo_id=cfg.repo_id, repo_type="model",
-                                   commit_message="ftpipe export", ignore_patterns=NOT_PUSHED)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=cfg.repo_id, repo_type="model", commit_message="ftpipe export",
+                                   ignore_patterns=NOT_PUSHED + (["README.md"] if card and card.parent != folder else []))
+        if card and card.parent != folder:
+            commit = api.upload_file(path_or_fileobj=str(card), path_in_repo="README.md", repo_id=cfg.repo_id, repo_type="model",
+                                     commit_message="ftpipe export: model card with its scores")
     except Exception as err:  # network, auth, quota: huggingface_hub and requests raise many types
         message = " ".join(str(err).split()) or type(err).__name__
         raise FtpipeError(f"export: push to the Hub repo {cfg.repo_id} failed: {message[:300]}") from None
