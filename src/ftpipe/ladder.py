@@ -35,11 +35,14 @@ def read(path: str) -> dict:
 
 
 def headline(metrics: dict) -> tuple[str, float]:
-    """The metric a reviewer compares first, per task: accuracy, F1 (QA) or ROUGE-L."""
-    for name in ("accuracy", "f1", "rougeL"):
-        if name in metrics:
-            return name, metrics[name]
-    raise SystemExit(f"error: metrics/tuned.json has none of accuracy, f1, rougeL: {sorted(metrics)}")
+    """The metric a reviewer compares first: the task plug-in's headline (else the file's first)."""
+    from ftpipe.params import load_params
+    from ftpipe.tasks import get_task
+
+    name = get_task(load_params("task").task).headline_metric or next(iter(metrics), None)
+    if name not in metrics:
+        raise SystemExit(f"error: metrics/tuned.json has no {name}: {sorted(metrics)}")
+    return name, metrics[name]
 
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
