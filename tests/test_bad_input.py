@@ -94,6 +94,18 @@ DATA_CASES += [
              "task.version_2=true allows unanswerable ones)", record=2, overrides={"task.version_2": False}, **QA),
     DataCase("negative_answer_start.jsonl", "field 'answers.answer_start': question 'q2': answer_start -10 is negative",
              record=2, **QA),
+    # issue 24: v1 has no unanswerable questions, whatever says so; v2's impossible questions have no answers
+    *[DataCase(f"{name}_v1.jsonl", f"field 'answers': question 'q2': {says}SQuAD v1 has no unanswerable questions; "
+               "task.version_2=true allows them)", record=2, overrides={"task.version_2": False}, **QA)
+      for name, says in (("empty_answers", "no answer (answers is empty or blank; "), ("blank_answers", "no answer (answers is empty or blank; "),
+                         ("impossible", "is_impossible is true ("))],
+    DataCase("impossible_with_answers_v2.jsonl", "field 'answers': question 'q1': is_impossible is true but it has 1 answer(s) "
+             "(drop them or the flag)", record=1, **QA),
+    DataCase("duplicate_question_id_zero.json", "field 'id': duplicate id '0'", record=2, **QA),  # nested SQuAD: 0 is an id too
+    DataCase("answer_start_float.jsonl", "field 'answers.answer_start': question 'q1': answer_start 36.7 is not a whole number",
+             record=1, **QA),
+    DataCase("answer_start_bool.jsonl", "field 'answers.answer_start': question 'q2': answer_start True is not a whole number",
+             record=2, **QA),
     DataCase("missing_summary.jsonl", "field 'summary': no summary in any of summary", record=2, **SUMMARIZATION),
     DataCase("empty_dialogue.jsonl", "field 'dialogue': empty or missing dialogue", record=1, **SUMMARIZATION),
     DataCase("misnamed_columns.csv", "field 'dialogue': empty or missing dialogue (columns: id, conversation, summary", record=1,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftpipe.errors import check
-from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 
 
@@ -59,7 +59,7 @@ class Task(BaseTask):
             raise RecordError(text, "empty or missing text")
         if self.cfg.unescape_newlines:
             value = value.replace("\\n", "\n").replace('\\"', '"')
-        return {"id": str(record.get("id") or ""), "text": value.strip(), "label": self.label_id(record[label], data_cfg.label_offset)}
+        return {"id": record_id(record), "text": value.strip(), "label": self.label_id(record[label], data_cfg.label_offset)}
 
     def label_id(self, raw, offset: int) -> int:
         """Class id from a label name, an alias, or an integer (minus data.label_offset)."""
