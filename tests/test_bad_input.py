@@ -51,6 +51,7 @@ DATA_CASES = [
     DataCase("malformed.json", "malformed JSON at line 2"),
     DataCase("unbalanced_quote.csv", "malformed CSV", record=2),
     DataCase("extra_cells.csv", "3 cells for 2 columns", record=2),
+    DataCase("missing_cells.csv", "1 cell for 2 columns", record=2),  # issue 24: the missing one became ""
     DataCase("misnamed_columns.csv", "field 'text': missing (columns: review, stars", record=1),
     DataCase("missing_label.jsonl", "field 'label': missing", record=1),
     DataCase("label_out_of_range.jsonl", "field 'label': label '7' out of range 0..4", record=2),

@@ -163,8 +163,11 @@ def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple
             _check_mapped(path, reader.fieldnames, columns)
             _check_clash(path, reader.fieldnames, columns)
             for number, row in enumerate(reader, start=1):
-                if None in row:  # more cells than header columns
-                    raise DataError(path, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} columns", record=number)
+                # More cells than header columns land under the key None, fewer leave None values (csv
+                # skips a blank line): either way the cells no longer say which column they are.
+                cells = len(reader.fieldnames) + len(row.get(None, ())) - list(row.values()).count(None)
+                if cells != len(reader.fieldnames):
+                    raise DataError(path, f"{cells} cell{'s' * (cells != 1)} for {len(reader.fieldnames)} columns", record=number)
                 yield number, row
     elif suffix == ".jsonl":
         with open(path, "rb") as fh:
