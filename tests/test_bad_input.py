@@ -168,6 +168,11 @@ CONFIG_CASES = [
                "params.yaml: train.scheduler: unknown scheduler 'bogus' (linear, cosine, cosine_with_restarts,"),
     ConfigCase("optim_unknown", "train", {"train.optim": "bogus"},
                "params.yaml: train.optim: unknown optimizer 'bogus' (adamw_torch, adamw_torch_fused,"),
+    # issue 24: two ids for one class name (labels match case-insensitively)
+    ConfigCase("labels_repeated", "preprocess", {"task.labels": ["a", "a", "b"]},
+               "params.yaml: task.labels: class name 'a' is listed twice"),
+    ConfigCase("labels_repeated_case", "preprocess", {"task.labels": ["Good", "bad", "good"]},
+               "params.yaml: task.labels: class name 'good' is listed twice (as 'Good': labels match ignoring case)"),
     # issue 15: a Hub source on a machine without the Hub (the tests run with HF_HUB_OFFLINE=1)
     ConfigCase("hub_model_offline", "download_model", {"model.source": "hub", "model.path": "ftpipe-tests/no-such-model"},
                "params.yaml: model.path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-model': "

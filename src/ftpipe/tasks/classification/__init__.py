@@ -27,6 +27,12 @@ class Config(TaskConfig):
     def __post_init__(self):
         super().__post_init__()
         check("task.labels", len(self.labels) >= 2, "list at least two class names")
+        seen: dict[str, str] = {}
+        for name in self.labels:  # label_id matches names ignoring case: "Pos" and "pos" would be one class
+            first = seen.get(str(name).lower())
+            check("task.labels", first is None, f"class name '{name}' is listed twice"
+                  + (f" (as '{first}': labels match ignoring case)" if first != name else ""))
+            seen[str(name).lower()] = name
         for alias, idx in self.label_aliases.items():
             check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
 
