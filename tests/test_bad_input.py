@@ -28,6 +28,9 @@ STAGES = {
     "download_model": "python stages/download_model.py --out models/base",
     "preprocess": PREPROCESS,
     "tokenize": "python stages/tokenize_text.py --clean data/clean --model tests/bad_inputs/model_512_positions --out data/tokenized",
+    "compare": "python stages/compare.py " + " ".join(f"--{name} nope" for name in (
+        "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing", "tuned-record",
+        "out", "report")),  # params load first: the files are never read
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
              "--live dvclive/train --checkpoints checkpoints/train",
 }
@@ -173,6 +176,17 @@ CONFIG_CASES = [
                "params.yaml: task.labels: class name 'a' is listed twice"),
     ConfigCase("labels_repeated_case", "preprocess", {"task.labels": ["Good", "bad", "good"]},
                "params.yaml: task.labels: class name 'good' is listed twice (as 'Good': labels match ignoring case)"),
+    # issue 24: train.extra shadowing a named param, ranges that failed late (numpy's seed) or not at all
+    ConfigCase("extra_shadows_lr", "train", {"train.extra": {"learning_rate": 0.5}},
+               "params.yaml: train.extra.learning_rate: set by train.lr; use that"),
+    ConfigCase("negative_weight_decay", "train", {"train.weight_decay": -0.1}, "params.yaml: train.weight_decay: must be >= 0, got -0.1"),
+    ConfigCase("max_grad_norm_0", "train", {"train.max_grad_norm": 0},
+               "params.yaml: train.max_grad_norm: must be > 0, got 0.0 (null disables clipping)"),
+    *[ConfigCase(f"seed_{seed}", "train", {"train.seed": seed}, f"params.yaml: train.seed: must be in 0..2**32-1 (numpy's seed range), got {seed}")
+      for seed in (-1, 2**32)],
+    ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
+               "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
+    ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),
     # issue 15: a Hub source on a machine without the Hub (the tests run with HF_HUB_OFFLINE=1)
     ConfigCase("hub_model_offline", "download_model", {"model.source": "hub", "model.path": "ftpipe-tests/no-such-model"},
                "params.yaml: model.path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-model': "

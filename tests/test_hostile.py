@@ -439,3 +439,19 @@ def test_run_loss_is_the_step_weighted_mean_of_every_logged_window():
         control.should_save = should_save
         RunLoss().on_step_end(None, state, control)
         assert control.should_log
+
+
+# --- issue 24: train.extra never shadows a named param; null max_grad_norm -----------------------------
+
+
+def test_every_training_argument_set_from_a_param_is_kept_from_train_extra(monkeypatch, tmp_path):
+    from ftpipe import train
+    from ftpipe.config import SET_BY, TrainConfig
+
+    monkeypatch.setattr(train, "TrainingArguments", lambda **kwargs: kwargs)
+    kwargs = train.training_arguments(TrainConfig(max_grad_norm=None, validation_fraction=0.1, optim="adamw_torch"), tmp_path)
+    fixed = {"output_dir", "use_cpu", "disable_tqdm", "average_tokens_across_devices", "save_total_limit"}  # no param sets them
+    assert set(kwargs) - fixed <= set(SET_BY), set(kwargs) - fixed - set(SET_BY)
+    assert kwargs["max_grad_norm"] == 0.0  # null: the Trainer clips only when > 0
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.extra.seed: set by train.seed; use that$"):
+        TrainConfig(extra={"seed": 1})

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg, output_dir: Path):
+    # Each argument set here from a param is in ftpipe.config.SET_BY, which keeps train.extra off it.
     precision = resolve_precision(cfg.precision)
     kwargs = dict(
         output_dir=str(output_dir),
@@ -53,7 +54,7 @@ def training_arguments(cfg, output_dir: Path):
         logging_steps=cfg.logging_steps,
         **checkpointing(cfg),
         label_smoothing_factor=cfg.label_smoothing,
-        max_grad_norm=cfg.max_grad_norm,
+        max_grad_norm=0.0 if cfg.max_grad_norm is None else cfg.max_grad_norm,  # the Trainer clips only when > 0
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         # Without CUDA, use_cpu is what makes accelerate join torchrun's processes (gloo) rather than
