@@ -455,3 +455,21 @@ def test_every_training_argument_set_from_a_param_is_kept_from_train_extra(monke
     assert kwargs["max_grad_norm"] == 0.0  # null: the Trainer clips only when > 0
     with pytest.raises(ConfigError, match=r"^params.yaml: train.extra.seed: set by train.seed; use that$"):
         TrainConfig(extra={"seed": 1})
+
+
+# --- issue 24: a subset larger than the data ------------------------------------------------------------
+
+
+def test_subset_larger_than_the_data_is_warned(caplog):
+    import datasets
+
+    from ftpipe.datasets_io import draw
+
+    data = datasets.Dataset.from_dict({"x": list(range(30)), "example_id": [i // 3 for i in range(30)]})  # 10 examples
+    with caplog.at_level(logging.WARNING, logger="ftpipe.datasets_io"):
+        assert len(draw(data, 10, seed=1, stratify=False, group_column="example_id", key="subset.eval_size")) == 30
+        assert not caplog.text  # exactly all of them: nothing to say
+        assert len(draw(data, 5000, seed=1, stratify=False, key="subset.train_size")) == 30
+        assert len(draw(data, 12, seed=1, stratify=False, group_column="example_id", key="subset.eval_size")) == 30
+    assert caplog.messages == ["subset.train_size 5000: only 30 examples; using all of them",
+                               "subset.eval_size 12: only 10 examples; using all of them"]
