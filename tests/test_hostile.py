@@ -473,3 +473,59 @@ def test_subset_larger_than_the_data_is_warned(caplog):
         assert len(draw(data, 12, seed=1, stratify=False, group_column="example_id", key="subset.eval_size")) == 30
     assert caplog.messages == ["subset.train_size 5000: only 30 examples; using all of them",
                                "subset.eval_size 12: only 10 examples; using all of them"]
+
+
+# --- issue 24: a kill or a failure at any step of atomic_output leaves a complete output ---------------
+
+# In a child process: write `new` to the output, dying (os._exit, no cleanup runs) or raising right after
+# call number `step` of os.replace / io._remove once the block is done.
+KILLED_WRITE = """
+import os, sys
+from pathlib import Path
+from ftpipe import io
+how, step, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+calls, committing = [0], [False]
+def after(real):
+    def wrapper(*args):
+        real(*args)
+        if committing[0]:
+            calls[0] += 1
+            if calls[0] == step:
+                if how == "kill":
+                    os._exit(9)
+                raise OSError("simulated failure")
+    return wrapper
+io.os.replace, io._remove = after(os.replace), after(io._remove)
+try:
+    with io.atomic_output(out) as tmp:
+        tmp.mkdir()
+        (tmp / "part1").write_text("new")
+        (tmp / "part2").write_text("new")
+        committing[0] = True
+except OSError:
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "raise"])
+@pytest.mark.parametrize("step", [1, 2, 3])  # after: the old output's rename aside, the new one's into place, the aside's removal
+def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step):
+    from ftpipe.io import _remove_stale
+
+    out = tmp_path / "tokenized"
+    out.mkdir()
+    for part in ("part1", "part2"):
+        (out / part).write_text("old")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", KILLED_WRITE, how, str(step), str(out)], env=env, check=False)
+
+    def complete() -> str:
+        contents = {p.name: p.read_text() for p in out.iterdir()}
+        assert contents in ({"part1": "old", "part2": "old"}, {"part1": "new", "part2": "new"}), contents
+        return contents["part1"]
+
+    if how == "raise" or step > 1:  # killed after the first rename, only the aside copy is complete until cleanup
+        complete()
+    _remove_stale(out)  # the next run's cleanup
+    assert complete() == ("new" if step > 1 else "old")
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenized"]
