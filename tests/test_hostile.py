@@ -529,3 +529,26 @@ def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step
     _remove_stale(out)  # the next run's cleanup
     assert complete() == ("new" if step > 1 else "old")
     assert [p.name for p in tmp_path.iterdir()] == ["tokenized"]
+
+
+def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
+    from ftpipe import evaluate
+
+    class Task:
+        def write_plots(self, rows, out_dir):
+            (out_dir / "plot.csv").write_text("new")
+
+    metrics, details, predictions, plots = (tmp_path / n for n in ("metrics.json", "details.json", "predictions.jsonl", "plots"))
+    for path in (metrics, details, predictions):
+        path.write_text("old")
+    plots.mkdir()
+    (plots / "plot.csv").write_text("old")
+
+    def disk_full(path, obj):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(evaluate, "write_json", disk_full)
+    with pytest.raises(OSError):
+        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, {"seconds": 1.0}, metrics, predictions, plots, details)
+    assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
+    assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them

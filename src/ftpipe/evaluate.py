@@ -64,14 +64,20 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
 
-    write_json(metrics_path, headline(metrics))
-    if details_path is not None:
-        write_json(details_path, metrics)
+    write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path)
+    return metrics
+
+
+def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path=None) -> None:
+    """Each output moves into place on its own, so the metrics go last: they never describe predictions
+    and plots that are not there. A kill between the moves leaves new predictions beside old metrics,
+    which DVC sees as out of date and the rerun replaces."""
     with atomic_output(predictions_path) as tmp:
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
         records.TIMING.write(tmp, timing)
-    return metrics
-
+    if details_path is not None:
+        write_json(details_path, metrics)
+    write_json(metrics_path, headline(metrics))
