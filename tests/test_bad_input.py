@@ -31,6 +31,8 @@ STAGES = {
     "compare": "python stages/compare.py " + " ".join(f"--{name} nope" for name in (
         "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing", "tuned-record",
         "out", "report")),  # params load first: the files are never read
+    "evaluate": "python stages/evaluate_model.py --which tuned --model tests/bad_inputs/model_with_code --base models/base "
+                "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
              "--live dvclive/train --checkpoints checkpoints/train",
 }
@@ -129,6 +131,7 @@ DATA_CASES += [
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
 MODEL_WITH_PICKLE = "tests/bad_inputs/model_with_pickle"  # only a pytorch_model.bin: refused
 MODEL_512 = "tests/bad_inputs/model_512_positions"  # only a config.json: the tokenize stage checks it first
+MODEL_WITH_CODE = "tests/bad_inputs/model_with_code"  # configs whose auto_map names code in the folder
 
 
 @dataclass
@@ -187,6 +190,10 @@ CONFIG_CASES = [
     ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
                "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
     ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),
+    # issue 24: transformers' refusal of a folder that ships code, a traceback at evaluate
+    ConfigCase("model_ships_code", "evaluate", {},
+               f"params.yaml: model.trust_remote_code: {MODEL_WITH_CODE} ships code that must run to load it (auto_map in its "
+               "config): set model.trust_remote_code=true only if you trust that code"),
     # issue 15: a Hub source on a machine without the Hub (the tests run with HF_HUB_OFFLINE=1)
     ConfigCase("hub_model_offline", "download_model", {"model.source": "hub", "model.path": "ftpipe-tests/no-such-model"},
                "params.yaml: model.path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-model': "
@@ -242,6 +249,9 @@ def repo(tmp_path_factory) -> Path:
     pickle.mkdir(parents=True)
     (pickle / "config.json").write_text('{"model_type": "bert"}')
     (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    (repo / MODEL_WITH_CODE).mkdir(parents=True)
+    (repo / MODEL_WITH_CODE / "config.json").write_text('{"model_type": "not-in-transformers", "auto_map": {"AutoConfig": "evil.Config"}}')
+    (repo / MODEL_WITH_CODE / "tokenizer_config.json").write_text('{"auto_map": {"AutoTokenizer": [null, "evil.Tokenizer"]}}')
     (repo / MODEL_512).mkdir(parents=True)
     (repo / MODEL_512 / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 512}')
     run(PREPROCESS, repo)

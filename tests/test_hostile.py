@@ -552,3 +552,72 @@ def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
         evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, {"seconds": 1.0}, metrics, predictions, plots, details)
     assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
     assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them
+
+
+# --- issue 24: faults that escaped stage.run as tracebacks ------------------------------------------------
+
+
+def stage_error(main, capsys) -> str:
+    from ftpipe.stage import run
+
+    with pytest.raises(SystemExit) as info:
+        run(main)
+    assert info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_failed_move_into_place_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    out = tmp_path / "tuned"
+
+    def copy_fails():
+        with atomic_output(out) as tmp:
+            raise shutil.Error([(str(tmp_path / "final/model.safetensors"), str(tmp / "model.safetensors"),
+                                 "[Errno 28] No space left on device")])
+
+    assert stage_error(copy_fails, capsys) == (f"error: {out}: 1 file(s) not copied, the first {tmp_path}/final/model.safetensors: "
+                                               "[Errno 28] No space left on device")
+
+    def disk_full():  # an OSError with no file name, as a write() to a full disk raises
+        with atomic_output(out) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert stage_error(disk_full, capsys) == f"error: {out}: No space left on device"
+    monkeypatch.setattr(sys, "argv", ["stages/train.py"])
+
+    def elsewhere():
+        raise OSError(errno.EIO, "Input/output error")
+
+    assert stage_error(elsewhere, capsys) == "error: stage train: Input/output error"
+    assert not list(tmp_path.iterdir())  # no temporary left behind
+
+
+def test_a_checkpoint_torch_refuses_is_one_line_naming_it(tmp_path, capsys):
+    """A resume loads rng_state.pth with weights_only=True: a pickle of anything else is refused, by the Trainer's own code."""
+    import argparse
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import Trainer
+
+    from ftpipe.train import checkpoint_loads
+
+    checkpoint = tmp_path / "checkpoints/train/checkpoint-20"
+    checkpoint.mkdir(parents=True)
+    torch.save({"python": argparse.Namespace(evil=True)}, checkpoint / "rng_state.pth")  # not plain tensors
+
+    def resume():
+        with checkpoint_loads(checkpoint):
+            Trainer._load_rng_state(SimpleNamespace(args=SimpleNamespace(world_size=1)), str(checkpoint))
+
+    assert stage_error(resume, capsys) == (f"error: {checkpoint}: cannot resume from it: torch refuses to load one of its files "
+                                           f"(UnpicklingError); discard it with `rm -r {checkpoint}` and rerun")
+    (checkpoint / "rng_state.pth").write_bytes(b"PK\x03\x04 truncated")  # a damaged zip
+    assert "cannot resume from it" in stage_error(resume, capsys)
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else keeps its traceback
+        with checkpoint_loads(checkpoint):
+            raise RuntimeError("a bug")

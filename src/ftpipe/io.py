@@ -45,10 +45,12 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         if _exists(path):
             os.replace(path, aside)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if _exists(aside) and not _exists(path):  # failed between the renames: the old output goes back
             os.replace(aside, path)
         _remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # disk full, shutil.Error: say which output
+            err.filename = str(path)
         raise
     _remove(aside)
 

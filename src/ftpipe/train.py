@@ -12,8 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 from dvclive import Live
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from ftpipe.errors import ConfigError
+from ftpipe.errors import ConfigError, FtpipeError
 from ftpipe.io import atomic_output
 from ftpipe.methods.base import count_trainable
 from ftpipe.models.loading import base_identity, load_tokenizer
@@ -240,7 +242,8 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
               callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
     trainable = count_trainable(model)
-    metrics = method.fit(model, run)
+    with checkpoint_loads(resume_from):
+        metrics = method.fit(model, run)
 
     # Every process takes part in saving (a sharded model is gathered first); the main one writes.
     final = checkpoint_dir / "final"
@@ -351,6 +354,19 @@ def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True
     checkpoint_dir.mkdir(parents=True)
     stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return None
+
+
+@contextmanager
+def checkpoint_loads(checkpoint: Path | None):
+    """A checkpoint file that torch refuses to load as one line naming the checkpoint and how to discard
+    it: a pickle that is not plain tensors (weights_only refuses it: it could run code), or a damaged one."""
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        if checkpoint is None or isinstance(err, RuntimeError) and "PytorchStreamReader" not in str(err):
+            raise  # not resuming, or not torch failing to read a file: a bug, with its traceback
+        raise FtpipeError(f"{checkpoint}: cannot resume from it: torch refuses to load one of its files "
+                          f"({type(err).__name__}); discard it with `rm -r {checkpoint}` and rerun") from None
 
 
 def clear_checkpoints(checkpoint_dir: Path) -> None:
