@@ -28,6 +28,11 @@ STAGES = {
     "download_model": "python stages/download_model.py --out models/base",
     "preprocess": PREPROCESS,
     "tokenize": "python stages/tokenize_text.py --clean data/clean --model tests/bad_inputs/model_512_positions --out data/tokenized",
+    "compare": "python stages/compare.py " + " ".join(f"--{name} nope" for name in (
+        "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing", "tuned-record",
+        "out", "report")),  # params load first: the files are never read
+    "evaluate": "python stages/evaluate_model.py --which tuned --model tests/bad_inputs/model_with_code --base models/base "
+                "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
              "--live dvclive/train --checkpoints checkpoints/train",
 }
@@ -51,6 +56,7 @@ DATA_CASES = [
     DataCase("malformed.json", "malformed JSON at line 2"),
     DataCase("unbalanced_quote.csv", "malformed CSV", record=2),
     DataCase("extra_cells.csv", "3 cells for 2 columns", record=2),
+    DataCase("missing_cells.csv", "1 cell for 2 columns", record=2),  # issue 24: the missing one became ""
     DataCase("misnamed_columns.csv", "field 'text': missing (columns: review, stars", record=1),
     DataCase("missing_label.jsonl", "field 'label': missing", record=1),
     DataCase("label_out_of_range.jsonl", "field 'label': label '7' out of range 0..4", record=2),
@@ -94,6 +100,18 @@ DATA_CASES += [
              "task.version_2=true allows unanswerable ones)", record=2, overrides={"task.version_2": False}, **QA),
     DataCase("negative_answer_start.jsonl", "field 'answers.answer_start': question 'q2': answer_start -10 is negative",
              record=2, **QA),
+    # issue 24: v1 has no unanswerable questions, whatever says so; v2's impossible questions have no answers
+    *[DataCase(f"{name}_v1.jsonl", f"field 'answers': question 'q2': {says}SQuAD v1 has no unanswerable questions; "
+               "task.version_2=true allows them)", record=2, overrides={"task.version_2": False}, **QA)
+      for name, says in (("empty_answers", "no answer (answers is empty or blank; "), ("blank_answers", "no answer (answers is empty or blank; "),
+                         ("impossible", "is_impossible is true ("))],
+    DataCase("impossible_with_answers_v2.jsonl", "field 'answers': question 'q1': is_impossible is true but it has 1 answer(s) "
+             "(drop them or the flag)", record=1, **QA),
+    DataCase("duplicate_question_id_zero.json", "field 'id': duplicate id '0'", record=2, **QA),  # nested SQuAD: 0 is an id too
+    DataCase("answer_start_float.jsonl", "field 'answers.answer_start': question 'q1': answer_start 36.7 is not a whole number",
+             record=1, **QA),
+    DataCase("answer_start_bool.jsonl", "field 'answers.answer_start': question 'q2': answer_start True is not a whole number",
+             record=2, **QA),
     DataCase("missing_summary.jsonl", "field 'summary': no summary in any of summary", record=2, **SUMMARIZATION),
     DataCase("empty_dialogue.jsonl", "field 'dialogue': empty or missing dialogue", record=1, **SUMMARIZATION),
     DataCase("misnamed_columns.csv", "field 'dialogue': empty or missing dialogue (columns: id, conversation, summary", record=1,
@@ -113,6 +131,7 @@ DATA_CASES += [
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
 MODEL_WITH_PICKLE = "tests/bad_inputs/model_with_pickle"  # only a pytorch_model.bin: refused
 MODEL_512 = "tests/bad_inputs/model_512_positions"  # only a config.json: the tokenize stage checks it first
+MODEL_WITH_CODE = "tests/bad_inputs/model_with_code"  # configs whose auto_map names code in the folder
 
 
 @dataclass
@@ -155,6 +174,26 @@ CONFIG_CASES = [
                "params.yaml: train.scheduler: unknown scheduler 'bogus' (linear, cosine, cosine_with_restarts,"),
     ConfigCase("optim_unknown", "train", {"train.optim": "bogus"},
                "params.yaml: train.optim: unknown optimizer 'bogus' (adamw_torch, adamw_torch_fused,"),
+    # issue 24: two ids for one class name (labels match case-insensitively)
+    ConfigCase("labels_repeated", "preprocess", {"task.labels": ["a", "a", "b"]},
+               "params.yaml: task.labels: class name 'a' is listed twice"),
+    ConfigCase("labels_repeated_case", "preprocess", {"task.labels": ["Good", "bad", "good"]},
+               "params.yaml: task.labels: class name 'good' is listed twice (as 'Good': labels match ignoring case)"),
+    # issue 24: train.extra shadowing a named param, ranges that failed late (numpy's seed) or not at all
+    ConfigCase("extra_shadows_lr", "train", {"train.extra": {"learning_rate": 0.5}},
+               "params.yaml: train.extra.learning_rate: set by train.lr; use that"),
+    ConfigCase("negative_weight_decay", "train", {"train.weight_decay": -0.1}, "params.yaml: train.weight_decay: must be >= 0, got -0.1"),
+    ConfigCase("max_grad_norm_0", "train", {"train.max_grad_norm": 0},
+               "params.yaml: train.max_grad_norm: must be > 0, got 0.0 (null disables clipping)"),
+    *[ConfigCase(f"seed_{seed}", "train", {"train.seed": seed}, f"params.yaml: train.seed: must be in 0..2**32-1 (numpy's seed range), got {seed}")
+      for seed in (-1, 2**32)],
+    ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
+               "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
+    ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),
+    # issue 24: transformers' refusal of a folder that ships code, a traceback at evaluate
+    ConfigCase("model_ships_code", "evaluate", {},
+               f"params.yaml: model.trust_remote_code: {MODEL_WITH_CODE} ships code that must run to load it (auto_map in its "
+               "config): set model.trust_remote_code=true only if you trust that code"),
     # issue 15: a Hub source on a machine without the Hub (the tests run with HF_HUB_OFFLINE=1)
     ConfigCase("hub_model_offline", "download_model", {"model.source": "hub", "model.path": "ftpipe-tests/no-such-model"},
                "params.yaml: model.path: the Hugging Face Hub is unreachable (offline, or no network) for 'ftpipe-tests/no-such-model': "
@@ -210,6 +249,9 @@ def repo(tmp_path_factory) -> Path:
     pickle.mkdir(parents=True)
     (pickle / "config.json").write_text('{"model_type": "bert"}')
     (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    (repo / MODEL_WITH_CODE).mkdir(parents=True)
+    (repo / MODEL_WITH_CODE / "config.json").write_text('{"model_type": "not-in-transformers", "auto_map": {"AutoConfig": "evil.Config"}}')
+    (repo / MODEL_WITH_CODE / "tokenizer_config.json").write_text('{"auto_map": {"AutoTokenizer": [null, "evil.Tokenizer"]}}')
     (repo / MODEL_512).mkdir(parents=True)
     (repo / MODEL_512 / "config.json").write_text('{"model_type": "bert", "max_position_embeddings": 512}')
     run(PREPROCESS, repo)

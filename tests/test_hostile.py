@@ -439,3 +439,185 @@ def test_run_loss_is_the_step_weighted_mean_of_every_logged_window():
         control.should_save = should_save
         RunLoss().on_step_end(None, state, control)
         assert control.should_log
+
+
+# --- issue 24: train.extra never shadows a named param; null max_grad_norm -----------------------------
+
+
+def test_every_training_argument_set_from_a_param_is_kept_from_train_extra(monkeypatch, tmp_path):
+    from ftpipe import train
+    from ftpipe.config import SET_BY, TrainConfig
+
+    monkeypatch.setattr(train, "TrainingArguments", lambda **kwargs: kwargs)
+    kwargs = train.training_arguments(TrainConfig(max_grad_norm=None, validation_fraction=0.1, optim="adamw_torch"), tmp_path)
+    fixed = {"output_dir", "use_cpu", "disable_tqdm", "average_tokens_across_devices", "save_total_limit"}  # no param sets them
+    assert set(kwargs) - fixed <= set(SET_BY), set(kwargs) - fixed - set(SET_BY)
+    assert kwargs["max_grad_norm"] == 0.0  # null: the Trainer clips only when > 0
+    with pytest.raises(ConfigError, match=r"^params.yaml: train.extra.seed: set by train.seed; use that$"):
+        TrainConfig(extra={"seed": 1})
+
+
+# --- issue 24: a subset larger than the data ------------------------------------------------------------
+
+
+def test_subset_larger_than_the_data_is_warned(caplog):
+    import datasets
+
+    from ftpipe.datasets_io import draw
+
+    data = datasets.Dataset.from_dict({"x": list(range(30)), "example_id": [i // 3 for i in range(30)]})  # 10 examples
+    with caplog.at_level(logging.WARNING, logger="ftpipe.datasets_io"):
+        assert len(draw(data, 10, seed=1, stratify=False, group_column="example_id", key="subset.eval_size")) == 30
+        assert not caplog.text  # exactly all of them: nothing to say
+        assert len(draw(data, 5000, seed=1, stratify=False, key="subset.train_size")) == 30
+        assert len(draw(data, 12, seed=1, stratify=False, group_column="example_id", key="subset.eval_size")) == 30
+    assert caplog.messages == ["subset.train_size 5000: only 30 examples; using all of them",
+                               "subset.eval_size 12: only 10 examples; using all of them"]
+
+
+# --- issue 24: a kill or a failure at any step of atomic_output leaves a complete output ---------------
+
+# In a child process: write `new` to the output, dying (os._exit, no cleanup runs) or raising right after
+# call number `step` of os.replace / io._remove once the block is done.
+KILLED_WRITE = """
+import os, sys
+from pathlib import Path
+from ftpipe import io
+how, step, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+calls, committing = [0], [False]
+def after(real):
+    def wrapper(*args):
+        real(*args)
+        if committing[0]:
+            calls[0] += 1
+            if calls[0] == step:
+                if how == "kill":
+                    os._exit(9)
+                raise OSError("simulated failure")
+    return wrapper
+io.os.replace, io._remove = after(os.replace), after(io._remove)
+try:
+    with io.atomic_output(out) as tmp:
+        tmp.mkdir()
+        (tmp / "part1").write_text("new")
+        (tmp / "part2").write_text("new")
+        committing[0] = True
+except OSError:
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("how", ["kill", "raise"])
+@pytest.mark.parametrize("step", [1, 2, 3])  # after: the old output's rename aside, the new one's into place, the aside's removal
+def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step):
+    from ftpipe.io import _remove_stale
+
+    out = tmp_path / "tokenized"
+    out.mkdir()
+    for part in ("part1", "part2"):
+        (out / part).write_text("old")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-c", KILLED_WRITE, how, str(step), str(out)], env=env, check=False)
+
+    def complete() -> str:
+        contents = {p.name: p.read_text() for p in out.iterdir()}
+        assert contents in ({"part1": "old", "part2": "old"}, {"part1": "new", "part2": "new"}), contents
+        return contents["part1"]
+
+    if how == "raise" or step > 1:  # killed after the first rename, only the aside copy is complete until cleanup
+        complete()
+    _remove_stale(out)  # the next run's cleanup
+    assert complete() == ("new" if step > 1 else "old")
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenized"]
+
+
+def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
+    from ftpipe import evaluate
+
+    class Task:
+        def write_plots(self, rows, out_dir):
+            (out_dir / "plot.csv").write_text("new")
+
+    metrics, details, predictions, plots = (tmp_path / n for n in ("metrics.json", "details.json", "predictions.jsonl", "plots"))
+    for path in (metrics, details, predictions):
+        path.write_text("old")
+    plots.mkdir()
+    (plots / "plot.csv").write_text("old")
+
+    def disk_full(path, obj):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(evaluate, "write_json", disk_full)
+    with pytest.raises(OSError):
+        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, {"seconds": 1.0}, metrics, predictions, plots, details)
+    assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
+    assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them
+
+
+# --- issue 24: faults that escaped stage.run as tracebacks ------------------------------------------------
+
+
+def stage_error(main, capsys) -> str:
+    from ftpipe.stage import run
+
+    with pytest.raises(SystemExit) as info:
+        run(main)
+    assert info.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_failed_move_into_place_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    out = tmp_path / "tuned"
+
+    def copy_fails():
+        with atomic_output(out) as tmp:
+            raise shutil.Error([(str(tmp_path / "final/model.safetensors"), str(tmp / "model.safetensors"),
+                                 "[Errno 28] No space left on device")])
+
+    assert stage_error(copy_fails, capsys) == (f"error: {out}: 1 file(s) not copied, the first {tmp_path}/final/model.safetensors: "
+                                               "[Errno 28] No space left on device")
+
+    def disk_full():  # an OSError with no file name, as a write() to a full disk raises
+        with atomic_output(out) as tmp:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert stage_error(disk_full, capsys) == f"error: {out}: No space left on device"
+    monkeypatch.setattr(sys, "argv", ["stages/train.py"])
+
+    def elsewhere():
+        raise OSError(errno.EIO, "Input/output error")
+
+    assert stage_error(elsewhere, capsys) == "error: stage train: Input/output error"
+    assert not list(tmp_path.iterdir())  # no temporary left behind
+
+
+def test_a_checkpoint_torch_refuses_is_one_line_naming_it(tmp_path, capsys):
+    """A resume loads rng_state.pth with weights_only=True: a pickle of anything else is refused, by the Trainer's own code."""
+    import argparse
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import Trainer
+
+    from ftpipe.train import checkpoint_loads
+
+    checkpoint = tmp_path / "checkpoints/train/checkpoint-20"
+    checkpoint.mkdir(parents=True)
+    torch.save({"python": argparse.Namespace(evil=True)}, checkpoint / "rng_state.pth")  # not plain tensors
+
+    def resume():
+        with checkpoint_loads(checkpoint):
+            Trainer._load_rng_state(SimpleNamespace(args=SimpleNamespace(world_size=1)), str(checkpoint))
+
+    assert stage_error(resume, capsys) == (f"error: {checkpoint}: cannot resume from it: torch refuses to load one of its files "
+                                           f"(UnpicklingError); discard it with `rm -r {checkpoint}` and rerun")
+    (checkpoint / "rng_state.pth").write_bytes(b"PK\x03\x04 truncated")  # a damaged zip
+    assert "cannot resume from it" in stage_error(resume, capsys)
+    with pytest.raises(RuntimeError, match="a bug"):  # anything else keeps its traceback
+        with checkpoint_loads(checkpoint):
+            raise RuntimeError("a bug")

@@ -187,3 +187,12 @@ def test_official_dev_against_its_own_answers():
             for p in art["paragraphs"] for q in p["qas"]]
     summary = _summary([question_scores(r[0], r) for r in refs])
     assert summary["exact_match"] == 100.0 and summary["f1"] == 100.0 and summary["total"] == 10570
+
+
+def test_v1_predicts_on_a_record_without_answers():
+    """v1 refuses a question without answers in the data (issue 24); a record to predict on has none to give."""
+    task = Task(Config(version_2=False))
+    record = {"context": "Paris is in France.", "question": "Where is Paris?"}
+    assert task.clean(task.prediction_record(record), None)["answer_text"] == []
+    with pytest.raises(RecordError, match="no answer"):
+        task.clean({**record, "answers": []}, None)

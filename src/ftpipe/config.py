@@ -100,6 +100,7 @@ class TokenizeConfig:
 
     def __post_init__(self):
         check("tokenize.num_proc", self.num_proc is None or self.num_proc >= 1, "must be null or >= 1")
+        check("tokenize.batch_size", self.batch_size >= 1, f"must be >= 1, got {self.batch_size}")
 
 
 @dataclass
@@ -142,6 +143,25 @@ class DistributedConfig:
                    "deepspeed is not installed: pip install -e '.[deepspeed]' (on the GPU machine)")
 
 
+# TrainingArguments that ftpipe.train.training_arguments sets from a named param: train.extra may not
+# set them too, or the run would train with one value while params.yaml and the card show another.
+SET_BY = {
+    "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "max_steps": "train.max_steps",
+    "per_device_train_batch_size": "train.batch_size", "gradient_accumulation_steps": "train.grad_accum",
+    "weight_decay": "train.weight_decay", "warmup_steps": "train.warmup", "lr_scheduler_type": "train.scheduler",
+    "seed": "train.seed", "data_seed": "train.seed", "full_determinism": "train.full_determinism",
+    "train_sampling_strategy": "train.group_by_length", "logging_steps": "train.logging_steps",
+    "save_strategy": "train.save_steps", "save_steps": "train.save_steps", "eval_strategy": "train.eval_steps",
+    "eval_steps": "train.eval_steps", "load_best_model_at_end": "train.validation_fraction",
+    "metric_for_best_model": "train.best_metric", "greater_is_better": "train.best_metric",
+    "label_smoothing_factor": "train.label_smoothing", "max_grad_norm": "train.max_grad_norm",
+    "bf16": "train.precision", "fp16": "train.precision", "activation_checkpointing": "train.gradient_checkpointing",
+    "torch_compile": "train.torch_compile", "report_to": "train.report_to", "optim": "train.optim",
+    "ddp_backend": "train.backend", "ddp_find_unused_parameters": "train.distributed.find_unused_parameters",
+    "fsdp": "train.distributed.strategy", "fsdp_config": "train.distributed.fsdp", "deepspeed": "train.distributed.deepspeed",
+}
+
+
 @dataclass
 class TrainConfig:
     lr: float = 5e-5
@@ -162,7 +182,7 @@ class TrainConfig:
     optim: Optional[str] = None  # null: the transformers default (fused AdamW where torch has it)
     torch_compile: bool = False
     label_smoothing: float = 0.0  # classification targets (1 - e) on the label, e spread over the classes
-    max_grad_norm: float = 1.0  # gradient clipping (the Trainer's default)
+    max_grad_norm: Optional[float] = 1.0  # gradient clipping (the Trainer's default); null: no clipping
     # Validation: a seeded fraction of the training subset (stratified by label, whole questions for
     # QA), never the evaluation set; evaluated every eval_steps (0: every epoch).
     validation_fraction: float = 0.0
@@ -199,6 +219,12 @@ class TrainConfig:
         check("train.eval_steps", not (self.validation_fraction and self.save_steps and self.eval_steps
                                         and self.save_steps % self.eval_steps), "save_steps must be a multiple of eval_steps")
         check("train.label_smoothing", 0 <= self.label_smoothing < 1, "a fraction in [0, 1)")
+        check("train.weight_decay", self.weight_decay >= 0, f"must be >= 0, got {self.weight_decay}")
+        check("train.max_grad_norm", self.max_grad_norm is None or self.max_grad_norm > 0,
+              f"must be > 0, got {self.max_grad_norm} (null disables clipping)")
+        check("train.seed", 0 <= self.seed < 2**32, f"must be in 0..2**32-1 (numpy's seed range), got {self.seed}")
+        for key in self.extra:
+            check(f"train.extra.{key}", key not in SET_BY, f"set by {SET_BY.get(key)}; use that")
         if self.scheduler != "linear" or self.optim or self.extra:  # importing transformers takes seconds: only then
             _check_trainer_names(self)
         check("train.backend", self.backend in BACKENDS, f"unknown backend '{self.backend}' ({', '.join(BACKENDS)})")
@@ -244,6 +270,7 @@ class EvaluateConfig:
     def __post_init__(self):
         check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
         check("evaluate.bootstrap_resamples", self.bootstrap_resamples >= 0, "must be >= 0 (0: no intervals)")
+        check("evaluate.report_examples", self.report_examples >= 0, f"must be >= 0, got {self.report_examples}")
         check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
 
 

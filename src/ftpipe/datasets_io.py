@@ -61,7 +61,7 @@ def subset(cfg, in_dir: Path, out_dir: Path) -> None:
     with atomic_output(out_dir) as tmp:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
-            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first, **columns)
+            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first, **columns, key=f"subset.{split}_size")
             save(chosen, tmp / split)
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
         records.COLUMNS.write(tmp, columns)
@@ -123,17 +123,22 @@ def sole_arrow_file(dataset) -> Path | None:
 
 
 def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = False,
-         group_column: str | None = None, stratify_column: str | None = None):
+         group_column: str | None = None, stratify_column: str | None = None, key: str = "subset size"):
     """A seeded subset of `size` examples (all of them when size is None or too large).
 
     Indices are kept in dataset order, so the same seed and size always give the same rows.
     With `first`, the first `size` examples in file order (a published benchmark's "first N").
     Features that share a `group_column` value are one example; `stratify` keeps the class
-    balance of `stratify_column`.
+    balance of `stratify_column`. A size above the examples there are is warned about (`key` names it).
     """
-    if group_column in dataset.column_names:
+    grouped = group_column in dataset.column_names
+    if grouped:
         groups = np.asarray(dataset[group_column])
         unique = list(dict.fromkeys(groups.tolist()))
+    available = len(unique) if grouped else len(dataset)
+    if size is not None and size > available:  # fewer rows than asked for: the run is not the one params describe
+        log.warning("%s %d: only %d examples; using all of them", key, size, available)
+    if grouped:
         if size is None or size >= len(unique):
             return dataset
         chosen = range(size) if first else np.random.default_rng(seed).choice(len(unique), size=size, replace=False)

@@ -17,7 +17,7 @@ import torch
 from ftpipe import progress, records
 from ftpipe.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
-from ftpipe.models.loading import load_for_task, load_tokenizer
+from ftpipe.models.loading import custom_code_refused, load_for_task, load_tokenizer
 from ftpipe.precision import autocast
 from ftpipe.stage import peak_rss_mb
 from ftpipe.precision import resolve as resolve_precision
@@ -41,12 +41,13 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
 
     task = get_task(params.task)
     trust = params.model.trust_remote_code
-    tokenizer = load_tokenizer(base_dir if which == "base" else model_dir, task, trust_remote_code=trust)
-    set_seed(params.evaluate.seed)  # the base model's fresh head is the same every run
-    if which == "base":
-        model = load_for_task(task, base_dir, tokenizer, trust_remote_code=trust)
-    else:
-        model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code=trust)
+    with custom_code_refused(model_dir):
+        tokenizer = load_tokenizer(base_dir if which == "base" else model_dir, task, trust_remote_code=trust)
+        set_seed(params.evaluate.seed)  # the base model's fresh head is the same every run
+        if which == "base":
+            model = load_for_task(task, base_dir, tokenizer, trust_remote_code=trust)
+        else:
+            model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code=trust)
     if torch.cuda.is_available():
         model.to("cuda")
     features = datasets.load_from_disk(str(Path(data_dir) / "eval"))
@@ -64,14 +65,20 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
 
-    write_json(metrics_path, headline(metrics))
-    if details_path is not None:
-        write_json(details_path, metrics)
+    write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path)
+    return metrics
+
+
+def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path=None) -> None:
+    """Each output moves into place on its own, so the metrics go last: they never describe predictions
+    and plots that are not there. A kill between the moves leaves new predictions beside old metrics,
+    which DVC sees as out of date and the rerun replaces."""
     with atomic_output(predictions_path) as tmp:
         tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
         records.TIMING.write(tmp, timing)
-    return metrics
-
+    if details_path is not None:
+        write_json(details_path, metrics)
+    write_json(metrics_path, headline(metrics))

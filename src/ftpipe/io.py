@@ -28,20 +28,31 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; move it into place only if the block succeeds.
 
     A crash or bad input therefore never leaves a half-written artifact for DVC to cache.
-    Works for files and directories alike.
+    Works for files and directories alike. The old output is renamed aside (`.<name>.tmp-<pid>-old`)
+    before the new one takes its place and removed after, so at every instant a complete output
+    exists, old or new: a kill between the two renames leaves the aside copy, which the next run's
+    cleanup (_remove_stale) puts back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    aside = tmp.with_name(f"{tmp.name}-old")
     _remove(tmp)
+    _remove(aside)
     try:
         yield tmp
-    except BaseException:
+        if _exists(path):
+            os.replace(path, aside)
+        os.replace(tmp, path)
+    except BaseException as err:
+        if _exists(aside) and not _exists(path):  # failed between the renames: the old output goes back
+            os.replace(aside, path)
         _remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # disk full, shutil.Error: say which output
+            err.filename = str(path)
         raise
-    _remove(path)
-    os.replace(tmp, path)
+    _remove(aside)
 
 
 @contextlib.contextmanager
@@ -61,13 +72,18 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
 def _remove_stale(path: Path) -> None:
     """Remove temporary siblings of `path` left by a killed process (SIGKILL skips the cleanup above).
 
-    Those of a live process (a concurrent stage) are left alone.
+    An old output renamed aside by a process killed before the new one took its place is the only
+    complete copy: it is put back, never removed. Those of a live process (a concurrent stage) are left alone.
     """
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        pid = stale.name.rpartition(".tmp-")[2]
+    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.tmp-*")):
+        pid, _, kind = stale.name.rpartition(".tmp-")[2].partition("-")
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            log.info("removing %s, left by a process that died", stale)
-            _remove(stale)
+            if kind == "old" and not _exists(path):
+                log.warning("restoring %s from %s: the process replacing it died", path, stale)
+                os.replace(stale, path)
+            else:
+                log.info("removing %s, left by a process that died", stale)
+                _remove(stale)
 
 
 def _alive(pid: int) -> bool:
@@ -80,10 +96,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
+    elif _exists(path):
         path.unlink()
 
 
@@ -163,8 +183,11 @@ def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple
             _check_mapped(path, reader.fieldnames, columns)
             _check_clash(path, reader.fieldnames, columns)
             for number, row in enumerate(reader, start=1):
-                if None in row:  # more cells than header columns
-                    raise DataError(path, f"{len(reader.fieldnames) + len(row[None])} cells for {len(reader.fieldnames)} columns", record=number)
+                # More cells than header columns land under the key None, fewer leave None values (csv
+                # skips a blank line): either way the cells no longer say which column they are.
+                cells = len(reader.fieldnames) + len(row.get(None, ())) - list(row.values()).count(None)
+                if cells != len(reader.fieldnames):
+                    raise DataError(path, f"{cells} cell{'s' * (cells != 1)} for {len(reader.fieldnames)} columns", record=number)
                 yield number, row
     elif suffix == ".jsonl":
         with open(path, "rb") as fh:

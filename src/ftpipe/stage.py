@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from typing import Callable
@@ -15,19 +16,27 @@ def run(main: Callable[[], None]) -> None:
     """Run a stage's main(); a user error ends it with one line on stderr and exit code 1."""
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     start, cpu = time.perf_counter(), time.process_time()
+    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     try:
         main()
     except FtpipeError as err:
         _fail(str(err))
-    except OSError as err:  # a missing or unreadable path given on the command line or in params
-        if err.filename is None:
-            raise
-        _fail(f"{err.filename}: {err.strerror or err}")
+    except OSError as err:  # a missing or unreadable path, a full disk: what the OS refused, not a bug
+        if err.filename is None and err.errno is None and not isinstance(err, shutil.Error):
+            raise  # a library's own subclass (requests' ConnectionError, ...): its traceback says where
+        _fail(f"{err.filename or f'stage {name}'}: {_reason(err)}")
     # What the stage cost, on one line a log (and benchmarks/data_scale.py) can read: wall and CPU
     # seconds of this process, its peak resident memory.
-    name = os.path.splitext(os.path.basename(sys.argv[0]))[0]
     logging.getLogger("ftpipe.stage").info("%s: done in %.1f s (CPU %.1f s), peak memory %.0f MB", name,
                                            time.perf_counter() - start, time.process_time() - cpu, peak_rss_mb())
+
+
+def _reason(err: OSError) -> str:
+    """What went wrong, without the file name the line already starts with."""
+    if isinstance(err, shutil.Error) and err.args and isinstance(err.args[0], list):  # copytree: (src, dst, why) per file
+        src, _, why = err.args[0][0]
+        return f"{len(err.args[0])} file(s) not copied, the first {src}: {why}"
+    return err.strerror or str(err)
 
 
 def _fail(message: str) -> None:

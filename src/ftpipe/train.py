@@ -12,8 +12,10 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import torch
 from dvclive import Live
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from ftpipe.errors import ConfigError
+from ftpipe.errors import ConfigError, FtpipeError
 from ftpipe.io import atomic_output
 from ftpipe.methods.base import count_trainable
 from ftpipe.models.loading import base_identity, load_tokenizer
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def training_arguments(cfg, output_dir: Path):
+    # Each argument set here from a param is in ftpipe.config.SET_BY, which keeps train.extra off it.
     precision = resolve_precision(cfg.precision)
     kwargs = dict(
         output_dir=str(output_dir),
@@ -53,7 +56,7 @@ def training_arguments(cfg, output_dir: Path):
         logging_steps=cfg.logging_steps,
         **checkpointing(cfg),
         label_smoothing_factor=cfg.label_smoothing,
-        max_grad_norm=cfg.max_grad_norm,
+        max_grad_norm=0.0 if cfg.max_grad_norm is None else cfg.max_grad_norm,  # the Trainer clips only when > 0
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         # Without CUDA, use_cpu is what makes accelerate join torchrun's processes (gloo) rather than
@@ -243,7 +246,8 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
               callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
     trainable = count_trainable(model)
-    metrics = method.fit(model, run)
+    with checkpoint_loads(resume_from):
+        metrics = method.fit(model, run)
 
     # Every process takes part in saving (a sharded model is gathered first); the main one writes.
     final = checkpoint_dir / "final"
@@ -354,6 +358,19 @@ def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True
     checkpoint_dir.mkdir(parents=True)
     stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return None
+
+
+@contextmanager
+def checkpoint_loads(checkpoint: Path | None):
+    """A checkpoint file that torch refuses to load as one line naming the checkpoint and how to discard
+    it: a pickle that is not plain tensors (weights_only refuses it: it could run code), or a damaged one."""
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        if checkpoint is None or isinstance(err, RuntimeError) and "PytorchStreamReader" not in str(err):
+            raise  # not resuming, or not torch failing to read a file: a bug, with its traceback
+        raise FtpipeError(f"{checkpoint}: cannot resume from it: torch refuses to load one of its files "
+                          f"({type(err).__name__}); discard it with `rm -r {checkpoint}` and rerun") from None
 
 
 def clear_checkpoints(checkpoint_dir: Path) -> None:

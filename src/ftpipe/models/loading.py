@@ -7,9 +7,24 @@ command-line flag, never from a file inside the model directory, which travels w
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 from ftpipe import records
+from ftpipe.errors import ConfigError
+
+
+@contextmanager
+def custom_code_refused(model_dir: Path):
+    """transformers' refusal of a folder that ships code (auto_map) as one line naming the folder and
+    the key that allows it; any other ValueError is a bug, and keeps its traceback."""
+    try:
+        yield
+    except ValueError as err:
+        if "contains custom code" not in str(err):
+            raise
+        raise ConfigError("model.trust_remote_code", f"{model_dir} ships code that must run to load it (auto_map in its "
+                                                     "config): set model.trust_remote_code=true only if you trust that code") from None
 
 
 def load_tokenizer(model_dir: Path, task=None, trust_remote_code: bool = False):

@@ -24,6 +24,15 @@ class RecordError(ValueError):
         super().__init__(message)
 
 
+def record_id(record: dict) -> str:
+    """A record's id as a string, "" for none: an integer 0 is the id "0", not "no id" (as read_records
+    makes it; SQuAD's nested JSON and plug-in readers bypass that)."""
+    value = record.get("id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return str(value or "")
+
+
 @dataclass
 class TaskConfig:
     """Fields every task section has; plug-ins extend it."""

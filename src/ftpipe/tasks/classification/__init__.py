@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftpipe.errors import check
-from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 
 
@@ -27,6 +27,12 @@ class Config(TaskConfig):
     def __post_init__(self):
         super().__post_init__()
         check("task.labels", len(self.labels) >= 2, "list at least two class names")
+        seen: dict[str, str] = {}
+        for name in self.labels:  # label_id matches names ignoring case: "Pos" and "pos" would be one class
+            first = seen.get(str(name).lower())
+            check("task.labels", first is None, f"class name '{name}' is listed twice"
+                  + (f" (as '{first}': labels match ignoring case)" if first != name else ""))
+            seen[str(name).lower()] = name
         for alias, idx in self.label_aliases.items():
             check(f"task.label_aliases.{alias}", 0 <= idx < len(self.labels), f"class id {idx} out of range")
 
@@ -59,7 +65,7 @@ class Task(BaseTask):
             raise RecordError(text, "empty or missing text")
         if self.cfg.unescape_newlines:
             value = value.replace("\\n", "\n").replace('\\"', '"')
-        return {"id": str(record.get("id") or ""), "text": value.strip(), "label": self.label_id(record[label], data_cfg.label_offset)}
+        return {"id": record_id(record), "text": value.strip(), "label": self.label_id(record[label], data_cfg.label_offset)}
 
     def label_id(self, raw, offset: int) -> int:
         """Class id from a label name, an alias, or an integer (minus data.label_offset)."""

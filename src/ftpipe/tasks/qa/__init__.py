@@ -3,7 +3,7 @@
 Inputs: SQuAD nested JSON (data -> paragraphs -> qas -> answers, every article and paragraph),
 or flat CSV/JSON/JSONL records with context, question and answers. Fields that annotation tools
 add (answer ids, document ids, answer_end, categories) are ignored. `is_impossible` or an empty
-answer list marks an unanswerable (v2) question.
+answer list marks an unanswerable (v2) question; v1 (task.version_2=false) refuses both.
 
 Preprocess checks each answer_start against its text and repairs it to the nearest occurrence
 (counted); long contexts become overlapping windows (max_length / doc_stride) at tokenize, and
@@ -22,7 +22,7 @@ from pathlib import Path
 from ftpipe.errors import check
 from ftpipe.errors import DataError
 from ftpipe.io import read_records, read_text
-from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 
 SNIPPET = 200  # characters of context shown next to the question in predictions and reports
@@ -48,6 +48,8 @@ class Config(TaskConfig):
         check("task.max_answer_length", self.max_answer_length >= 1, "must be >= 1")
 
 
+# The answers of a record to predict on: none, and no reference either (no file's JSON holds a tuple).
+NO_REFERENCE = ()
 EXAMPLE = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")  # the card's
 
 
@@ -97,14 +99,22 @@ class Task(BaseTask):
 
     def clean(self, record: dict, data_cfg) -> dict:
         cfg = self.cfg
-        qid = str(record.get("id") or "")
+        qid = record_id(record)
         label = f"question {qid!r}" if qid else "question"
         context, question = record.get(cfg.context_field), record.get(cfg.question_field)
         if not isinstance(context, str) or not context.strip():
             raise RecordError(cfg.context_field, f"{label}: empty or missing context")
         if not isinstance(question, str) or not question.strip():
             raise RecordError(cfg.question_field, f"{label}: empty or missing question")
-        answers = [] if _truthy(record.get("is_impossible")) else self._answers(record, label)
+        field, impossible = cfg.answers_field, _truthy(record.get("is_impossible"))
+        allow = "SQuAD v1 has no unanswerable questions; task.version_2=true allows them"
+        if impossible and not cfg.version_2:
+            raise RecordError(field, f"{label}: is_impossible is true ({allow})")
+        answers = self._answers(record, label)
+        if impossible and answers:  # v2 keeps an impossible question's guesses in plausible_answers, not answers
+            raise RecordError(field, f"{label}: is_impossible is true but it has {len(answers)} answer(s) (drop them or the flag)")
+        if not answers and not cfg.version_2 and record.get(field) is not NO_REFERENCE:  # once trained as "no answer"
+            raise RecordError(field, f"{label}: no answer (answers is empty or blank; {allow})")
         texts, starts = [], []
         for text, start in answers:
             start = self._check_span(context, text, start, label)
@@ -120,6 +130,8 @@ class Task(BaseTask):
         raw = record.get(field)
         if raw is None and ("answer" in record or "answer_text" in record):  # flat: one answer per row
             raw = [{"text": record.get("answer", record.get("answer_text")), "answer_start": record.get("answer_start")}]
+        if raw is NO_REFERENCE:
+            return []
         if isinstance(raw, str):  # CSV cells hold JSON
             try:
                 raw = json.loads(raw) if raw.strip() else []
@@ -144,6 +156,8 @@ class Task(BaseTask):
             if not answer["text"].strip():
                 continue
             start = answer.get("answer_start")
+            if isinstance(start, bool) or isinstance(start, float) and not start.is_integer():  # int() made 12.7 12, true 1
+                raise RecordError(f"{field}.answer_start", f"{label}: answer_start {start!r} is not a whole number")
             try:
                 start = None if start is None or start == "" else int(start)
             except (TypeError, ValueError):
@@ -236,7 +250,7 @@ class Task(BaseTask):
         return chosen, answers
 
     def prediction_record(self, record):
-        return {self.cfg.answers_field: [], **record}  # none needed; SQuAD v1 refuses a record without the key
+        return {self.cfg.answers_field: NO_REFERENCE, **record}  # none needed, even in v1
 
     def card_example(self, adapter):
         # transformers v5 has no question-answering pipeline: the best span of one window, by hand.

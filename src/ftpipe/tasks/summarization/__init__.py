@@ -15,7 +15,7 @@ from typing import Optional
 
 from ftpipe.errors import check
 from ftpipe.errors import ConfigError
-from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Task(BaseTask):
         references = [record[f].strip() for f in self.cfg.summary_fields if isinstance(record.get(f), str) and record[f].strip()]
         if not references:
             raise RecordError(self.cfg.summary_fields[0], f"no summary in any of {', '.join(self.cfg.summary_fields)}")
-        return {"id": str(record.get("id") or ""), "dialogue": dialogue.strip(), "references": references}
+        return {"id": record_id(record), "dialogue": dialogue.strip(), "references": references}
 
     # --- tokenize ---------------------------------------------------------------
     def prompt_parts(self, tokenizer) -> tuple[list[int], list[int]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ftpipe.errors import ConfigError, check
 from ftpipe.io import read_records
-from ftpipe.tasks.base import RecordError, TaskConfig
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 from ftpipe.tasks.token_classification.conll import SUFFIXES, read_conll
 from ftpipe.tasks.token_classification.synthetic import entities as synthetic_entities
@@ -94,7 +94,7 @@ class Task(BaseTask):
         if len(tags) != len(tokens):
             raise RecordError(cfg.tags_field, f"{len(tokens)} tokens but {len(tags)} tags")
         self.stats["tags_repaired"] += 0  # the key shows in the metrics even when nothing was repaired
-        row = {"id": str(record.get("id") or ""), "tokens": [t.strip() for t in tokens],
+        row = {"id": record_id(record), "tokens": [t.strip() for t in tokens],
                "tags": to_iob2(tags, self.ids, cfg.scheme, cfg.repair_tags, self.stats, where, cfg.tags_field)}
         if "_starts" in record:  # raw text to predict on: entities are given in its own offsets
             row.update(text=record[cfg.text_field], starts=record["_starts"])
