@@ -13,13 +13,13 @@ from ftpipe.tasks import get_task
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     for name in ("base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing",
-                 "tuned-record", "out", "report"):
+                 "tuned-record", "out", "report", "speed"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     params = load_params("evaluate", "task")
     compare(args.base_metrics, args.tuned_metrics, args.base_predictions, args.tuned_predictions,
             args.out, args.report, params.evaluate.report_examples, (args.base_timing, args.tuned_timing), args.tuned_record,
-            get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
+            get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed, args.speed)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,9 @@ def test_compare_writes_intervals_to_the_json_and_the_report(tmp_path):
     assert out["significance"]["mcnemar"]["p_value"] < 0.001 and "macro_f1" in out["significance"]
     report = (tmp_path / "compare.md").read_text()
     assert "| accuracy | 0.2500 | 0.9000 | +0.6500 | [+" in report and "| 0.004 |" in report and "paired bootstrap" in report
+    # With speed_report (as the pipeline runs it) the speeds, which vary run to run, leave the git-tracked report.
+    compare(tmp_path / "base.json", tmp_path / "tuned.json", paths["base"], paths["tuned"], tmp_path / "compare.json",
+            tmp_path / "compare2.md", 2, (tmp_path / "base_timing.json", tmp_path / "tuned_timing.json"), tmp_path / "record.json",
+            task, resamples=500, seed=0, speed_report=tmp_path / "speed.md")
+    assert "eval samples/s" not in (tmp_path / "compare2.md").read_text() and "speed.md" in (tmp_path / "compare2.md").read_text()
+    assert "| base | 0.25 | 1 |" in (tmp_path / "speed.md").read_text()

@@ -31,9 +31,11 @@ def read_rows(path: Path) -> dict[str, dict]:
 
 def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
             out_metrics: Path, report: Path, n_examples: int, timings: tuple[Path, Path], tuned_record: Path,
-            task=None, resamples: int = 1000, seed: int = 0) -> dict:
+            task=None, resamples: int = 1000, seed: int = 0, speed_report: Path | None = None) -> dict:
     """`timings`: base and tuned evaluation timing.json; `tuned_record`: models/tuned/ftpipe_train.json;
-    `task`: the plug-in whose example_stats the paired bootstrap redraws (None: no intervals)."""
+    `task`: the plug-in whose example_stats the paired bootstrap redraws (None: no intervals);
+    `speed_report`: where the evaluation speeds go (None: into the report). They vary run to run, so
+    the pipeline keeps them out of the git-tracked report: rerunning evaluation leaves git clean."""
     headline = next(iter(read_json(tuned_metrics)))  # metrics/tuned.json holds the headline first
     base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
     delta = {key: tuned[key] - base[key] for key in tuned if key in base and key not in COUNTS}
@@ -55,7 +57,13 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
         lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
                   "each metric on its own (no correction for testing several); a p-value is never below 2 / (resamples + 1)."
                   + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
-    lines += speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
+    speed = speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
+    if speed_report is None:
+        lines += speed
+    else:
+        with atomic_output(speed_report) as tmp:
+            tmp.write_text("\n".join(["# Evaluation speed", "", *speed[2:]]))
+        lines += [f"Evaluation speed (it varies run to run): `{speed_report}`, a DVC-tracked output kept out of git.", ""]
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
         if not chosen:
