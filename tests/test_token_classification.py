@@ -187,3 +187,25 @@ def test_the_synthetic_generator_is_found_through_the_plug_in(tmp_path):
     task = make_task()
     assert all(task.clean(r, DataConfig()) for r in map(__import__("json").loads, lines))
     assert Path(tmp_path / "raw/eval/entities.jsonl").read_text() != "\n".join(lines) + "\n"
+
+
+def test_a_decoder_tags_tokens_too(tmp_path, bytelevel):
+    """Byte-level BPE and a causal LM's token-classification head (Llama's `score`), as SmolLM2 would be used."""
+    import torch
+    from transformers import LlamaConfig
+
+    task = make_task(max_length=16, stride=4)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(bytelevel), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+                         intermediate_size=16, max_position_embeddings=64, **task.model_kwargs())
+    model = task.model_class.from_config(config)
+    task.prepare(bytelevel, model)
+    records = [{"tokens": ["Priya", "Shah", "works", "for", "Globex", "in", "Lima", "on", "Friday", "."] * 2,
+                "tags": ["B-PER", "I-PER", "O", "O", "B-ORG", "O", "B-LOC", "O", "O", "O"] * 2}]
+    examples = dataset(task, records)
+    features = task.tokenize(examples, bytelevel, "eval", None, 10)
+    assert len(features) > 1  # windows
+    cfg = type("Eval", (), {"batch_size": 2, "sort_by_length": True})()
+    (row,) = task.predict(model, bytelevel, features, examples, cfg)
+    assert len(row["predicted_tags"]) == 20 and all(row["input"][e["start"]:e["end"]] == e["text"] for e in row["entities"])
+    assert type(model).__name__ == "LlamaForTokenClassification"
