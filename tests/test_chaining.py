@@ -72,3 +72,8 @@ def test_ladder_runs_each_method_as_an_experiment_and_tabulates_them(tmp_path):
     assert float(by["full"]["value"]) > float(by["base model"]["value"])
     assert all(float(r["eval_samples_per_s"]) > 0 for r in rows)
     assert "| distill |" in (repo / "reports/methods.md").read_text()
+    # Each method's interval (from its compare) and whether it differs from the best (Holm-corrected).
+    low, high = float(by["full"]["ci95_low"]), float(by["full"]["ci95_high"])
+    assert low <= float(by["full"]["value"]) <= high and 0 < float(by["full"]["p_vs_base"]) <= 1
+    assert [r["vs_best"] for r in rows].count("best") == 1 and not by["base model"]["vs_best"]
+    assert all(r["vs_best"].startswith(("best", "differs", "within noise")) for r in rows[1:])

@@ -129,3 +129,24 @@ def test_compare_writes_intervals_to_the_json_and_the_report(tmp_path):
             task, resamples=500, seed=0, speed_report=tmp_path / "speed.md")
     assert "eval samples/s" not in (tmp_path / "compare2.md").read_text() and "speed.md" in (tmp_path / "compare2.md").read_text()
     assert "| base | 0.25 | 1 |" in (tmp_path / "speed.md").read_text()
+
+
+def test_the_ladder_calls_a_method_different_from_the_best_only_past_holms_correction():
+    from ftpipe.ladder import versus_best
+
+    task = make_task({"type": "classification", "labels": ["neg", "pos"]})
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 300)
+
+    def predictions(accuracy):
+        right = rng.random(300) < accuracy
+        return {f"r{i}": {"reference": "pos" if t else "neg", "prediction": ("pos" if t else "neg") if ok else ("neg" if t else "pos"),
+                          "score": float(ok)} for i, (t, ok) in enumerate(zip(truth, right))}
+
+    preds = {"full": predictions(0.9), "lora": predictions(0.89), "freeze": predictions(0.6)}
+    rows = [{"method": m, "metric": "accuracy", "value": float(np.mean([r["score"] for r in p.values()]))} for m, p in preds.items()]
+    versus_best(rows, preds, task, resamples=1000, seed=0)
+    by = {r["method"]: r["vs_best"] for r in rows}
+    best = max(rows, key=lambda r: r["value"])["method"]
+    assert by[best] == "best" and by["freeze"].startswith("differs")
+    assert by["lora" if best == "full" else "full"].startswith("within noise")

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 
 REPORT, TABLE = Path("reports/methods.md"), Path("reports/methods.csv")
-COLUMNS = ["method", "experiment", "metric", "value", "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb"]
+COLUMNS = ["method", "experiment", "metric", "value", "ci95_low", "ci95_high", "p_vs_base", "vs_best",
+           "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb"]
 
 
 def read(path: str) -> dict:
@@ -51,10 +52,48 @@ def row(method: str, experiment: str, which: str = "tuned") -> dict:
 
     timing = records.TIMING.read(f"plots/{which}", missing_ok=True)
     train = records.TRAIN.read("models/tuned", missing_ok=True) if which == "tuned" else {}
-    return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4),
+    tested = (read("metrics/compare.json").get("significance") or {}).get(metric, {}) if which == "tuned" else {}
+    low, high = tested.get("ci95", [None, None])
+    interval = {"ci95_low": _round(low + value - tested["delta"]) if tested else None,  # the tuned value's interval: base + delta's
+                "ci95_high": _round(high + value - tested["delta"]) if tested else None, "p_vs_base": tested.get("p_value"), "vs_best": None}
+    return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4), **interval,
             "trainable_params": train.get("trainable_params", 0), "train_seconds": round(train.get("train_runtime", 0), 1),
             "eval_samples_per_s": timing.get("samples_per_second"), "train_peak_rss_mb": train.get("peak_rss_mb"),
             "eval_peak_rss_mb": timing.get("peak_rss_mb")}
+
+
+def _round(value):
+    return None if value is None else round(value, 4)
+
+
+def versus_best(rows: list[dict], predictions: dict[str, dict], task, resamples: int, seed: int) -> None:
+    """Fill `vs_best` for the tuned rows: does each method differ from the best one at the 5% level?
+
+    A paired bootstrap over the evaluation examples (as compare's) of each method against the best,
+    the p-values Holm-corrected for the number of methods compared (it controls the chance of any
+    false "differs" at 5%)."""
+    from ftpipe.significance import paired_bootstrap
+
+    tuned = [r for r in rows if r["method"] in predictions]
+    if not tuned:
+        return
+    best = max(tuned, key=lambda r: r["value"])
+    raw = {}
+    for r in tuned:
+        if r is best:
+            continue
+        ids = [i for i in predictions[best["method"]] if i in predictions[r["method"]]]
+        mine, _ = task.example_stats([predictions[r["method"]][i] for i in ids])
+        theirs, to_metrics = task.example_stats([predictions[best["method"]][i] for i in ids])
+        tested = paired_bootstrap(mine, theirs, to_metrics, resamples, seed)
+        raw[r["method"]] = (tested.get(best["metric"]) or next(iter(tested.values())))["p_value"]
+    adjusted, running = {}, 0.0
+    for k, (method, p) in enumerate(sorted(raw.items(), key=lambda item: item[1])):  # Holm's step-down
+        running = max(running, min(1.0, (len(raw) - k) * p))
+        adjusted[method] = running
+    for r in tuned:
+        r["vs_best"] = "best" if r is best else (f"{'differs' if adjusted[r['method']] < 0.05 else 'within noise'} "
+                                                 f"(Holm p {adjusted[r['method']]:.3g})")
 
 
 def run_one(method: str, overrides: list[str]) -> str:
@@ -82,12 +121,16 @@ def write_report(rows: list[dict]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     metric = rows[0]["metric"]
-    lines = ["# Methods compared", "", f"Same data, base model and seeds; `{metric}` on the evaluation set (QA F1 is 0-100, other metrics 0-1).", "",
-             f"| method | {metric} | trainable params | train s | eval samples/s | train peak MB | eval peak MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["# Methods compared", "", f"Same data, base model and seeds; `{metric}` on the evaluation set (QA F1 is 0-100, other metrics 0-1),",
+             "with its 95% interval (paired bootstrap against the base, as in reports/compare.md) and whether it differs",
+             "from the best method at the 5% level (paired bootstrap against the best, Holm-corrected for the methods compared).", "",
+             f"| method | {metric} | 95% interval | p vs base | vs best | trainable params | train s | eval samples/s | train peak MB | eval peak MB |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['value']} | {r['trainable_params']:,} | {r['train_seconds']} | {r['eval_samples_per_s']} "
-                     f"| {r['train_peak_rss_mb'] or ''} | {r['eval_peak_rss_mb']} |")
+        interval = f"[{r['ci95_low']}, {r['ci95_high']}]" if r["ci95_low"] is not None else ""
+        p = "" if r["p_vs_base"] is None else ("< 0.001" if r["p_vs_base"] < 0.001 else f"{r['p_vs_base']:.3g}")
+        lines.append(f"| {r['method']} | {r['value']} | {interval} | {p} | {r['vs_best'] or ''} | {r['trainable_params']:,} | {r['train_seconds']} "
+                     f"| {r['eval_samples_per_s']} | {r['train_peak_rss_mb'] or ''} | {r['eval_peak_rss_mb']} |")
     REPORT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -105,7 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"error: no conf/method/{unknown[0]}.yaml (known: {', '.join(sorted(p.stem for p in Path('conf/method').glob('*.yaml')))})")
 
-    rows = []
+    from ftpipe.params import load_params
+    from ftpipe.tasks import get_task
+
+    rows, predictions = [], {}
     for method in sorted(methods, key=lambda m: m == "distill"):  # the teacher first
         overrides = args.overrides + [o for m, o in args.per_method if m == method]
         if method == "distill":
@@ -114,6 +160,10 @@ def main(argv: list[str] | None = None) -> None:
         if not rows:
             rows.append(row("base model", name, "base"))
         rows.append(row(method, name))
+        with open("predictions/tuned.jsonl") as fh:  # this experiment's, still in the workspace
+            predictions[method] = {r["id"]: r for r in map(json.loads, fh)}
+        params = load_params("task", "evaluate")
+        versus_best(rows, predictions, get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
         write_report(rows)  # after every run: a ladder cut short still leaves its table
 
 
