@@ -30,7 +30,7 @@ STAGES = {
     "tokenize": "python stages/tokenize_text.py --clean data/clean --model tests/bad_inputs/model_512_positions --out data/tokenized",
     "compare": "python stages/compare.py " + " ".join(f"--{name} nope" for name in (
         "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing", "tuned-record",
-        "out", "report")),  # params load first: the files are never read
+        "out", "report", "speed")),  # params load first: the files are never read
     "evaluate": "python stages/evaluate_model.py --which tuned --model tests/bad_inputs/model_with_code --base models/base "
                 "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
