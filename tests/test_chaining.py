@@ -33,8 +33,8 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
     assert (info["method"]["name"], info["method"]["type"]) == ("distill", "distill") and config["num_hidden_layers"] == 1
     student = json.loads((repo / "metrics/tuned.json").read_text())
     assert student["accuracy"] > base["accuracy"] + 0.1, (base, student, teacher)
-    # The compare report sets the student beside its base and its teacher, on accuracy and on speed.
-    report = (repo / "reports/compare.md").read_text()
+    # The speed report sets the student beside its base and its teacher, on accuracy and on speed.
+    report = (repo / "reports/speed.md").read_text()
     assert f"{rev}) | {teacher['accuracy']:.4g} | " in report and "| tuned (student, " in report, report
     # The teacher is a versioned dependency: its revision is a param DVC tracks.
     assert rev in (repo / "params.yaml").read_text()
