@@ -179,6 +179,7 @@ def test_plots_render_for_classification(tiny_pipeline):
 @pytest.mark.slow
 def test_summarization_run_ends_with_its_headline_and_renders_its_plots(dialogsum_pipeline):
     out = run(["dvc", "repro"], dialogsum_pipeline).stdout
-    assert re.search(r"^rougeL \(0-1\): base [\d.]+ -> tuned [\d.]+ \([+-][\d.e-]+\)", out, flags=re.M), out
+    assert re.search(r"^rougeL \(0-1\): base [\d.]+ -> tuned [\d.]+ \([+-][\d.e-]+ \[[+-][\d.e-]+, [+-][\d.e-]+\], p [=<] [\d.e-]+\)",
+                     out, flags=re.M), out  # the delta with its bootstrap interval
     plots = json.loads(run(["dvc", "plots", "show", "--json"], dialogsum_pipeline).stdout)
     assert not plots.get("errors") and {"rougeL_per_example", "summary_length", "rougeL_by_reference_length"} <= set(plots["data"])
