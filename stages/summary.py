@@ -10,7 +10,7 @@ from pathlib import Path
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe.errors import FtpipeError
 from ftpipe.params import load_params
-from ftpipe.summary import summarize
+from ftpipe.summary import stale_params, summarize
 from ftpipe.tasks import get_task
 
 
@@ -23,6 +23,7 @@ def main() -> None:
         task = get_task(load_params("task").task)  # the metric it is judged by, and its scale
         lines = summarize(args.base, args.tuned, args.report, args.model, args.export, task.headline_metric, task.metric_scale,
                           args.compare)
+        lines += [line for line in [stale_params()] if line]
     except (OSError, ValueError, FtpipeError) as err:  # a summary never fails the run it summarizes
         lines = [f"summary: unavailable ({err})"]
     print("\n".join(lines), flush=True)

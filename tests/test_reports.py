@@ -48,6 +48,22 @@ def test_summary_puts_the_bootstrap_interval_beside_the_headline_delta(tmp_path)
     assert lines[0] == "accuracy (0-1): base 0.2075 -> tuned 0.7025 (+0.495 [+0.45, +0.54], p < 0.001)"
 
 
+def test_summary_names_a_conf_edit_that_params_yaml_does_not_hold(tmp_path):
+    import yaml
+
+    from ftpipe.params import conf_digest
+    from ftpipe.summary import stale_params
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/config.yaml").write_text("train:\n  lr: 1.0e-4\n")
+    params = tmp_path / "params.yaml"
+    params.write_text(f"train:\n  lr: 1.0e-4\nconf_digest: {conf_digest(tmp_path / 'conf')}\n")
+    assert stale_params(params, tmp_path / "conf") is None
+    (tmp_path / "conf/config.yaml").write_text("train:\n  lr: 3.0e-4\n")  # edited by hand, never composed
+    assert "has changed since" in stale_params(params, tmp_path / "conf") and "python -m ftpipe.params" in stale_params(params, tmp_path / "conf")
+    assert conf_digest(REPO / "conf") == yaml.safe_load((REPO / "params.yaml").read_text())["conf_digest"]  # the committed pair agrees
+
+
 def test_summary_stage_never_fails_the_run(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "stages/summary.py"), "--base", "missing.json", "--tuned", "missing.json",
                           "--report", "r.md", "--model", "m"], cwd=tmp_path, text=True, capture_output=True)

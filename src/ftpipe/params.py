@@ -115,6 +115,19 @@ def load_params(*sections: str, path: Path = PARAMS) -> Params:
     return validate(raw, sections)
 
 
+def conf_digest(conf_dir: Path = CONF_DIR) -> str:
+    """SHA-256 over conf/'s YAML files (relative path and bytes, in path order): the same on every machine.
+
+    params.yaml records it (`conf_digest`, by a resolver at compose time, in DVC's composition too),
+    so the summary can tell a `dvc repro` that conf/ was edited after params.yaml was composed."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(conf_dir).rglob("*.yaml")):
+        digest.update(path.relative_to(conf_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def compose(overrides: list[str] | None = None) -> dict:
     """Compose conf/ as DVC's Hydra integration does, as a plain dict."""
     from hydra import compose as hydra_compose

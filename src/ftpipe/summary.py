@@ -39,3 +39,17 @@ def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path |
         if pushed:
             lines.append(f"pushed to the Hub: {pushed.get('url') or pushed.get('repo_id')}")
     return lines
+
+
+def stale_params(params: Path = Path("params.yaml"), conf_dir: Path = Path("conf")) -> str | None:
+    """One line when conf/ changed after params.yaml was composed from it (a hand edit, then `dvc repro`:
+    DVC reads params.yaml only, so the edit did not run); None when they agree or nothing is recorded."""
+    import yaml
+
+    from ftpipe.params import conf_digest
+
+    recorded = (yaml.safe_load(Path(params).read_text()) or {}).get("conf_digest") if Path(params).exists() else None
+    if not recorded or not Path(conf_dir).is_dir() or recorded == conf_digest(conf_dir):
+        return None
+    return (f"warning: {conf_dir}/ has changed since {params} was composed from it, so this run used {params} as it was: "
+            f"run `python -m ftpipe.params` (or `dvc exp run`), then `dvc repro`")

@@ -56,3 +56,14 @@ def plot_specs(task_type):
 
 if not OmegaConf.has_resolver("ftpipe_plot_specs"):
     OmegaConf.register_new_resolver("ftpipe_plot_specs", plot_specs)
+
+
+def conf_digest():
+    """The digest of conf/ that params.yaml is composed from (ftpipe.params.conf_digest): the summary compares it."""
+    from ftpipe.params import conf_digest as digest
+
+    return digest()
+
+
+if not OmegaConf.has_resolver("ftpipe_conf_digest"):
+    OmegaConf.register_new_resolver("ftpipe_conf_digest", conf_digest)
