@@ -202,6 +202,8 @@ def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch)
     monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method})
     monkeypatch.setattr(ladder, "write_report", lambda rows: None)
     monkeypatch.setattr(ladder, "exp_ref", lambda name: f"refs/exps/{name}")
+    monkeypatch.setattr(ladder, "workspace_predictions", dict)  # a clean clone has no predictions/ before a run
+    monkeypatch.setattr(ladder, "versus_best", lambda *args: None)
     ladder.main(["--methods", "distill,full,lora", "-S", "data=yelp_local", "--for", "lora", "train.lr=5e-4"])
     assert calls == [("full", ["data=yelp_local"]), ("lora", ["data=yelp_local", "train.lr=5e-4"]),
                      ("distill", ["data=yelp_local", "method.teacher.revision=refs/exps/ladder-full"])]

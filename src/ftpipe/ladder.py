@@ -135,6 +135,12 @@ def write_report(rows: list[dict]) -> None:
     print("\n".join(lines), flush=True)
 
 
+def workspace_predictions() -> dict:
+    """The tuned predictions of the experiment just run: `dvc exp run` leaves them in the workspace."""
+    with open("predictions/tuned.jsonl") as fh:
+        return {r["id"]: r for r in map(json.loads, fh)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", required=True, help="comma-separated conf/method names")
@@ -160,8 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         if not rows:
             rows.append(row("base model", name, "base"))
         rows.append(row(method, name))
-        with open("predictions/tuned.jsonl") as fh:  # this experiment's, still in the workspace
-            predictions[method] = {r["id"]: r for r in map(json.loads, fh)}
+        predictions[method] = workspace_predictions()
         params = load_params("task", "evaluate")
         versus_best(rows, predictions, get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
         write_report(rows)  # after every run: a ladder cut short still leaves its table
