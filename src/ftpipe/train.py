@@ -405,7 +405,11 @@ class LiveLogger(TrainerCallback):
 
 
 # --- provenance ---------------------------------------------------------------------------------
-DEFINES_RUN = ("src", "stages", "conf", "dvc.yaml", "params.yaml", "pyproject.toml")
+DEFINES_RUN = ("src", "stages", "conf", "dvc.yaml", "params.yaml", "pyproject.toml", "requirements")
+# Every library whose version can change a result: the model and its numerics, data reading, the
+# validation split (scikit-learn), tokenization, scoring, quantization, the stored weights.
+RESULT_LIBRARIES = ("ftpipe", "torch", "transformers", "tokenizers", "safetensors", "datasets", "pyarrow", "peft",
+                    "accelerate", "bitsandbytes", "scikit-learn", "evaluate", "rouge-score", "numpy", "dvc", "dvclive")
 
 
 def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
@@ -414,7 +418,7 @@ def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": platform.python_version()}
-    for package in ("ftpipe", "torch", "transformers", "datasets", "peft", "accelerate", "dvc", "dvclive", "numpy"):
+    for package in RESULT_LIBRARIES:
         try:
             versions[package] = version(package)
         except PackageNotFoundError:
