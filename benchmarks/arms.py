@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, ftpipe_trainer, gpu_peak_mb, scratch_dir, task_examples, timer, validated
+from benchmarks.utilization import TokenCounter, eval_stats
 
 EVAL_SEED = 0  # ftpipe's evaluate.seed: the base model's fresh head
 TRAIN_SEED = 42  # the tutorial's and ftpipe's train seed
@@ -26,7 +27,7 @@ def _accuracy(predictions, references) -> float:
 
 def recipe(spec: Spec) -> dict:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, default_data_collator, set_seed
 
     out: dict = {"arm": "recipe"}
     train_set, eval_set = task_examples(spec.params, "train", spec.train_rows), task_examples(spec.params, "eval", spec.eval_rows)
@@ -63,9 +64,13 @@ def recipe(spec: Spec) -> dict:
     evaluate(load(), "base")
     set_seed(TRAIN_SEED)
     model = load()
-    timed_train(Trainer(model=model, args=args, train_dataset=train_tok), out, spec.device)
+    counter = TokenCounter(default_data_collator)  # the Trainer's own collator here, counted
+    timed_train(Trainer(model=model, args=args, train_dataset=train_tok, data_collator=counter), out, spec.device)
     evaluate(model, "tuned")
-    out.update(train_rows=len(train_tok), eval_rows=len(eval_tok), epochs=spec.epochs,
+    lengths = [sum(mask) for mask in eval_tok["attention_mask"]]
+    for which in ("base", "tuned"):
+        out |= eval_stats(f"eval_{which}", lengths, TUTORIAL_BATCH, sort=False, padded_to=TUTORIAL_MAX_LENGTH)
+    out.update(**counter.stats("train"), train_rows=len(train_tok), eval_rows=len(eval_tok), epochs=spec.epochs,
                tokens_per_train_row=TUTORIAL_MAX_LENGTH, gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out
 
@@ -118,10 +123,13 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     trainer = ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe")
     if not trim:  # the ablation: glibc keeps what each step frees
         trainer.remove_callback(ReturnFreedMemory)
+    trainer.data_collator = counter = TokenCounter(trainer.data_collator)
     timed_train(trainer, out, spec.device)
     evaluate(model, "tuned")
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
-    out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
+    for which in ("base", "tuned"):
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+    out.update(**counter.stats("train"), train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
                torch_threads=torch.get_num_threads(), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision))

@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.arms import EVAL_SEED, TRAIN_SEED
 from benchmarks.common import Spec, compose_params, ftpipe_trainer, gpu_peak_mb, prepare_model, scratch_dir, task_examples, timer, validated
+from benchmarks.utilization import TokenCounter, eval_stats
 
 # The QA workload as ftpipe runs it (model=minilm; tiny_bert for the smoke test).
 QA_OVERRIDES = ["experiment=squad_bert", "data=squad_local"]
@@ -144,6 +145,11 @@ def recipe(spec: Spec) -> dict:
     _rates(out, "train", len(train) * spec.qa_epochs, len(examples["train"]) * spec.qa_epochs)
     out["train_loss"] = round(float(np.mean(losses)), 4)
     evaluate(model, "tuned")
+    real = [sum(r[1]) for r in train]  # every feature is padded to 512; its mask says what is real
+    out.update(train_computed_tokens=int(len(train) * TUTORIAL_QA_MAX_LENGTH * spec.qa_epochs), train_real_tokens=int(sum(real) * spec.qa_epochs),
+               train_squared_lengths=int(sum(n * n for n in real) * spec.qa_epochs))
+    for which in ("base", "tuned"):
+        out |= eval_stats(f"eval_{which}", [sum(r[1]) for r in evals], TUTORIAL_QA_BATCH, sort=False, padded_to=TUTORIAL_QA_MAX_LENGTH)
     out.update(train_questions=len(examples["train"]), eval_questions=len(examples["eval"]), train_features=len(train),
                eval_features=len(evals), tokens_per_train_feature=TUTORIAL_QA_MAX_LENGTH,
                train_answers_cut_off=sum(r[2] == (0, 0) for r in train), epochs=spec.qa_epochs, lr=TUTORIAL_QA_LR,
@@ -186,12 +192,15 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     set_seed(train_cfg.seed)
     model = get_method(p.method).build(task, spec.model_dir, tokenizer, p.model)
     trainer = ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe-qa")
+    trainer.data_collator = counter = TokenCounter(trainer.data_collator)
     with timer(out, "train_s", spec.device):
         metrics = trainer.train().metrics
     _rates(out, "train", len(features["train"]) * spec.qa_epochs, len(examples["train"]) * spec.qa_epochs)
     out["train_loss"] = round(metrics["train_loss"], 4)
     evaluate(model, "tuned")
-    out.update(train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
+    for which in ("base", "tuned"):
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+    out.update(**counter.stats("train"), train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
                train_features=len(features["train"]), eval_features=len(features["eval"]),
                tokens_per_train_feature=round(float(np.mean([len(ids) for ids in features["train"]["input_ids"]])), 1),
                epochs=spec.qa_epochs, gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads(),

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, data_scale, extras, qa, scaling, summarization
-from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, prepare_model, scratch_dir
+from benchmarks import arms, data_scale, extras, qa, scaling, summarization, utilization
+from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, non_embedding_params, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
 SECTIONS = ("arms", "qa", "summarization", "tokenization", "options", "scaling", "ablations")
@@ -74,9 +74,14 @@ def train_tokens(arm: dict) -> float:
     return arm["tokens_per_train_row"] * arm["train_rows"] * arm["epochs"]
 
 
-def add_mfu(section: dict, model_dir: str, peak_tflops: float | None) -> None:
+def add_utilization(section: dict, model_dir: str, peaks: dict, datasheet_tflops: float | None) -> None:
+    """Each arm's MFU against this run's measured peak (utilization.py), and on a GPU also against
+    the datasheet's (`train_mfu_datasheet`, padding counted as the device computed it)."""
+    non_embedding, (layers, hidden) = non_embedding_params(model_dir), utilization.attention_dims(model_dir)
     for arm in section.values():
-        arm["train_mfu"] = mfu(model_dir, train_tokens(arm), arm["train_s"], peak_tflops)
+        arm |= utilization.utilization(arm, non_embedding, layers, hidden, peaks)
+        if datasheet_tflops:
+            arm["train_mfu_datasheet"] = mfu(model_dir, train_tokens(arm), arm["train_s"], datasheet_tflops)
 
 
 def ratio(a, b):
@@ -119,6 +124,11 @@ def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
 def table(results: dict) -> str:
     arms_ = results.get("arms")
     lines = []
+    for model, peak in results.get("peaks", {}).items():
+        bf16 = f", bf16 {peak['peak_bf16_flops'] / 1e9:.0f}" if "peak_bf16_flops" in peak else ""
+        lines += [f"Peaks measured in this run at {model}'s shapes {peak['matmul_shape']}, {peak['threads']} threads, CPU flags "
+                  f"{' '.join(peak['cpu_flags']) or 'none of ' + ' '.join(utilization.FLAGS)}: matmul fp32 "
+                  f"{peak['peak_fp32_flops'] / 1e9:.0f}{bf16} GFLOP/s; memory read {peak['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.", ""]
     if arms_ and "ftpipe" in arms_:
         r, f = arms_["recipe"], arms_["ftpipe"]
         lines += ["| | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]
@@ -130,7 +140,9 @@ def table(results: dict) -> str:
                            ("tokens_per_train_row", "tokens per train row"), ("peak_rss_mb", "peak RSS (MB)"),
                            ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
-                           ("tokenize_s", "tokenize (s)"), ("train_mfu", "train MFU")]:
+                           ("tokenize_s", "tokenize (s)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
+                           ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
     if "qa" in results and "ftpipe" in results["qa"]:
         r, f = results["qa"]["recipe"], results["qa"]["ftpipe"]
@@ -139,7 +151,9 @@ def table(results: dict) -> str:
                            ("train_s", "train wall time (s)"), ("eval_base_questions_per_s", "eval questions/s (base)"),
                            ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
                            ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
-                           ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_mfu", "train MFU")]:
+                           ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
+                           ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
@@ -149,7 +163,11 @@ def table(results: dict) -> str:
                            ("effective_batch", "dialogues per step"), ("eval_dialogues_per_s", "eval dialogues/s"),
                            ("generated_tokens_per_s", "generated tokens/s"), ("rouge1", "ROUGE-1"), ("rougeL", "ROUGE-L"),
                            ("trainable_params", "trainable params"), ("peak_rss_mb", "peak RSS (MB)"),
-                           ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"), ("train_mfu", "train MFU")]:
+                           ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"),
+                           ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_padding_waste", "train padding waste (computed / real − 1)"),
+                           ("eval_read_gb_per_s", "generation: weights + KV cache read, GB/s"),
+                           ("eval_bandwidth_utilization", "generation: share of measured bandwidth"), ("train_mfu_datasheet", "train MFU (datasheet)")]:
             if any(arms_s[n].get(key) is not None for n in names):
                 lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
     if "tokenization" in results:
@@ -232,23 +250,34 @@ def main(argv=None) -> None:
             save()
         return results[key]
 
-    peak_tflops = args.peak_tflops or device_peak_tflops()  # None on a CPU: no MFU there
+    datasheet_tflops = args.peak_tflops or device_peak_tflops()  # None on a CPU
+    peaks = {}
+
+    def measured_peaks(model_dir):
+        """The machine's peaks at this model's shapes, in a fresh process, before the section's arms."""
+        if model_dir not in peaks:
+            peaks[model_dir] = isolated(utilization.measure_peaks, spec, model_dir)
+            results.setdefault("peaks", {})[Path(model_dir).name] = peaks[model_dir]
+        return peaks[model_dir]
     if "arms" in args.only:
+        measured_peaks(spec.model_dir)
         section("arms", lambda: side_by_side("arms", {"recipe": lambda: isolated(arms.recipe, spec),
                                                       "ftpipe": lambda: isolated(arms.ftpipe_arm, spec)}))
-        add_mfu(results["arms"], spec.model_dir, peak_tflops)
+        add_utilization(results["arms"], spec.model_dir, peaks[spec.model_dir], datasheet_tflops)
     if "qa" in args.only:
         qa_run = qa.qa_spec(spec)  # its params and model, prepared once here
+        measured_peaks(qa_run.model_dir)
         section("qa", lambda: side_by_side("qa", {"recipe": lambda: isolated(qa.recipe, qa_run),
                                                   "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run)}))
-        add_mfu(results["qa"], qa_run.model_dir, peak_tflops)
+        add_utilization(results["qa"], qa_run.model_dir, peaks[qa_run.model_dir], datasheet_tflops)
     if "summarization" in args.only:
         _, sum_model_dir = summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
+        measured_peaks(sum_model_dir)
         section("summarization", lambda: side_by_side("summarization", {
             "recipe": lambda: isolated(summarization.recipe, spec),
             "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
-        add_mfu(results["summarization"], sum_model_dir, peak_tflops)
+        add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
     if "tokenization" in args.only:
         section("tokenization", lambda: isolated(extras.tokenization, spec))
     if "options" in args.only:

@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmarks.arms import TRAIN_SEED, timed_train
 from benchmarks.common import Spec, compose_params, ftpipe_trainer, gpu_peak_mb, scratch_dir, task_examples, timer, validated
+from benchmarks.utilization import TokenCounter, WeightReads
 
 EXPERIMENT = "experiment=dialogsum_smollm2_lora"
 # The tutorial's settings; its target modules are phi-2's q/k/v_proj and `dense`, llama's o_proj.
@@ -100,8 +101,10 @@ def counting_generate(model, eos: list[int]) -> list[int]:
 
 
 def train(trainer, out: dict, device: str) -> None:
-    """arms.timed_train, plus optimizer steps per second."""
+    """arms.timed_train, plus optimizer steps per second and the tokens its batches computed."""
+    trainer.data_collator = counter = TokenCounter(trainer.data_collator)
     timed_train(trainer, out, device)
+    out |= counter.stats("train")
     args = trainer.args
     out["effective_batch"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     out["train_steps"] = trainer.state.global_step
@@ -155,6 +158,7 @@ def recipe(spec: Spec) -> dict:
     generation = {"max_new_tokens": p.evaluate.generation.get("max_new_tokens", 64), "do_sample": False}
     eos, predictions, tokens = eos_ids(model, tokenizer), [], 0
     model.eval()
+    reads = WeightReads(model, "fp32")
     with timer(out, "eval_s", spec.device):
         for dialogue in examples["eval"]["dialogue"]:
             inputs = tokenizer(TUTORIAL_PROMPT.format(dialogue=dialogue), return_tensors="pt").to(model.device)
@@ -163,6 +167,7 @@ def recipe(spec: Spec) -> dict:
             predictions.append(tokenizer.decode(new[0], skip_special_tokens=True).strip())
     rows = [{"prediction": pred, "references": refs} for pred, refs in zip(predictions, examples["eval"]["references"])]
     evaluated(out, get_task(p.task).metrics(rows), len(rows), tokens)
+    out |= reads.stats()
     out.update(max_new_tokens=generation["max_new_tokens"], precision="fp32", eval_precision="fp32",
                gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out
@@ -196,9 +201,11 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     train(ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe"), out, spec.device)
 
     counts = counting_generate(model, eos_ids(model, tokenizer))
+    reads = WeightReads(model, resolve(p.evaluate.precision))
     with timer(out, "eval_s", spec.device), autocast(p.evaluate.precision):
         rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
     evaluated(out, task.metrics(rows), len(rows), sum(counts))
+    out |= reads.stats()
     out.update(max_new_tokens=p.evaluate.generation.get("max_new_tokens", 64), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision), gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out

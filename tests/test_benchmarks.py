@@ -39,8 +39,50 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert all(summ[arm]["generated_tokens"] > 0 and 0 <= summ[arm]["rougeL"] <= 1 for arm in summ)
     assert set(results["summary"]) >= {"qa", "summarization"}
 
+    assert set(results["peaks"]) == {"tiny_bert", "summarization-tiny_llama"}  # measured once per model, in this run
+    for section in ("arms", "qa", "summarization"):
+        for name, arm in results[section].items():
+            assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
+    assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
+
     points = results["scaling"]["points"]
     assert {p["task"] for p in points} == {"classification", "qa", "summarization"}
     by_rows = json.loads((tmp_path / "tiny-scaling-rows.json").read_text())  # what benchmarks/dvc.yaml plots
     assert [row["rows"] for row in by_rows] == [40, 80]
     assert all(row["qa_train_s"] > 0 and row["summarization_train_peak_rss_mb"] > 0 for row in by_rows)
+
+
+def test_utilization_counts_real_tokens_and_padding():
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from benchmarks.utilization import TokenCounter, padded_batches, utilization
+
+    class Tok:  # the padding side of a tokenizer, all DataCollatorWithPadding asks of it
+        padding_side, pad_token_id, model_input_names = "right", 0, ["input_ids", "attention_mask"]
+
+        def pad(self, features, return_tensors="pt", **kwargs):
+            longest = max(len(f["input_ids"]) for f in features)
+            ids = [f["input_ids"] + [0] * (longest - len(f["input_ids"])) for f in features]
+            mask = [[1] * len(f["input_ids"]) + [0] * (longest - len(f["input_ids"])) for f in features]
+            return {"input_ids": torch.tensor(ids), "attention_mask": torch.tensor(mask)}
+
+    counter = TokenCounter(DataCollatorWithPadding(Tok()))
+    counter([{"input_ids": [5, 6, 7]}, {"input_ids": [5, 6, 7, 8, 9]}])
+    assert counter.stats("train") == {"train_computed_tokens": 10, "train_real_tokens": 8, "train_squared_lengths": 9 + 25}
+    flat = TokenCounter(lambda features: {"input_ids": torch.ones(1, 5, dtype=torch.long), "position_ids": torch.tensor([[0, 1, 2, 0, 1]])})
+    flat([{}])
+    assert flat.stats("t") == {"t_computed_tokens": 5, "t_real_tokens": 5, "t_squared_lengths": 9 + 4}  # packed: no padding
+
+    assert padded_batches([5, 1, 4, 2], 2, sort=True)["computed"] == 5 * 2 + 2 * 2  # sorted: [5, 4], [2, 1]
+    assert padded_batches([5, 1, 4, 2], 2, sort=False)["computed"] == 5 * 2 + 4 * 2  # as given: [5, 1], [4, 2]
+
+    arm = {"train_s": 2.0, "train_real_tokens": 100, "train_computed_tokens": 150, "train_squared_lengths": 1000, "precision": "bf16"}
+    peaks = {"peak_fp32_flops": 1e9, "peak_bf16_flops": 4e9}
+    n, layers, hidden = 10**7, 2, 8
+    full = utilization(arm, n, layers, hidden, peaks)
+    flops = 6 * n * 100 + 12 * layers * hidden * 1000
+    assert full["train_mfu"] == round(flops / 2.0 / 4e9, 4) and full["train_padding_waste"] == 0.5
+    frozen = utilization(arm | {"trainable_params": 10**5}, n, layers, hidden, peaks)  # LoRA-like: no weight gradients for the base
+    assert frozen["train_useful_gflops"] < full["train_useful_gflops"]
+    assert frozen["train_useful_gflops"] == round(((4 * n + 2 * 10**5) * 100 + 12 * layers * hidden * 1000) / 2.0 / 1e9, 2)

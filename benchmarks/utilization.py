@@ -1,0 +1,164 @@
+"""How far from the machine's own limit each arm runs, measured against this run's peaks.
+
+- The peaks: a matmul of the model's shapes (a batch of 2048 tokens through its widest linear layer)
+  in fp32 and bf16, and the memory bandwidth of reading a 1 GiB tensor, timed in a fresh process at
+  the start of the run with the arms' thread count. A datasheet peak would say nothing about a shared
+  2-core VM, and on CPUs the bf16 peak depends on AMX / AVX512-BF16, so `cpu_flags` is recorded too.
+- Training and evaluation count useful FLOPs on real tokens only (padding is waste, reported apart):
+  per token, the forward pass is 2·N (N: non-embedding parameters) and the backward pass 2·N for the
+  activations plus 2·T for the weights that train (T; T = N in full fine-tuning, so 6·N, and about
+  4·N on a frozen base as in LoRA); attention adds 4·L·d·s per token forward (s: the example's own
+  length; causal masking not halved, as in PaLM's MFU), three times that in training.
+- Token-by-token generation is bound by memory, not FLOPs: each forward call reads every weight and
+  the KV cache so far, so it reports those bytes per second against the measured bandwidth.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+
+def _best_seconds(fn, repeats: int = 5) -> float:
+    fn()  # warm-up: one-time allocation, kernel selection
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_peaks(spec, model_dir: str) -> dict:
+    """This machine's matmul peak (FLOP/s, fp32 and bf16) at the model's shapes and its read bandwidth."""
+    import torch
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    d = config.hidden_size
+    wide = getattr(config, "intermediate_size", 4 * d)
+    tokens = 2048
+    out = {"matmul_shape": [tokens, d, wide], "threads": torch.get_num_threads(), "cpu_flags": cpu_flags()}
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a = torch.randn(tokens, d, dtype=dtype, device=spec.device)
+        b = torch.randn(d, wide, dtype=dtype, device=spec.device)
+        sync = torch.cuda.synchronize if spec.device.startswith("cuda") else (lambda: None)
+        seconds = _best_seconds(lambda: (a @ b, sync()))
+        out[f"peak_{precision}_flops"] = 2 * tokens * d * wide / seconds
+    big = torch.ones(2**28, dtype=torch.float32, device=spec.device)  # 1 GiB: far past every cache
+    out["bandwidth_bytes_per_s"] = big.numel() * 4 / _best_seconds(lambda: big.sum().item())
+    return out
+
+
+def cpu_flags() -> list[str]:
+    try:
+        line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return [f for f in FLAGS if f in line.split()]
+
+
+class TokenCounter:
+    """Wraps a collator and counts what each batch computes: every position (padding included), the
+    real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs)."""
+
+    def __init__(self, collator):
+        self.collator = collator
+        self.computed = self.real = self.squared = 0
+
+    def __call__(self, features):
+        batch = self.collator(features)
+        mask = batch.get("attention_mask")
+        if mask is None:  # padding-free: one flattened row, examples told apart by position_ids restarts
+            ids = batch["input_ids"]
+            lengths = _lengths_from_positions(batch["position_ids"]) if "position_ids" in batch else [ids.shape[-1]] * ids.shape[0]
+        else:
+            lengths = mask.sum(-1).tolist()
+        self.computed += batch["input_ids"].numel()
+        self.real += int(sum(lengths))
+        self.squared += int(sum(n * n for n in lengths))
+        return batch
+
+    def stats(self, prefix: str) -> dict:
+        return {f"{prefix}_computed_tokens": self.computed, f"{prefix}_real_tokens": self.real, f"{prefix}_squared_lengths": self.squared}
+
+
+def _lengths_from_positions(position_ids) -> list[int]:
+    starts = (position_ids.flatten() == 0).nonzero().flatten().tolist() + [position_ids.numel()]
+    return [b - a for a, b in zip(starts, starts[1:])]
+
+
+def padded_batches(lengths: list[int], batch_size: int, sort: bool) -> dict:
+    """What evaluation computes when each batch is padded to its longest (sorted by length or not)."""
+    order = sorted(lengths, reverse=True) if sort else list(lengths)
+    computed = sum(max(order[i:i + batch_size]) * len(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
+    return {"computed": computed, "real": sum(lengths), "squared": sum(n * n for n in lengths)}
+
+
+def eval_stats(prefix: str, lengths: list[int], batch_size: int, sort: bool, padded_to: int | None = None) -> dict:
+    counted = padded_batches(lengths, batch_size, sort)
+    if padded_to:  # every row padded to the same length beforehand (the tutorial's padding="max_length")
+        counted["computed"] = padded_to * len(lengths)
+    return {f"{prefix}_computed_tokens": counted["computed"], f"{prefix}_real_tokens": counted["real"],
+            f"{prefix}_squared_lengths": counted["squared"]}
+
+
+class WeightReads:
+    """Counts the bytes a generating model reads: all its weights on every forward call, plus the KV
+    cache it attends to (2 · layers · kv heads · head dim values per cached token per row)."""
+
+    def __init__(self, model, precision: str):
+        core = model.get_base_model() if hasattr(model, "get_base_model") else model
+        config = core.config
+        self.weight_bytes = sum(p.numel() * p.element_size() for p in core.parameters())  # as stored: 4-bit packed, fp32, ...
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.kv_bytes_per_token = 2 * config.num_hidden_layers * heads * head_dim * BYTES.get(precision, 4)
+        self.calls = self.kv_bytes = 0
+        self.handle = core.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):
+        self.calls += 1
+        cache = kwargs.get("past_key_values")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if cache is not None and ids is not None and hasattr(cache, "get_seq_length"):
+            self.kv_bytes += int(cache.get_seq_length()) * ids.shape[0] * self.kv_bytes_per_token
+
+    def stats(self) -> dict:
+        self.handle.remove()
+        return {"eval_forward_calls": self.calls, "eval_weight_bytes": self.calls * self.weight_bytes, "eval_kv_bytes": self.kv_bytes}
+
+
+def attention_dims(model_dir: str) -> tuple[int, int]:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return config.num_hidden_layers, config.hidden_size
+
+
+def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: dict | None) -> dict:
+    """MFU, useful FLOP/s and padding waste of an arm's training and evaluation; for generation, the
+    share of the measured bandwidth its weight and KV-cache reads reach."""
+    out = {}
+    trainable = min(arm.get("trainable_params") or non_embedding, non_embedding)
+    phases = [("train", "train_s", 4 * non_embedding + 2 * trainable, 12, arm.get("precision", "fp32"))]
+    phases += [(f"eval_{w}", f"eval_{w}_s", 2 * non_embedding, 4, arm.get("eval_precision", "fp32")) for w in ("base", "tuned")]
+    for prefix, seconds_key, per_token, attention, precision in phases:
+        real, seconds = arm.get(f"{prefix}_real_tokens"), arm.get(seconds_key)
+        if not real or not seconds:
+            continue
+        flops = per_token * real + attention * layers * hidden * arm[f"{prefix}_squared_lengths"]
+        out[f"{prefix}_useful_gflops"] = round(flops / seconds / 1e9, 2)
+        out[f"{prefix}_padding_waste"] = round(arm[f"{prefix}_computed_tokens"] / real - 1, 3)
+        peak = (peaks or {}).get(f"peak_{'bf16' if precision in ('bf16', 'fp16') else 'fp32'}_flops")
+        if peak:
+            out[f"{prefix}_mfu"] = round(flops / seconds / peak, 4)
+    if arm.get("eval_forward_calls") and arm.get("eval_s"):
+        rate = (arm["eval_weight_bytes"] + arm["eval_kv_bytes"]) / arm["eval_s"]
+        out["eval_read_gb_per_s"] = round(rate / 1e9, 2)
+        if (peaks or {}).get("bandwidth_bytes_per_s"):
+            out["eval_bandwidth_utilization"] = round(rate / peaks["bandwidth_bytes_per_s"], 4)
+    return out
