@@ -93,7 +93,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
 
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_for_task, load_tokenizer
-    from ftpipe.precision import autocast, resolve
+    from ftpipe.precision import autocast, for_inference, resolve
     from ftpipe.tasks import get_task
     from ftpipe.trainer import ReturnFreedMemory
 
@@ -110,7 +110,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
 
     def evaluate(model, which):
         with timer(out, f"eval_{which}_s", spec.device), autocast(p.evaluate.precision):
-            rows = task.predict(model.to(spec.device), tokenizer, features["eval"], examples["eval"], p.evaluate)
+            rows = task.predict(for_inference(model.to(spec.device), p.evaluate.precision), tokenizer, features["eval"], examples["eval"], p.evaluate)
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
         out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
         out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)

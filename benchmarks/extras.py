@@ -72,7 +72,7 @@ def options(spec: Spec) -> dict:
 
     from ftpipe.inference import logits as batched_forward
     from ftpipe.models.loading import load_for_task, load_tokenizer
-    from ftpipe.precision import autocast, resolve
+    from ftpipe.precision import autocast, for_inference, resolve
     from ftpipe.tasks import get_task
 
     p = validated(spec.params, "task", "tokenize", "evaluate")
@@ -104,6 +104,8 @@ def options(spec: Spec) -> dict:
     }
     if auto != "bf16":
         variants["ftpipe + bf16 autocast"] = {**ftpipe, "precision": "bf16"}
+    if spec.device == "cpu":  # evaluate.precision=int8: every Linear's weights in int8 (dynamic quantization)
+        variants["ftpipe + int8 dynamic quantization"] = {**ftpipe, "m": for_inference(model(), "int8"), "precision": "int8"}
     if spec.device == "cpu" and default_threads < 4:
         variants[f"ftpipe + {default_threads * 2} threads (oversubscribed)"] = {**ftpipe, "threads": default_threads * 2}
 

@@ -183,10 +183,10 @@ def table(results: dict) -> str:
             if f"{key}_rows_per_s" in t:
                 lines.append(f"| {label} | {t[f'{key}_rows_per_s']:,} | {round(t[f'{key}_rows_per_s'] / loop, 1)} |")
     if "ablations" in results:
-        lines += ["", "| training variant (1 epoch) | precision | samples/s | samples per CPU-s | accuracy (tuned) | peak RSS, train (MB) |",
-                  "|---|---|---:|---:|---:|---:|"]
-        lines += [f"| {name} | {v['precision']} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | {v['accuracy_tuned']} | "
-                  f"{v.get('train_peak_rss_mb')} |" for name, v in results["ablations"].items()]
+        lines += ["", "| training variant (1 epoch) | precision (train, eval) | samples/s | samples per CPU-s | accuracy (tuned) | "
+                  "eval samples/s (tuned) | peak RSS, train (MB) |", "|---|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | {v['precision']}, {v.get('eval_precision')} | {v['train_samples_per_s']} | {v['train_samples_per_cpu_s']} | "
+                  f"{v['accuracy_tuned']} | {v.get('eval_tuned_samples_per_s')} | {v.get('train_peak_rss_mb')} |" for name, v in results["ablations"].items()]
     if "options" in results:
         lines += ["", f"| evaluation variant ({results['options']['rows']} rows) | samples/s | same predictions |", "|---|---:|---:|"]
         lines += [f"| {name} | {v['samples_per_s']} | {v.get('same_predictions_as_recipe', '-')} |" for name, v in results["options"]["variants"].items()]
@@ -294,6 +294,8 @@ def main(argv=None) -> None:
         if spec.device != "cpu" or cpu_has_native_bf16():
             variants |= {"ftpipe, fp32": ({"precision": "fp32"}, {"precision": "fp32"}),
                          "ftpipe, bf16": ({"precision": "bf16"}, {"precision": "bf16"})}
+        if spec.device == "cpu":  # int8 evaluation: torch's dynamic quantization, opt-in (evaluate.precision=int8)
+            variants["ftpipe, int8 evaluation"] = ({}, {"precision": "int8"})
         section("ablations", lambda: {k: isolated(arms.ftpipe_arm, one, *v) for k, v in variants.items()})
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save()

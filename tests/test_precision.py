@@ -32,3 +32,78 @@ def test_autocast_computes_in_the_resolved_precision(monkeypatch):
         assert layer(x).dtype == torch.float32
     with precision.autocast("bf16"):
         assert layer(x).dtype == torch.bfloat16
+
+
+def tiny_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, num_labels=5)
+    return BertForSequenceClassification(config).eval()
+
+
+def test_int8_quantizes_every_linear_layer_and_keeps_the_outputs_close(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, ids = tiny_classifier(), torch.randint(0, 100, (8, 12))
+    with torch.no_grad():
+        before = model(ids).logits
+    assert precision.for_inference(model, "fp32") is model and precision.for_inference(model, "auto") is model
+    quantized = precision.for_inference(model, "int8")
+    assert not [n for n, m in quantized.named_modules() if type(m) is torch.nn.Linear]  # classifier included
+    with torch.no_grad(), precision.autocast("int8"):
+        after = quantized(ids).logits
+    assert after.dtype == torch.float32 and not torch.equal(after, before)  # really quantized, and fp32 out
+    assert torch.allclose(after, before, atol=0.1), (after - before).abs().max()
+
+
+def test_int8_merges_a_lora_adapter_before_quantizing(monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = get_peft_model(tiny_classifier(), LoraConfig(r=4, target_modules=["query", "value"], task_type="SEQ_CLS"))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a trained adapter: B is no longer zero
+    ids = torch.randint(0, 100, (8, 12))
+    with torch.no_grad():
+        before = model(ids).logits
+    quantized = precision.for_inference(model, "int8")
+    assert not [n for n, _ in quantized.named_modules() if "lora_" in n]  # merged: one int8 matmul per layer
+    with torch.no_grad():
+        assert torch.allclose(quantized(ids).logits, before, atol=0.1)
+
+
+def test_int8_is_for_evaluation_on_a_cpu_only(monkeypatch):
+    from ftpipe.config import EvaluateConfig, TrainConfig
+    from ftpipe.errors import ConfigError
+
+    assert EvaluateConfig(precision="int8").precision == "int8"
+    with pytest.raises(ConfigError, match="train.precision"):
+        TrainConfig(precision="int8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ConfigError, match="CPU only"):
+        precision.for_inference(tiny_classifier(), "int8")
+
+
+@pytest.mark.slow
+def test_int8_evaluation_and_prediction_run_and_say_so(tiny_pipeline, tmp_path):
+    import json
+    import shutil
+
+    from conftest import run, write_params
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_pipeline, repo, symlinks=True)
+    write_params(repo, ["evaluate.precision=int8"])
+    out = run(["dvc", "repro"], repo).stdout
+    assert "Running stage 'train'" not in out and "Running stage 'evaluate@tuned'" in out  # only evaluation and after
+    report = (repo / "reports/compare.md").read_text()
+    assert "Evaluated in int8 (base) and int8 (tuned)" in report
+    assert "| int8 |" in (repo / "reports/speed.md").read_text()
+    fp32 = json.loads((tiny_pipeline / "metrics/tuned.json").read_text())
+    int8 = json.loads((repo / "metrics/tuned.json").read_text())
+    assert int8.keys() == fp32.keys() and abs(int8["accuracy"] - fp32["accuracy"]) <= 0.1  # a change, measured, within reason
+
+    rows = [json.loads(line) for line in run(["ftpipe-predict", "--model", "models/tuned", "--precision", "int8", "--json",
+                                              "--text", "Great food."], repo).stdout.splitlines()]
+    assert len(rows) == 1 and sum(rows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)

@@ -57,7 +57,13 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
         lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
                   "each metric on its own (no correction for testing several); a p-value is never below 2 / (resamples + 1)."
                   + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
-    speed = speed_lines(headline, base, tuned, [records.TIMING.read_file(path) for path in timings], records.TRAIN.read_file(tuned_record))
+    timed = [records.TIMING.read_file(path) for path in timings]
+    precisions = [t.get("precision") for t in timed]
+    if "int8" in precisions:  # deterministic per machine, so it may sit in the git-tracked report
+        lines += [f"Evaluated in {precisions[0]} (base) and {precisions[1]} (tuned): `evaluate.precision: int8` quantizes every "
+                  "Linear layer's weights to int8 (torch dynamic quantization), so scores can differ from fp32's "
+                  "(benchmarks/README.md measures by how much).", ""]
+    speed = speed_lines(headline, base, tuned, timed, records.TRAIN.read_file(tuned_record))
     if speed_report is None:
         lines += speed
     else:
@@ -98,15 +104,16 @@ def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int
 def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], record: dict) -> list[str]:
     """Evaluation speed beside the headline metric; a distilled student also beside its teacher,
     whose figures come from the teacher's own run (measured there, perhaps on another machine)."""
-    rows = [("base", base.get(headline), timings[0].get("samples_per_second")),
-            ("tuned", tuned.get(headline), timings[1].get("samples_per_second"))]
+    rows = [("base", base.get(headline), timings[0].get("samples_per_second"), timings[0].get("precision")),
+            ("tuned", tuned.get(headline), timings[1].get("samples_per_second"), timings[1].get("precision"))]
     teacher = record.get("teacher")
     if teacher:
         rows[1] = (f"tuned (student, {record.get('trainable_params', 0):,} params)", *rows[1][1:])
         rows.append((f"teacher ({teacher['params']:,} params, {_md(teacher.get('revision') or teacher.get('name', ''))})",
-                     teacher.get("metrics", {}).get(headline), teacher.get("timing", {}).get("samples_per_second")))
-    lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s |", "|---|---:|---:|"]
-    lines += [f"| {name} | {_num(value)} | {_num(speed)} |" for name, value, speed in rows]
+                     teacher.get("metrics", {}).get(headline), teacher.get("timing", {}).get("samples_per_second"),
+                     teacher.get("timing", {}).get("precision")))
+    lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s | precision |", "|---|---:|---:|---|"]
+    lines += [f"| {name} | {_num(value)} | {_num(speed)} | {precision or ''} |" for name, value, speed, precision in rows]
     if teacher:
         lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {records.TIMING.path('plots/tuned')})."]
     return lines + [""]

@@ -265,13 +265,13 @@ class EvaluateConfig:
     report_examples: int = 5  # fixed/broken examples shown in reports/compare.md
     bootstrap_resamples: int = 1000  # compare's paired bootstrap: the resamples behind each interval and p-value (0: none)
     generation: dict[str, Any] = field(default_factory=dict)  # generate() kwargs for generative tasks
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto: see ftpipe/precision.py)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 | int8 (CPU: dynamic quantization; see ftpipe/precision.py)
 
     def __post_init__(self):
         check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
         check("evaluate.bootstrap_resamples", self.bootstrap_resamples >= 0, "must be >= 0 (0: no intervals)")
         check("evaluate.report_examples", self.report_examples >= 0, f"must be >= 0, got {self.report_examples}")
-        check("evaluate.precision", self.precision in PRECISIONS, "auto, fp32, bf16 or fp16")
+        check("evaluate.precision", self.precision in PRECISIONS + ("int8",), "auto, fp32, bf16, fp16 or int8")
 
 
 @dataclass

@@ -18,9 +18,9 @@ from ftpipe import progress, records
 from ftpipe.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import custom_code_refused, load_for_task, load_tokenizer
-from ftpipe.precision import autocast
-from ftpipe.stage import peak_rss_mb
+from ftpipe.precision import autocast, for_inference
 from ftpipe.precision import resolve as resolve_precision
+from ftpipe.stage import peak_rss_mb
 
 log = logging.getLogger(__name__)
 COUNTS = ("examples", "total")  # sizes, not scores: details only
@@ -55,6 +55,7 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
 
     precision = resolve_precision(params.evaluate.precision)
     log.info("evaluating %s in %s", which, precision)
+    model = for_inference(model, precision)
     started = time.perf_counter()
     with autocast(precision), progress.named(f"evaluate {which}"):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)

@@ -1,5 +1,8 @@
 """Numeric precision of training and evaluation (`train.precision`, `evaluate.precision`).
 
+`int8` (evaluation and prediction only, CPU only) is torch's dynamic quantization: every
+`nn.Linear` gets int8 weights, and activations are quantized batch by batch.
+
 `auto` is bf16 where the hardware multiplies bf16 natively (Ampere+ GPUs; CPUs with AMX, Xeon
 Sapphire Rapids and later), fp16 on older GPUs, fp32 elsewhere: on a CPU without AMX, autocast
 emulates bf16 and is slower than fp32. benchmarks/README.md has what each choice measured.
@@ -34,7 +37,28 @@ def resolve(precision: str) -> str:
 def autocast(precision: str):
     """The context evaluation runs in: mixed precision, or nothing for fp32."""
     resolved = resolve(precision)
-    if resolved == "fp32":
+    if resolved in ("fp32", "int8"):  # int8: the quantized layers take fp32 activations
         return contextlib.nullcontext()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.autocast(device, dtype=torch.bfloat16 if resolved == "bf16" else torch.float16)
+
+
+def for_inference(model, precision: str):
+    """The model as evaluation and prediction run it. For int8 a LoRA-family adapter is merged into
+    its base first (one int8 matmul per layer instead of three), then every plain `nn.Linear` is
+    quantized in place. torch matches the exact class, so bitsandbytes' 4-bit layers are left alone.
+
+    torch's own dynamic quantization is deprecated in favour of torchao but still in torch 2.13;
+    it needs nothing beyond torch, which is why it is the one used here."""
+    if resolve(precision) != "int8":
+        return model
+    from ftpipe.errors import ConfigError
+
+    if torch.cuda.is_available():
+        raise ConfigError("evaluate.precision", "int8 is torch's dynamic quantization, CPU only: use bf16 or fp16 on a GPU")
+    if hasattr(model, "merge_and_unload") and getattr(model, "peft_type", None) is not None:
+        try:
+            model = model.merge_and_unload()
+        except (AttributeError, TypeError, ValueError, NotImplementedError):
+            pass  # prompt and prefix tuning have nothing to merge: their base's Linear layers are quantized as they are
+    return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8, inplace=True)

@@ -30,15 +30,17 @@ STDIN = "<stdin>"
 
 
 def predict(model_dir: Path, records: list[dict], params_path: Path = Path("params.yaml"),
-            base_dir: Path = Path("models/base"), trust_remote_code: bool = False, source: str = "input") -> list[dict]:
-    """One output row per record. Trust for remote code comes only from the caller (the command-line flag)."""
+            base_dir: Path = Path("models/base"), trust_remote_code: bool = False, source: str = "input",
+            precision: str | None = None) -> list[dict]:
+    """One output row per record. Trust for remote code comes only from the caller (the command-line flag);
+    `precision` (default: evaluate.precision) as in evaluation, int8 included."""
     import datasets
     import torch
 
     from ftpipe.params import load_params
     from ftpipe.methods import load_tuned
     from ftpipe.models.loading import load_tokenizer
-    from ftpipe.precision import autocast
+    from ftpipe.precision import autocast, for_inference
     from ftpipe.precision import resolve as resolve_precision
     from ftpipe.tasks import get_task
 
@@ -51,9 +53,11 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
     model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code)
     if torch.cuda.is_available():
         model.to("cuda")
+    precision = resolve_precision(precision or params.evaluate.precision)
+    model = for_inference(model, precision)
     examples = datasets.Dataset.from_list(rows)
     features = task.tokenize(examples, tokenizer, "eval", None, 1000)  # as evaluation tokenizes (windows, prompt)
-    with autocast(resolve_precision(params.evaluate.precision)):
+    with autocast(precision):
         return task.infer(model, tokenizer, features, examples, params.evaluate)
 
 
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     # Trust is the user's call on this command line, never a setting read from the model folder or params.
     parser.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the model")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params.yaml with the task and evaluate sections")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"),
+                        help="default: evaluate.precision; int8: dynamic quantization, on a CPU")
     parser.add_argument("--file", type=Path, help="records in CSV, JSON, JSONL or Parquet (QA: also SQuAD JSON); - reads stdin")
     parser.add_argument("--text", action="append", help="a text to classify or a dialogue to summarize (repeatable)")
     parser.add_argument("--context", help="QA: the passage")
@@ -166,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         records, source = read_inputs(args, task)
         if args.out and args.out.suffix.lower() not in (".csv", ".jsonl"):
             raise DataError(args.out, "write predictions to a .csv or .jsonl file")
-        rows = predict(args.model, records, args.params, args.base, args.trust_remote_code, source)
+        rows = predict(args.model, records, args.params, args.base, args.trust_remote_code, source, args.precision)
         if args.out:
             args.out.write_text(render(rows, args.out.suffix.lower().lstrip(".")))
             print(f"{len(rows)} predictions in {args.out}", file=sys.stderr)

@@ -27,6 +27,11 @@ for _category in (DeprecationWarning, FutureWarning):
 # get_peft_model replaces the base id that methods/peft.py gives the adapter with the folder it
 # loaded (models/base); card.py writes the real id back into adapter_config.json.
 warnings.filterwarnings("ignore", message=r"The PEFT config's `base_model_name_or_path` was renamed", category=UserWarning)
+# evaluate.precision=int8 is torch's dynamic quantization, deprecated by torch for torchao (why it is
+# still the one used: ftpipe/precision.py). The notice is about that choice, not about the user's run.
+warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation",
+                        category=UserWarning)
+warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
 
 # --- log records ---------------------------------------------------------------------------------
 FRESH_HEADS: set[str] = set()  # weight names of the heads of the tasks in use (expect_fresh_heads)
