@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +51,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     repo = Path(tempfile.mkdtemp(prefix="quickstart-variants-")) / "repo"
     subprocess.run(["git", "clone", "-q", str(Path.cwd()), str(repo)], check=True)
-    results = {"command": "python -m benchmarks.quickstart_variants " + " ".join(argv or []), "cpu_flags": cpu_flags(),
+    results = {"command": "python -m benchmarks.quickstart_variants " + " ".join(sys.argv[1:] if argv is None else argv), "cpu_flags": cpu_flags(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": subprocess.run(
                    ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip(), "variants": {}}
     subprocess.run(["dvc", "repro", "-q"], cwd=repo, check=True)  # the baseline every variant starts from, committed there
