@@ -25,7 +25,10 @@ from benchmarks import arms, data_scale, extras, qa, scaling, summarization, uti
 from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, non_embedding_params, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
-SECTIONS = ("arms", "qa", "summarization", "tokenization", "options", "scaling", "ablations")
+SECTIONS = ("arms", "qa", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
+# The packing section's arms: (train.packing, train.group_by_length), the default sampler and the random one.
+PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
+                "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
 RESULTS = Path("benchmarks/results")
 
 
@@ -91,7 +94,7 @@ def ratio(a, b):
 def summary(results: dict) -> dict:
     arms_ = results.get("arms")
     if not arms_ or "ftpipe" not in arms_:
-        return {}
+        return packing_summary(results)
     r, f = arms_["recipe"], arms_["ftpipe"]
     out = {key: ratio(f[key], r[key]) for key in ("train_samples_per_s", "eval_base_samples_per_s", "eval_tuned_samples_per_s",
                                                 "train_samples_per_cpu_s", "eval_base_samples_per_cpu_s", "eval_tuned_samples_per_cpu_s")}
@@ -111,7 +114,17 @@ def summary(results: dict) -> dict:
                                 "generated_tokens_per_s": ratio(f["generated_tokens_per_s"], r["generated_tokens_per_s"]),
                                 "peak_rss_ratio": ratio(f["peak_rss_mb"], r["peak_rss_mb"]),
                                 "rougeL_delta_points": round(100 * (f["rougeL"] - r["rougeL"]), 2)}
-    return out
+    return {**out, **packing_summary(results)}
+
+
+def packing_summary(results: dict) -> dict:
+    """Packed over padded, real tokens per second (wall and CPU), with each sampler."""
+    arms_p = results.get("packing") or {}
+    if "packed" not in arms_p or "padded" not in arms_p:
+        return {}
+    return {"packing": {f"{key}{where}": ratio(arms_p[f"packed{where}"][key], arms_p[f"padded{where}"][key])
+                        for where in ("", ", random sampler") if f"packed{where}" in arms_p and f"padded{where}" in arms_p
+                        for key in ("real_tokens_per_s", "real_tokens_per_cpu_s")}}
 
 
 def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
@@ -170,6 +183,15 @@ def table(results: dict) -> str:
                            ("eval_bandwidth_utilization", "generation: share of measured bandwidth"), ("train_mfu_datasheet", "train MFU (datasheet)")]:
             if any(arms_s[n].get(key) is not None for n in names):
                 lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
+    if "packing" in results and "packed" in results["packing"]:
+        arms_p = results["packing"]
+        names = list(arms_p)
+        lines += ["", "| train.packing (summarization, one pass) | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for key, label in [("real_tokens_per_s", "real tokens/s"), ("real_tokens_per_cpu_s", "real tokens per CPU-s"),
+                           ("padding_waste", "padding waste (computed / real - 1)"), ("real_tokens", "real tokens"),
+                           ("computed_tokens", "computed tokens"), ("train_s", "train wall time (s)"), ("train_loss", "train loss"),
+                           ("train_peak_rss_mb", "peak RSS, train (MB)"), ("precision", "precision")]:
+            lines.append(f"| {label} | " + " | ".join(str(arms_p[n].get(key)) for n in names) + " |")
     if "tokenization" in results:
         t = results["tokenization"]
         lines += ["", f"| tokenization, {t['rows']:,} Yelp rows | rows/s | vs the tutorial's loop |", "|---|---:|---:|"]
@@ -278,6 +300,10 @@ def main(argv=None) -> None:
             "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
         add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
+    if "packing" in args.only:
+        summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
+        section("packing", lambda: side_by_side("packing", {
+            name: (lambda arm=arm: isolated(summarization.packing_arm, spec, *arm)) for name, arm in PACKING_ARMS.items()}))
     if "tokenization" in args.only:
         section("tokenization", lambda: isolated(extras.tokenization, spec))
     if "options" in args.only:

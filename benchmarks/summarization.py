@@ -27,6 +27,10 @@ ftpipe: ftpipe's package code with its defaults, as arms.ftpipe_arm for Yelp: ta
         method="qlora": conf/method/qlora.yaml, the same on a 4-bit NF4 base (double quantization,
         fp32 compute and device_map cpu on a CPU), evaluated as trained, on the 4-bit base.
 At batches of 16 and 4 the recipe takes a quarter of ftpipe's steps over the same dialogues: compare per dialogue.
+
+packing_arm: train.packing (ftpipe.packing) against padded batches, training only: the ftpipe_lora arm's
+        workload and one pass, the same batches of the same dialogues in both (same seed and sampler),
+        with a collator that counts the tokens each batch computes (padding included) and the real ones.
 """
 
 from __future__ import annotations
@@ -208,4 +212,34 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     out |= reads.stats()
     out.update(max_new_tokens=p.evaluate.generation.get("max_new_tokens", 64), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision), gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
+    return out
+
+
+def packing_arm(spec: Spec, packing: bool, group_by_length: bool = True) -> dict:
+    from transformers import set_seed
+
+    from ftpipe.methods import get_method
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.packing import check_model, train_collator
+    from ftpipe.precision import resolve
+    from ftpipe.tasks import get_task
+
+    params, model_dir = workload(spec)
+    p = validated(params, "task", "model", "method", "tokenize", "train")
+    train_cfg = dataclasses.replace(p.train, max_steps=steps(spec.sum_train_dialogues, p.train.batch_size * p.train.grad_accum),
+                                    validation_fraction=0, packing=packing, group_by_length=group_by_length)
+    out: dict = {"arm": "packed" if packing else "padded", "packing": packing, "group_by_length": group_by_length,
+                 "batch_size": train_cfg.batch_size, "max_length": p.task.max_length}
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(model_dir, task)
+    features = task.tokenize(dialogues(spec, params)["train"], tokenizer, "train", p.tokenize.num_proc, p.tokenize.batch_size)
+    set_seed(train_cfg.seed)
+    model = get_method(p.method).build(task, model_dir, tokenizer, p.model)
+    if packing:
+        check_model(model, train_collator(task, tokenizer, packing))  # as the train stage does, before the timed part
+    train(ftpipe_trainer(model, train_cfg, features, task, tokenizer, out["arm"]), out, spec.device)  # counts its tokens
+    real, computed = out["train_real_tokens"], out["train_computed_tokens"]
+    out.update(real_tokens=real, computed_tokens=computed, padding_waste=round(computed / real - 1, 4),
+               real_tokens_per_s=round(real / out["train_s"], 1), real_tokens_per_cpu_s=round(real / out["train_cpu_s"], 1),
+               precision=resolve(train_cfg.precision))
     return out

@@ -187,6 +187,9 @@ CONFIG_CASES = [
                "params.yaml: train.max_grad_norm: must be > 0, got 0.0 (null disables clipping)"),
     *[ConfigCase(f"seed_{seed}", "train", {"train.seed": seed}, f"params.yaml: train.seed: must be in 0..2**32-1 (numpy's seed range), got {seed}")
       for seed in (-1, 2**32)],
+    # issue 22: padding-free packing is for causal-LM rows only
+    ConfigCase("packing_classification", "train", {"train.packing": True},
+               "params.yaml: train.packing: a classification task cannot pack (causal-LM tasks can: summarization); set train.packing=false"),
     ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
                "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
     ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),

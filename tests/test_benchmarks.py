@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared" / "data"
                     reason=f"benchmark data not found in {SHARED}")
 def test_suite_tiny_runs_every_arm(tmp_path):
     out = tmp_path / "tiny.json"
-    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "summarization", "tokenization",
+    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "summarization", "packing", "tokenization",
          "scaling", "--out", str(out)], cwd=REPO)
     results = json.loads(out.read_text())
 
@@ -44,6 +44,12 @@ def test_suite_tiny_runs_every_arm(tmp_path):
         for name, arm in results[section].items():
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
+
+    packing = results["packing"]  # the same batches of the same rows: the same real tokens, none wasted when packed
+    assert len({packing[arm]["real_tokens"] for arm in packing}) == 1
+    assert packing["packed"]["padding_waste"] == 0 < packing["padded"]["padding_waste"]
+    assert packing["packed"]["train_loss"] == pytest.approx(packing["padded"]["train_loss"], rel=1e-2)
+    assert set(results["summary"]["packing"]) >= {"real_tokens_per_s", "real_tokens_per_cpu_s"}
 
     points = results["scaling"]["points"]
     assert {p["task"] for p in points} == {"classification", "qa", "summarization"}

@@ -29,7 +29,7 @@ CARD = "README.md"
 # The training settings a card shows, recorded by train (the card of a merged export reads them
 # from the record, so export depends on no train param).
 CARD_TRAIN_KEYS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "weight_decay", "warmup", "scheduler", "seed",
-                   "label_smoothing", "validation_fraction")
+                   "label_smoothing", "validation_fraction", "packing")
 
 
 def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None, model_from: Path | None = None) -> Path:

@@ -174,6 +174,9 @@ class TrainConfig:
     scheduler: str = "linear"
     seed: int = 42
     group_by_length: bool = True  # batches of similar length: less padding
+    # Causal-LM tasks: each batch flattened into one row, no padding, attention kept within each
+    # example (position_ids restart per example); ftpipe.packing. Checked at load and before training.
+    packing: bool = False
     logging_steps: int = 10
     save_steps: int = 0  # checkpoint every N steps for resume (0 = never)
     full_determinism: bool = False

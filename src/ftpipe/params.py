@@ -81,7 +81,25 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
         raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
     if out.train is not None and out.method is not None:
         check_strategy(out.train.distributed, out.method)
+    if out.train is not None and out.train.packing:
+        check_packing(out.task, out.method)
     return out
+
+
+def check_packing(task, method) -> None:
+    """train.packing (ftpipe.packing) where it cannot work, refused at load: a task whose rows are not
+    causal-LM rows of input_ids and labels (its plug-in's Task.packs), or a method that puts virtual
+    tokens before the text (its MethodConfig.packing_conflict: prompt and prefix tuning)."""
+    if task is not None:
+        from ftpipe.tasks import TASK_TYPES, plugin_module
+
+        if not plugin_module(task.type).Task.packs:
+            able = [t for t in TASK_TYPES if plugin_module(t).Task.packs]
+            raise ConfigError("train.packing", f"a {task.type} task cannot pack (causal-LM tasks can: {', '.join(able) or 'none'}); "
+                                               "set train.packing=false")
+    problem = method.packing_conflict() if method is not None else None
+    if problem:
+        raise ConfigError("train.packing", f"method '{method.name}' {problem}; set train.packing=false")
 
 
 def check_strategy(distributed: DistributedConfig, method) -> None:

@@ -213,7 +213,7 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     import datasets
     from accelerate import PartialState
 
-    from ftpipe import guards, progress
+    from ftpipe import guards, packing, progress
     from ftpipe.card import CARD_TRAIN_KEYS, write_card
     from ftpipe import records
     from ftpipe.methods import get_method
@@ -242,9 +242,12 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
         callbacks.append(EarlyStoppingCallback(params.train.early_stopping_patience))
     train_set, eval_set = split_validation(datasets.load_from_disk(str(Path(data_dir) / "train")),
                                            params.train.validation_fraction, params.train.seed, task)
-    run = Run(state, training_arguments(params.train, checkpoint_dir), train_set, task.collator(tokenizer), tokenizer,
+    collator = packing.train_collator(task, tokenizer, params.train.packing)  # the task's, or flattened batches
+    run = Run(state, training_arguments(params.train, checkpoint_dir), train_set, collator, tokenizer,
               callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
+    if params.train.packing:  # a model whose attention would cross packed examples: one line, before training
+        packing.check_model(model, collator)
     trainable = count_trainable(model)
     with checkpoint_loads(resume_from):
         metrics = method.fit(model, run)

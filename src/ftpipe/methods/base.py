@@ -20,6 +20,10 @@ class MethodConfig:
     type: str = "full"  # the plug-in module in ftpipe.methods
     tasks: Optional[list[str]] = None  # the task types the method fits, where it does not fit every one
 
+    def packing_conflict(self) -> Optional[str]:
+        """Why this method cannot train on packed batches (train.packing), or None."""
+        return None
+
 
 class Method:
     """Builds the trainable model from the base, fits it, saves it, and loads what it saved.

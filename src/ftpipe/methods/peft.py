@@ -38,6 +38,15 @@ class Config(MethodConfig):
         check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
         peft_config_class(self.peft)  # unknown type or kwarg: a one-line error now, not mid-training
 
+    def packing_conflict(self):
+        from peft import PromptLearningConfig
+
+        if issubclass(peft_config_class(self.peft), PromptLearningConfig):
+            # Prompt/p-tuning prepend virtual tokens to the one packed row (only the first example would get
+            # them); prefix tuning passes its prefix as a cache, which turns transformers' packed masks off.
+            return "puts virtual tokens before the text, once per row: packed examples would not each get them"
+        return None
+
 
 def adalora_budget(model):
     """AdaLoRA moves its rank budget between layers by the importance it reads from the gradients

@@ -88,6 +88,9 @@ class Task:
     score_scale: str = "scores are fractions in [0, 1]"  # how metrics/*.json reads, for the card
     headline_metric: str | None = None  # the metric the run's summary leads with (None: the first `metrics` returns)
     metric_scale: str = "0-1"  # the headline's scale, as the summary prints it
+    # Training rows are causal-LM rows (input_ids, labels with -100 where nothing is learned) that
+    # train.packing may flatten into one unpadded row per batch (ftpipe.packing).
+    packs: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg

@@ -55,6 +55,7 @@ class Task(BaseTask):
     hub_pipeline_tag = "text-generation"  # a causal LM: text-generation is the pipeline that runs it
     hub_metrics = ("rouge",)
     headline_metric = "rougeL"  # the longest common subsequence: credits a summary's order too
+    packs = True  # prompt + summary + eos rows, the prompt labelled -100: train.packing flattens them
 
     # --- preprocess -------------------------------------------------------------
     def clean(self, record, data_cfg):
