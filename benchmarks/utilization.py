@@ -139,6 +139,11 @@ def attention_dims(model_dir: str) -> tuple[int, int]:
     return config.num_hidden_layers, config.hidden_size
 
 
+def _sig(x: float) -> float:
+    """Three significant digits: utilizations run from 1e-4 (a tiny model's generation) to 1."""
+    return float(f"{x:.3g}")
+
+
 def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: dict | None) -> dict:
     """MFU, useful FLOP/s and padding waste of an arm's training and evaluation; for generation, the
     share of the measured bandwidth its weight and KV-cache reads reach."""
@@ -151,14 +156,14 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
         if not real or not seconds:
             continue
         flops = per_token * real + attention * layers * hidden * arm[f"{prefix}_squared_lengths"]
-        out[f"{prefix}_useful_gflops"] = round(flops / seconds / 1e9, 2)
+        out[f"{prefix}_useful_gflops"] = _sig(flops / seconds / 1e9)
         out[f"{prefix}_padding_waste"] = round(arm[f"{prefix}_computed_tokens"] / real - 1, 3)
         peak = (peaks or {}).get(f"peak_{'bf16' if precision in ('bf16', 'fp16') else 'fp32'}_flops")
         if peak:
-            out[f"{prefix}_mfu"] = round(flops / seconds / peak, 4)
+            out[f"{prefix}_mfu"] = _sig(flops / seconds / peak)
     if arm.get("eval_forward_calls") and arm.get("eval_s"):
         rate = (arm["eval_weight_bytes"] + arm["eval_kv_bytes"]) / arm["eval_s"]
-        out["eval_read_gb_per_s"] = round(rate / 1e9, 2)
+        out["eval_read_gb_per_s"] = _sig(rate / 1e9)
         if (peaks or {}).get("bandwidth_bytes_per_s"):
-            out["eval_bandwidth_utilization"] = round(rate / peaks["bandwidth_bytes_per_s"], 4)
+            out["eval_bandwidth_utilization"] = _sig(rate / peaks["bandwidth_bytes_per_s"])
     return out
