@@ -254,7 +254,7 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     assert final["base model"]["experiment"] == "ladder-features"
     assert (final["full"]["experiment"], final["full"]["lr"], final["full"]["validation_value"]) == ("ladder-full-lr1.5e-05", 1.5e-5, 1.0)
     assert (final["lora"]["experiment"], final["lora"]["lr"]) == ("ladder-lora-lr0.0015", 1.5e-3)
-    assert final["lora"]["validation_metric"] == "eval_loss" and final["lora"]["lr_grid"] == "0.00015:2 0.0005:1.477 0.0015:1"
+    assert final["lora"]["validation_metric"] == "eval_loss" and final["lora"]["lr_grid"] == "0.00015:2 0.0005:1.47712 0.0015:1"
     assert final["distill"]["experiment"] == "ladder-distill-lr0.0001" and final["features"].get("lr_grid") is None
     assert seen["predictions"]["lora"] == {"run": "ladder-lora-lr0.0015"}  # the chosen run's predictions, not the last run's
 
@@ -266,7 +266,7 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
                      ("lora", ["experiment=yelp_bert", "train.lr=0.0003", "train.epochs=1"], "ladder-lora-lr0.0003"),
                      ("lora", ["experiment=yelp_bert", "train.lr=0.0003"], "ladder-lora")]
     lora = rows[-1][-1]
-    assert (lora["experiment"], lora["lr"], lora["lr_grid"]) == ("ladder-lora", 3e-4, "0.0001:2.176 0.0003:1.699")
+    assert (lora["experiment"], lora["lr"], lora["lr_grid"]) == ("ladder-lora", 3e-4, "0.0001:2.17609 0.0003:1.69897")
     assert seen["predictions"]["lora"] == {"run": "ladder-lora"}
     with pytest.raises(SystemExit, match="--grid 0,1"):
         ladder.main(["--methods", "lora", "--tune", "--grid", "0,1"])

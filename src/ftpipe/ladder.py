@@ -1,7 +1,7 @@
 """`python -m ftpipe.ladder`: every method on the same data, one DVC experiment each, compared in one table.
 
     python -m ftpipe.ladder --methods features,freeze,full,lora,dora,ia3,prompt_tuning,distill \\
-        -S experiment=yelp_bert -S model=minilm -S data=yelp_local --for lora train.lr=5e-4
+        -S experiment=yelp_bert -S model=minilm -S data=yelp_local
 
 Each method runs as `dvc exp run -n ladder-<method> -S method=<method> <your -S overrides>`, one
 after another in the workspace (so `dvc exp show` lists them all, and relative data paths keep
@@ -9,11 +9,25 @@ working); `distill` runs last, taught by the `full` experiment (fetched by DVC a
 ref) unless `--teacher` names a revision. The table goes to reports/methods.md and, for
 `dvc plots show reports/methods.csv --x method --y <metric> --template bar_horizontal`, to
 reports/methods.csv: the base model first, then per method the headline metric, trainable
-parameters, train time, evaluation samples/s and peak memory. After the ladder the workspace holds
-the last experiment's outputs; `dvc exp apply <name>` brings back any other.
+parameters, train time, evaluation samples/s and peak memory, its learning rate and its best
+validation score. After the ladder the workspace holds the last experiment's outputs;
+`dvc exp apply <name>` brings back any other.
 
-`--for METHOD KEY=VALUE` adds an override to one method's run only: the learning rate that suits
-full fine-tuning (5e-5) barely moves a LoRA adapter or a lone classification head.
+Each method trains at its own default rate (`lr` in conf/method/<name>.yaml: the rate that suits
+full fine-tuning barely moves a LoRA adapter or a lone classification head); `-S train.lr=...`
+sets one rate for all, `--for METHOD KEY=VALUE` adds an override to one method's run only.
+
+`--tune` sweeps each method's rate first: one experiment per point of `--grid` (multipliers of the
+method's default, 0.3,1,3 unless told), named `ladder-<method>-lr<rate>`, and keeps the rate with the
+best validation score as train recorded it (`best_metric` in models/tuned/ftpipe_train.json: the
+`train.best_metric` of the validation split held out of the training subset, never the evaluation
+set, so the choice does not peek at the numbers the table reports). The sweep runs at the full
+budget by default and the chosen point's run is the method's row as it is: no run is repeated, and
+the row is exactly the run the choice was made on. `--tune-epochs N` makes the sweep shorter
+(train.epochs=N, at least 1 since validation runs per epoch; cheaper for a large grid) and then
+trains the chosen rate at full length as `ladder-<method>`; a short sweep may favour a rate that
+learns fast over one that ends best. The table records the rate, the choice's validation score and
+every point of the grid with its score. `features` has no rate and runs once.
 """
 
 from __future__ import annotations
@@ -181,7 +195,7 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
         name, chosen, predictions = best["name"], best["row"], best["predictions"]
     # The choice and what it was made on: the chosen rate's validation score in the sweep, and every point's.
     chosen.update(lr=best["lr"], validation_metric=metric, validation_value=_round(best["score"]),
-                  lr_grid=" ".join(f"{p['lr']:g}:{p['score']:.4g}" for p in points))
+                  lr_grid=" ".join(f"{p['lr']:g}:{p['score']:.6g}" for p in points))
     return name, chosen, predictions
 
 
