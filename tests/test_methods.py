@@ -193,6 +193,44 @@ def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatc
     assert len(losses) == best + 1 + 2  # patience: two evaluations without improvement, then stop
 
 
+
+def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tmp_path, monkeypatch):
+    """peft adds AdaLoRA's orthogonality penalty to the loss in evaluation too: the validation loss (best
+    checkpoint, ladder --tune) fell with the penalty while the model stayed at chance. It is the
+    cross-entropy of the tuned model's own logits on the validation split, and the model that was
+    trained is the one that reloads (rank pattern applied: same logits)."""
+    import datasets
+    import torch.nn.functional as F
+    from transformers import set_seed
+
+    from ftpipe.methods import load_tuned
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.tasks import get_task
+    from ftpipe.train import split_validation, train
+    import ftpipe.methods.peft as peft_method
+
+    base, data = tiny["classification"]
+    p = params_for("test_tiny", "adalora", monkeypatch, max_steps=-1, epochs=2, validation_fraction=0.25, precision="fp32")
+    monkeypatch.chdir(tmp_path)
+    kept = {}
+    save = peft_method.Method.save
+    monkeypatch.setattr(peft_method.Method, "save", lambda self, model, *args: kept.setdefault("model", model) and save(self, model, *args))
+    record = train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    assert json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())["rank_pattern"], "no ranks were pruned"
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(base, task)
+    _, validation = split_validation(datasets.load_from_disk(str(data / "train")), 0.25, p.train.seed, task)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in validation.column_names]
+    batch = task.collator(tokenizer)([{k: row[k] for k in keys} for row in validation])
+    labels = batch.pop("labels")
+    set_seed(p.train.seed)
+    reloaded = load_tuned(task, tmp_path / "tuned", base, tokenizer).eval()
+    with torch.no_grad():
+        logits, trained_logits = reloaded(**batch).logits, kept["model"].eval()(**batch).logits
+    assert torch.allclose(logits, trained_logits, atol=1e-5), (logits - trained_logits).abs().max()
+    assert record["best_metric"]["eval_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-4)
+
+
 def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch):
     from ftpipe import ladder
 
