@@ -78,6 +78,7 @@ def test_missing_local_file_names_the_key(composed, tmp_path: Path):
     (["method=lora", "train.lr=2e-5"], 2e-5),  # -S train.lr sets the rate of any run
     (["experiment=yelp_bert"], 5e-5),
     (["experiment=yelp_bert", "method=prompt_tuning"], 1e-2),
+    (["experiment=yelp_bert", "method=adalora"], 5e-3),
     (["experiment=dialogsum_smollm2_lora"], 3e-4),  # an experiment written for lora keeps its rate for lora
     (["experiment=dialogsum_smollm2_lora", "method=ia3"], 3e-3),
     (["experiment=test_tiny", "method=lora"], 2e-3),  # a literal rate in an experiment pins it for every method
