@@ -40,6 +40,26 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tmp_path):
     assert rev in (repo / "params.yaml").read_text()
 
 
+
+def test_ladder_tune_sweeps_the_rate_of_each_method_as_experiments_and_keeps_the_best_validated(tmp_path):
+    """Two methods, two rates each, on the tiny model: four experiments; each method's row is the run whose
+    recorded validation loss (models/tuned/ftpipe_train.json, never the evaluation set) is the lower."""
+    repo = make_repo(tmp_path / "repo", "test_tiny")
+    run(["python", "-m", "ftpipe.ladder", "--methods", "full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=2"], repo)
+    names = set(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split())
+    assert {"ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
+    rows = {r["method"]: r for r in csv.DictReader((repo / "reports/methods.csv").open())}
+    assert list(rows) == ["base model", "full", "lora"]
+    for method in ("full", "lora"):
+        r = rows[method]
+        grid = dict(point.split(":") for point in r["lr_grid"].split())
+        assert set(grid) == {"0.001", "0.004"}, r
+        chosen = f"{float(r['lr']):g}"
+        assert r["experiment"] == f"ladder-{method}-lr{chosen}" and float(grid[chosen]) == min(map(float, grid.values())), r
+        assert r["validation_metric"] == "eval_loss" and float(r["validation_value"]) == pytest.approx(float(grid[chosen]), abs=1e-4)
+    assert "| lr grid (validation) |" in (repo / "reports/methods.md").read_text()
+
+
 def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(tmp_path):
     fixture = "tests/fixtures/qa/squad_custom.json"
     own_file = ["data.eval_from_train=0", f"+data.files.eval=[{fixture}]"]

@@ -69,3 +69,22 @@ def test_missing_local_file_names_the_key(composed, tmp_path: Path):
     params["data"] = {"source": "local", "files": {"train": [str(tmp_path / "nope.csv")], "eval": [str(tmp_path / "nope.csv")]}}
     with pytest.raises(ConfigError, match=r"data.files.train: file not found: .*nope.csv"):
         validate(params, ("data",))
+
+
+@pytest.mark.parametrize("overrides, lr", [
+    ([], 1e-4),  # the quickstart: full at its experiment's rate
+    (["method=lora"], 5e-4),  # another method: its own default (conf/method/lora.yaml), not full's rate
+    (["method=features"], 1e-4),  # a method without a rate of its own keeps the experiment's
+    (["method=lora", "train.lr=2e-5"], 2e-5),  # -S train.lr sets the rate of any run
+    (["experiment=yelp_bert"], 5e-5),
+    (["experiment=yelp_bert", "method=prompt_tuning"], 1e-2),
+    (["experiment=yelp_bert", "method=adalora"], 5e-3),
+    (["experiment=dialogsum_smollm2_lora"], 3e-4),  # an experiment written for lora keeps its rate for lora
+    (["experiment=dialogsum_smollm2_lora", "method=ia3"], 3e-3),
+    (["experiment=test_tiny", "method=lora"], 2e-3),  # a literal rate in an experiment pins it for every method
+])
+def test_each_method_trains_at_its_own_default_rate_unless_told(overrides, lr, monkeypatch):
+    from ftpipe.params import compose
+
+    monkeypatch.chdir(REPO)
+    assert compose(overrides)["train"]["lr"] == pytest.approx(lr)

@@ -193,6 +193,44 @@ def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatc
     assert len(losses) == best + 1 + 2  # patience: two evaluations without improvement, then stop
 
 
+
+def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tmp_path, monkeypatch):
+    """peft adds AdaLoRA's orthogonality penalty to the loss in evaluation too: the validation loss (best
+    checkpoint, ladder --tune) fell with the penalty while the model stayed at chance. It is the
+    cross-entropy of the tuned model's own logits on the validation split, and the model that was
+    trained is the one that reloads (rank pattern applied: same logits)."""
+    import datasets
+    import torch.nn.functional as F
+    from transformers import set_seed
+
+    from ftpipe.methods import load_tuned
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.tasks import get_task
+    from ftpipe.train import split_validation, train
+    import ftpipe.methods.peft as peft_method
+
+    base, data = tiny["classification"]
+    p = params_for("test_tiny", "adalora", monkeypatch, max_steps=-1, epochs=2, validation_fraction=0.25, precision="fp32")
+    monkeypatch.chdir(tmp_path)
+    kept = {}
+    save = peft_method.Method.save
+    monkeypatch.setattr(peft_method.Method, "save", lambda self, model, *args: kept.setdefault("model", model) and save(self, model, *args))
+    record = train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    assert json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())["rank_pattern"], "no ranks were pruned"
+    task = get_task(p.task)
+    tokenizer = load_tokenizer(base, task)
+    _, validation = split_validation(datasets.load_from_disk(str(data / "train")), 0.25, p.train.seed, task)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "labels") if k in validation.column_names]
+    batch = task.collator(tokenizer)([{k: row[k] for k in keys} for row in validation])
+    labels = batch.pop("labels")
+    set_seed(p.train.seed)
+    reloaded = load_tuned(task, tmp_path / "tuned", base, tokenizer).eval()
+    with torch.no_grad():
+        logits, trained_logits = reloaded(**batch).logits, kept["model"].eval()(**batch).logits
+    assert torch.allclose(logits, trained_logits, atol=1e-5), (logits - trained_logits).abs().max()
+    assert record["best_metric"]["eval_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-4)
+
+
 def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch):
     from ftpipe import ladder
 
@@ -209,3 +247,66 @@ def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch)
                      ("distill", ["data=yelp_local", "method.teacher.revision=refs/exps/ladder-full"])]
     with pytest.raises(SystemExit, match="no conf/method/lorra.yaml"):
         ladder.main(["--methods", "full", "--for", "lorra", "train.lr=1"])
+
+
+def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(monkeypatch):
+    """--tune: one experiment per rate of the grid around each method's default, the best validation score chosen,
+    the chosen run's row and predictions kept; with --tune-epochs the chosen rate is trained again at full length."""
+    import math
+
+    from ftpipe import ladder
+
+    monkeypatch.chdir(REPO)
+    calls, rows, seen = [], [], {}
+    best_lr = {"full": 1.5e-5, "lora": 1.5e-3, "distill": 1e-4}  # where each fake method's validation loss is lowest
+
+    def run_one(method, overrides, name=None):
+        name = name or f"ladder-{method}"
+        calls.append((method, overrides, name))
+        lr = float(next(o for o in overrides if o.startswith("train.lr="))[len("train.lr="):]) if method != "features" else None
+        seen.update(method=method, name=name, lr=lr)
+        return name
+
+    def validation():  # lowest at the method's best rate; the evaluation set is never read
+        return ("eval_loss", 1 + abs(math.log10(seen["lr"] / best_lr[seen["method"]]))) if seen["lr"] else None
+
+    monkeypatch.setattr(ladder, "run_one", run_one)
+    monkeypatch.setattr(ladder, "validation", validation)
+    monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method, "experiment": name, "lr": seen["lr"],
+                                                                         "validation_metric": None, "validation_value": None})
+    monkeypatch.setattr(ladder, "workspace_predictions", lambda: {"run": seen["name"]})
+    monkeypatch.setattr(ladder, "exp_ref", lambda name: f"refs/exps/{name}")
+    monkeypatch.setattr(ladder, "versus_best", lambda rows_, predictions, *args: seen.update(predictions=dict(predictions)))
+    monkeypatch.setattr(ladder, "write_report", lambda rows_: rows.append(list(rows_)))
+    ladder.main(["--methods", "distill,features,full,lora", "--tune", "--grid", "0.3,1,3", "-S", "experiment=yelp_bert"])
+    # Yelp's full rate is 5e-5; every other method's is its own default (conf/method/*.yaml), without --for.
+    assert [(m, n) for m, _, n in calls] == [
+        ("features", "ladder-features"),
+        ("full", "ladder-full-lr1.5e-05"), ("full", "ladder-full-lr5e-05"), ("full", "ladder-full-lr0.00015"),
+        ("lora", "ladder-lora-lr0.00015"), ("lora", "ladder-lora-lr0.0005"), ("lora", "ladder-lora-lr0.0015"),
+        ("distill", "ladder-distill-lr3e-05"), ("distill", "ladder-distill-lr0.0001"), ("distill", "ladder-distill-lr0.0003")]
+    assert calls[1][1] == ["experiment=yelp_bert", "train.lr=1.5e-05"]
+    # distill is taught by the full run that was chosen, not by a ladder-full that was never run
+    assert all("method.teacher.revision=refs/exps/ladder-full-lr1.5e-05" in o for m, o, _ in calls if m == "distill")
+    final = {r["method"]: r for r in rows[-1]}
+    assert final["base model"]["experiment"] == "ladder-features"
+    assert (final["full"]["experiment"], final["full"]["lr"], final["full"]["validation_value"]) == ("ladder-full-lr1.5e-05", 1.5e-5, 1.0)
+    assert (final["lora"]["experiment"], final["lora"]["lr"]) == ("ladder-lora-lr0.0015", 1.5e-3)
+    assert final["lora"]["validation_metric"] == "eval_loss" and final["lora"]["lr_grid"] == "0.00015:2 0.0005:1.47712 0.0015:1"
+    assert final["distill"]["experiment"] == "ladder-distill-lr0.0001" and final["features"].get("lr_grid") is None
+    assert seen["predictions"]["lora"] == {"run": "ladder-lora-lr0.0015"}  # the chosen run's predictions, not the last run's
+
+    # A shorter sweep: each point runs train.epochs=1, then the chosen rate trains at the full length as ladder-<method>.
+    calls.clear()
+    ladder.main(["--methods", "lora", "--tune", "--grid", "1,3", "--tune-epochs", "1", "-S", "experiment=yelp_bert",
+                 "--for", "lora", "train.lr=1e-4"])
+    assert calls == [("lora", ["experiment=yelp_bert", "train.lr=0.0001", "train.epochs=1"], "ladder-lora-lr0.0001"),
+                     ("lora", ["experiment=yelp_bert", "train.lr=0.0003", "train.epochs=1"], "ladder-lora-lr0.0003"),
+                     ("lora", ["experiment=yelp_bert", "train.lr=0.0003"], "ladder-lora")]
+    lora = rows[-1][-1]
+    assert (lora["experiment"], lora["lr"], lora["lr_grid"]) == ("ladder-lora", 3e-4, "0.0001:2.17609 0.0003:1.69897")
+    assert seen["predictions"]["lora"] == {"run": "ladder-lora"}
+    with pytest.raises(SystemExit, match="--grid 0,1"):
+        ladder.main(["--methods", "lora", "--tune", "--grid", "0,1"])
+    with pytest.raises(SystemExit, match="train.validation_fraction=0"):
+        ladder.main(["--methods", "lora", "--tune", "-S", "train.validation_fraction=0"])

@@ -1,7 +1,7 @@
 """`python -m ftpipe.ladder`: every method on the same data, one DVC experiment each, compared in one table.
 
     python -m ftpipe.ladder --methods features,freeze,full,lora,dora,ia3,prompt_tuning,distill \\
-        -S experiment=yelp_bert -S model=minilm -S data=yelp_local --for lora train.lr=5e-4
+        -S experiment=yelp_bert -S model=minilm -S data=yelp_local
 
 Each method runs as `dvc exp run -n ladder-<method> -S method=<method> <your -S overrides>`, one
 after another in the workspace (so `dvc exp show` lists them all, and relative data paths keep
@@ -9,11 +9,25 @@ working); `distill` runs last, taught by the `full` experiment (fetched by DVC a
 ref) unless `--teacher` names a revision. The table goes to reports/methods.md and, for
 `dvc plots show reports/methods.csv --x method --y <metric> --template bar_horizontal`, to
 reports/methods.csv: the base model first, then per method the headline metric, trainable
-parameters, train time, evaluation samples/s and peak memory. After the ladder the workspace holds
-the last experiment's outputs; `dvc exp apply <name>` brings back any other.
+parameters, train time, evaluation samples/s and peak memory, its learning rate and its best
+validation score. After the ladder the workspace holds the last experiment's outputs;
+`dvc exp apply <name>` brings back any other.
 
-`--for METHOD KEY=VALUE` adds an override to one method's run only: the learning rate that suits
-full fine-tuning (5e-5) barely moves a LoRA adapter or a lone classification head.
+Each method trains at its own default rate (`lr` in conf/method/<name>.yaml: the rate that suits
+full fine-tuning barely moves a LoRA adapter or a lone classification head); `-S train.lr=...`
+sets one rate for all, `--for METHOD KEY=VALUE` adds an override to one method's run only.
+
+`--tune` sweeps each method's rate first: one experiment per point of `--grid` (multipliers of the
+method's default, 0.3,1,3 unless told), named `ladder-<method>-lr<rate>`, and keeps the rate with the
+best validation score as train recorded it (`best_metric` in models/tuned/ftpipe_train.json: the
+`train.best_metric` of the validation split held out of the training subset, never the evaluation
+set, so the choice does not peek at the numbers the table reports). The sweep runs at the full
+budget by default and the chosen point's run is the method's row as it is: no run is repeated, and
+the row is exactly the run the choice was made on. `--tune-epochs N` makes the sweep shorter
+(train.epochs=N, at least 1 since validation runs per epoch; cheaper for a large grid) and then
+trains the chosen rate at full length as `ladder-<method>`; a short sweep may favour a rate that
+learns fast over one that ends best. The table records the rate, the choice's validation score and
+every point of the grid with its score. `features` has no rate and runs once.
 """
 
 from __future__ import annotations
@@ -27,7 +41,9 @@ from pathlib import Path
 
 REPORT, TABLE = Path("reports/methods.md"), Path("reports/methods.csv")
 COLUMNS = ["method", "experiment", "metric", "value", "ci95_low", "ci95_high", "p_vs_base", "vs_best",
-           "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb"]
+           "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb",
+           "lr", "validation_metric", "validation_value", "lr_grid"]
+DEFAULT_GRID = "0.3,1,3"  # multipliers of each method's default train.lr
 
 
 def read(path: str) -> dict:
@@ -56,10 +72,12 @@ def row(method: str, experiment: str, which: str = "tuned") -> dict:
     low, high = tested.get("ci95", [None, None])
     interval = {"ci95_low": _round(low + value - tested["delta"]) if tested else None,  # the tuned value's interval: base + delta's
                 "ci95_high": _round(high + value - tested["delta"]) if tested else None, "p_vs_base": tested.get("p_value"), "vs_best": None}
+    validated = next(iter((train.get("best_metric") or {}).items()), (None, None))
     return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4), **interval,
             "trainable_params": train.get("trainable_params", 0), "train_seconds": round(train.get("train_runtime", 0), 1),
             "eval_samples_per_s": timing.get("samples_per_second"), "train_peak_rss_mb": train.get("peak_rss_mb"),
-            "eval_peak_rss_mb": timing.get("peak_rss_mb")}
+            "eval_peak_rss_mb": timing.get("peak_rss_mb"), "lr": (train.get("train") or {}).get("lr"),
+            "validation_metric": validated[0], "validation_value": _round(validated[1]), "lr_grid": None}
 
 
 def _round(value):
@@ -96,8 +114,8 @@ def versus_best(rows: list[dict], predictions: dict[str, dict], task, resamples:
                                                  f"(Holm p {adjusted[r['method']]:.3g})")
 
 
-def run_one(method: str, overrides: list[str]) -> str:
-    name = f"ladder-{method}"
+def run_one(method: str, overrides: list[str], name: str | None = None) -> str:
+    name = name or f"ladder-{method}"
     cmd = ["dvc", "exp", "run", "-n", name, "-S", f"method={method}", *[a for o in overrides for a in ("-S", o)]]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -114,6 +132,73 @@ def exp_ref(name: str) -> str:
     return out[-1]
 
 
+def validation() -> tuple[str, float] | None:
+    """(metric, value) of the experiment just run: its best validation score, as train recorded it
+    (`best_metric` in models/tuned/ftpipe_train.json: the validation split of the training subset,
+    never the evaluation set); None without validation."""
+    from ftpipe import records
+
+    best = records.TRAIN.read("models/tuned", missing_ok=True).get("best_metric") or {}
+    name, value = next(iter(best.items()), (None, None))
+    return None if value is None else (name, value)
+
+
+def composed(method: str, overrides: list[str]) -> dict:
+    """The params a run of `method` with these overrides gets (DVC composes conf/ the same way)."""
+    from ftpipe.params import compose
+
+    return compose([*overrides, f"method={method}"])
+
+
+def grid_lrs(default: float, grid: list[float]) -> list[float]:
+    """The learning rates of a sweep: the default times each multiplier, to 3 significant digits, once each."""
+    out = []
+    for g in grid:
+        lr = float(f"{default * g:.3g}")
+        if lr not in out:
+            out.append(lr)
+    return out
+
+
+def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: float | None, first_run) -> tuple[str, dict, dict]:
+    """Sweep the method's train.lr over `grid` (multipliers of its default), one experiment per rate,
+    and pick the rate with the best validation score. Returns (experiment, row, predictions) of the
+    chosen rate's run at the full budget.
+
+    Without `tune_epochs` the sweep runs are full-length, so the chosen one is the method's row as is
+    (no run twice, and its evaluation is exactly what the choice was made on). With `tune_epochs` the
+    sweep is shorter (train.epochs=N) and the chosen rate is trained again at the experiment's full
+    length as `ladder-<method>`: the rate is picked on a short budget, the row is never a short run."""
+    params = composed(method, overrides)
+    if not params["train"].get("validation_fraction"):
+        raise SystemExit(f"error: --tune picks by validation score; {method} runs with train.validation_fraction=0")
+    default = float(params["train"]["lr"])
+    metric = params["train"].get("best_metric", "eval_loss")
+    greater = not metric.endswith("loss")  # as train's checkpoint choice (ftpipe.train.checkpointing)
+    fixed = [o for o in overrides if not o.startswith("train.lr=")]  # the sweep sets the rate
+    points = []
+    for lr in grid_lrs(default, grid):
+        budget = [f"train.epochs={tune_epochs:g}"] if tune_epochs else []
+        name = run_one(method, [*fixed, f"train.lr={lr:g}", *budget], f"ladder-{method}-lr{lr:g}")
+        first_run(name)
+        scored = validation()
+        if scored is None:
+            raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score (models/tuned/ftpipe_train.json best_metric)")
+        points.append({"lr": lr, "name": name, "score": scored[1],
+                       **({} if tune_epochs else {"row": row(method, name), "predictions": workspace_predictions()})})
+        print(f"ladder: {method} lr {lr:g}: validation {scored[0]} {scored[1]:.4f}", flush=True)
+    best = (max if greater else min)(points, key=lambda p: p["score"])
+    if tune_epochs:
+        name = run_one(method, [*fixed, f"train.lr={best['lr']:g}"])
+        chosen, predictions = row(method, name), workspace_predictions()
+    else:
+        name, chosen, predictions = best["name"], best["row"], best["predictions"]
+    # The choice and what it was made on: the chosen rate's validation score in the sweep, and every point's.
+    chosen.update(lr=best["lr"], validation_metric=metric, validation_value=_round(best["score"]),
+                  lr_grid=" ".join(f"{p['lr']:g}:{p['score']:.6g}" for p in points))
+    return name, chosen, predictions
+
+
 def write_report(rows: list[dict]) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     with open(TABLE, "w", newline="") as fh:
@@ -123,14 +208,21 @@ def write_report(rows: list[dict]) -> None:
     metric = rows[0]["metric"]
     lines = ["# Methods compared", "", f"Same data, base model and seeds; `{metric}` on the evaluation set (QA F1 is 0-100, other metrics 0-1),",
              "with its 95% interval (paired bootstrap against the base, as in reports/compare.md) and whether it differs",
-             "from the best method at the 5% level (paired bootstrap against the best, Holm-corrected for the methods compared).", "",
-             f"| method | {metric} | 95% interval | p vs base | vs best | trainable params | train s | eval samples/s | train peak MB | eval peak MB |",
-             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
+             "from the best method at the 5% level (paired bootstrap against the best, Holm-corrected for the methods compared).",
+             "lr: the run's learning rate; validation: its best validation score (the held-out part of the training subset,",
+             "never the evaluation set); lr grid: with --tune, each rate tried and its validation score, the lowest loss",
+             "(or highest score) chosen.", "",
+             f"| method | {metric} | 95% interval | p vs base | vs best | lr | validation | lr grid (validation) | trainable params "
+             "| train s | eval samples/s | train peak MB | eval peak MB |",
+             "|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         interval = f"[{r['ci95_low']}, {r['ci95_high']}]" if r["ci95_low"] is not None else ""
         p = "" if r["p_vs_base"] is None else ("< 0.001" if r["p_vs_base"] < 0.001 else f"{r['p_vs_base']:.3g}")
-        lines.append(f"| {r['method']} | {r['value']} | {interval} | {p} | {r['vs_best'] or ''} | {r['trainable_params']:,} | {r['train_seconds']} "
-                     f"| {r['eval_samples_per_s']} | {r['train_peak_rss_mb'] or ''} | {r['eval_peak_rss_mb']} |")
+        lr = "" if r.get("lr") is None else f"{r['lr']:g}"
+        validated = "" if r.get("validation_value") is None else f"{r['validation_metric']} {r['validation_value']}"
+        lines.append(f"| {r['method']} | {r['value']} | {interval} | {p} | {r['vs_best'] or ''} | {lr} | {validated} | {r.get('lr_grid') or ''} "
+                     f"| {r['trainable_params']:,} | {r['train_seconds']} | {r['eval_samples_per_s']} | {r['train_peak_rss_mb'] or ''} "
+                     f"| {r['eval_peak_rss_mb']} |")
     REPORT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
 
@@ -148,8 +240,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--for", dest="per_method", nargs=2, action="append", default=[], metavar=("METHOD", "KEY=VALUE"),
                         help="a param override for one method's run (after the -S ones)")
     parser.add_argument("--teacher", help="revision whose models/tuned teaches distill (default: the ladder's full run)")
+    parser.add_argument("--tune", action="store_true", help="sweep each method's train.lr over --grid, pick by validation score")
+    parser.add_argument("--grid", default=DEFAULT_GRID, help=f"--tune's multipliers of each method's default lr (default {DEFAULT_GRID})")
+    parser.add_argument("--tune-epochs", type=float, help="--tune's sweep runs this many epochs (at least 1: validation is per "
+                                                          "epoch), then the chosen rate trains at full length (default: full-length sweep)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    try:
+        grid = [float(g) for g in args.grid.split(",") if g.strip()]
+    except ValueError:
+        sys.exit(f"error: --grid {args.grid}: comma-separated numbers (multipliers of the default lr), such as {DEFAULT_GRID}")
+    if not grid or min(grid) <= 0:
+        sys.exit(f"error: --grid {args.grid}: positive multipliers of the default lr, such as {DEFAULT_GRID}")
+    if args.tune_epochs is not None and args.tune_epochs < 1:
+        sys.exit("error: --tune-epochs must be at least 1 (validation runs once per epoch)")
     unknown = [m for m in methods + [m for m, _ in args.per_method] if not Path(f"conf/method/{m}.yaml").exists()]
     if unknown:
         sys.exit(f"error: no conf/method/{unknown[0]}.yaml (known: {', '.join(sorted(p.stem for p in Path('conf/method').glob('*.yaml')))})")
@@ -157,16 +261,24 @@ def main(argv: list[str] | None = None) -> None:
     from ftpipe.params import load_params
     from ftpipe.tasks import get_task
 
-    rows, predictions = [], {}
+    rows, predictions, names = [], {}, {}
+
+    def first_run(name: str) -> None:  # the base model's row, from the first experiment's evaluation of it
+        if not rows:
+            rows.append(row("base model", name, "base"))
+
     for method in sorted(methods, key=lambda m: m == "distill"):  # the teacher first
         overrides = args.overrides + [o for m, o in args.per_method if m == method]
         if method == "distill":
-            overrides.append(f"method.teacher.revision={args.teacher or exp_ref('ladder-full')}")
-        name = run_one(method, overrides)
-        if not rows:
-            rows.append(row("base model", name, "base"))
-        rows.append(row(method, name))
-        predictions[method] = workspace_predictions()
+            overrides.append(f"method.teacher.revision={args.teacher or exp_ref(names.get('full', 'ladder-full'))}")
+        if args.tune and composed(method, overrides)["method"].get("type") != "features":  # features: no gradient steps, no rate
+            name, result, predictions[method] = tune(method, overrides, grid, args.tune_epochs, first_run)
+        else:
+            name = run_one(method, overrides)
+            first_run(name)
+            result, predictions[method] = row(method, name), workspace_predictions()
+        names[method] = name
+        rows.append(result)
         params = load_params("task", "evaluate")
         versus_best(rows, predictions, get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
         write_report(rows)  # after every run: a ladder cut short still leaves its table

@@ -19,6 +19,7 @@ class MethodConfig:
     name: str = "full"  # the config's name (conf/method/<name>.yaml)
     type: str = "full"  # the plug-in module in ftpipe.methods
     tasks: Optional[list[str]] = None  # the task types the method fits, where it does not fit every one
+    lr: Optional[float] = None  # its default train.lr under an experiment written for another method (ftpipe_lr resolver)
 
     def packing_conflict(self) -> Optional[str]:
         """Why this method cannot train on packed batches (train.packing), or None."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,42 @@ def adalora_budget(model):
     return AdaLoraBudget()
 
 
+def adalora_trainer_class():
+    """The Trainer for AdaLoRA, whose validation loss is the task's loss alone.
+
+    peft's AdaLoRA adds `orth_reg_weight` times its orthogonality penalty (how far each adapter's
+    A and B are from orthonormal) to the model's loss in every forward pass, evaluation included.
+    That penalty starts near 1.4 (MiniLM, weight 0.5) and falls as the adapters become orthonormal,
+    whatever the task loss does: the validation `eval_loss` then fell steadily while the model
+    stayed at chance, the best checkpoint was chosen on it, and rates could not be compared on it
+    (ladder --tune). Training still minimises loss plus penalty; evaluation leaves it out.
+
+    And the best checkpoint loads at the end with the ranks it was saved with: each checkpoint
+    stores only the ranks kept at its step (`rank_pattern` in its adapter_config.json), and the
+    Trainer loaded it into the running model under the running pattern (the last step's), which
+    failed on a size mismatch whenever the best step was not the last."""
+    from ftpipe.trainer import ResumableTrainer
+
+    class AdaLoraTrainer(ResumableTrainer):
+        def _load_best_model(self):
+            saved = Path(self.state.best_model_checkpoint or "") / "adapter_config.json"
+            if saved.is_file():
+                peft_model = self.accelerator.unwrap_model(self.model)
+                peft_model.peft_config[peft_model.active_adapter].rank_pattern = json.loads(saved.read_text()).get("rank_pattern")
+            return super()._load_best_model()
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            peft_model = self.accelerator.unwrap_model(model)
+            config = peft_model.peft_config[peft_model.active_adapter]
+            weight, config.orth_reg_weight = config.orth_reg_weight, 0.0
+            try:
+                return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+            finally:
+                config.orth_reg_weight = weight
+
+    return AdaLoraTrainer
+
+
 def peft_config_class(settings: dict):
     from peft import PeftType
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
@@ -103,6 +140,8 @@ class Method(BaseMethod):
     def fit(self, model, run) -> dict:
         if model.peft_config[model.active_adapter].peft_type == "ADALORA":
             run.callbacks.append(adalora_budget(model))
+            trainer = run.make_trainer(model, trainer_class=adalora_trainer_class())
+            return trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None).metrics
         return super().fit(model, run)
 
     def save(self, model, tokenizer, out_dir: Path, run) -> None:
@@ -134,7 +173,13 @@ class Method(BaseMethod):
         from peft import PeftModel
 
         base = load_for_task(task, base_dir, tokenizer, trust_remote_code=trust_remote_code)
-        return PeftModel.from_pretrained(base, tuned_dir)
+        saved = json.loads((Path(tuned_dir) / "adapter_config.json").read_text()) if (Path(tuned_dir) / "adapter_config.json").is_file() else {}
+        with warnings.catch_warnings():
+            if saved.get("peft_type") == "ADALORA":
+                # peft checks rank_pattern keys as LoRA's (module names); AdaLoRA's are its lora_E parameters, which
+                # AdaLoRA itself applies as it loads: the reloaded model gives the trained one's logits (tests/test_methods.py).
+                warnings.filterwarnings("ignore", message="The following rank_pattern keys did not match", category=RuntimeWarning)
+            return PeftModel.from_pretrained(base, tuned_dir)
 
 
 def quantization_kwargs(settings: dict, run=None) -> dict:

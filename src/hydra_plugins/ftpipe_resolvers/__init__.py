@@ -67,3 +67,22 @@ def conf_digest():
 
 if not OmegaConf.has_resolver("ftpipe_conf_digest"):
     OmegaConf.register_new_resolver("ftpipe_conf_digest", conf_digest)
+
+
+def learning_rate(value, written_for, *, _root_):
+    """train.lr as an experiment writes it: `${ftpipe_lr:5.0e-5,full}` is 5e-5 for the method the
+    experiment was written for (its `override /method`), and for any other method that method's own
+    default (`lr` in conf/method/<name>.yaml; the experiment's value where the method has none).
+
+    The rate that suits full fine-tuning barely moves an adapter or a lone head, so `-S method=lora`
+    on an experiment runs at LoRA's rate; `-S train.lr=...` replaces the whole expression and sets
+    the rate of any run. A literal `train.lr` in an experiment (the tiny test experiments) pins it
+    for every method."""
+    method = _root_.get("method") or {}
+    if method.get("name") == str(written_for) or method.get("lr") is None:
+        return value
+    return method.get("lr")
+
+
+if not OmegaConf.has_resolver("ftpipe_lr"):
+    OmegaConf.register_new_resolver("ftpipe_lr", learning_rate)
