@@ -107,3 +107,14 @@ def test_int8_evaluation_and_prediction_run_and_say_so(tiny_pipeline, tmp_path):
     rows = [json.loads(line) for line in run(["ftpipe-predict", "--model", "models/tuned", "--precision", "int8", "--json",
                                               "--text", "Great food."], repo).stdout.splitlines()]
     assert len(rows) == 1 and sum(rows[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_int8_takes_a_model_trained_under_bf16_autocast_in_this_process(monkeypatch):
+    """accelerate leaves an autocast wrapper on a trained model's forward (the benchmark evaluates in memory)."""
+    from accelerate import Accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model = Accelerator(cpu=True, mixed_precision="bf16").prepare(tiny_classifier())
+    quantized = precision.for_inference(model, "int8")
+    with torch.no_grad():
+        assert quantized(torch.randint(0, 100, (2, 6))).logits.dtype == torch.float32

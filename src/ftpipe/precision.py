@@ -56,6 +56,11 @@ def for_inference(model, precision: str):
 
     if torch.cuda.is_available():
         raise ConfigError("evaluate.precision", "int8 is torch's dynamic quantization, CPU only: use bf16 or fp16 on a GPU")
+    from accelerate.utils import extract_model_from_parallel
+
+    # A model trained in this process under bf16 keeps accelerate's autocast wrapper on its forward,
+    # which would hand the int8 layers bf16 activations (they take fp32 only).
+    model = extract_model_from_parallel(model, keep_fp32_wrapper=False)
     if hasattr(model, "merge_and_unload") and getattr(model, "peft_type", None) is not None:
         try:
             model = model.merge_and_unload()
