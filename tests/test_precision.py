@@ -94,13 +94,14 @@ def test_int8_evaluation_and_prediction_run_and_say_so(tiny_pipeline, tmp_path):
 
     repo = tmp_path / "repo"
     shutil.copytree(tiny_pipeline, repo, symlinks=True)
+    run("git reset -q --hard && dvc checkout -q", repo)  # the committed repro, whatever experiments left in the shared workspace
+    fp32 = json.loads((repo / "metrics/tuned.json").read_text())
     write_params(repo, ["evaluate.precision=int8"])
     out = run(["dvc", "repro"], repo).stdout
     assert "Running stage 'train'" not in out and "Running stage 'evaluate@tuned'" in out  # only evaluation and after
     report = (repo / "reports/compare.md").read_text()
     assert "Evaluated in int8 (base) and int8 (tuned)" in report
     assert "| int8 |" in (repo / "reports/speed.md").read_text()
-    fp32 = json.loads((tiny_pipeline / "metrics/tuned.json").read_text())
     int8 = json.loads((repo / "metrics/tuned.json").read_text())
     assert int8.keys() == fp32.keys() and abs(int8["accuracy"] - fp32["accuracy"]) <= 0.1  # a change, measured, within reason
 
@@ -112,9 +113,14 @@ def test_int8_evaluation_and_prediction_run_and_say_so(tiny_pipeline, tmp_path):
 def test_int8_takes_a_model_trained_under_bf16_autocast_in_this_process(monkeypatch):
     """accelerate leaves an autocast wrapper on a trained model's forward (the benchmark evaluates in memory)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    model = Accelerator(cpu=True, mixed_precision="bf16").prepare(tiny_classifier())
+    AcceleratorState._reset_state(True)  # accelerate's state is process-wide: other tests set their own
+    try:
+        model = Accelerator(cpu=True, mixed_precision="bf16").prepare(tiny_classifier())
+    finally:
+        AcceleratorState._reset_state(True)
     quantized = precision.for_inference(model, "int8")
     with torch.no_grad():
         assert quantized(torch.randint(0, 100, (2, 6))).logits.dtype == torch.float32

@@ -183,7 +183,10 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
         first_run(name)
         scored = validation()
         if scored is None:
-            raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score (models/tuned/ftpipe_train.json best_metric)")
+            from ftpipe import records
+
+            raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score "
+                             f"({records.TRAIN.path('models/tuned')} best_metric)")
         points.append({"lr": lr, "name": name, "score": scored[1],
                        **({} if tune_epochs else {"row": row(method, name), "predictions": workspace_predictions()})})
         print(f"ladder: {method} lr {lr:g}: validation {scored[0]} {scored[1]:.4f}", flush=True)
