@@ -92,8 +92,9 @@ def _lengths_from_positions(position_ids) -> list[int]:
 
 
 def padded_batches(lengths: list[int], batch_size: int, sort: bool) -> dict:
-    """What evaluation computes when each batch is padded to its longest (sorted by length or not)."""
-    order = sorted(lengths, reverse=True) if sort else list(lengths)
+    """What evaluation computes when each batch is padded to its longest: in order, or sorted
+    shortest first as ftpipe.inference.batched sorts them."""
+    order = sorted(lengths) if sort else list(lengths)
     computed = sum(max(order[i:i + batch_size]) * len(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
     return {"computed": computed, "real": sum(lengths), "squared": sum(n * n for n in lengths)}
 

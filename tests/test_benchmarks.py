@@ -80,8 +80,8 @@ def test_utilization_counts_real_tokens_and_padding():
     flat([{}])
     assert flat.stats("t") == {"t_computed_tokens": 5, "t_real_tokens": 5, "t_squared_lengths": 9 + 4}  # packed: no padding
 
-    assert padded_batches([5, 1, 4, 2], 2, sort=True)["computed"] == 5 * 2 + 2 * 2  # sorted: [5, 4], [2, 1]
-    assert padded_batches([5, 1, 4, 2], 2, sort=False)["computed"] == 5 * 2 + 4 * 2  # as given: [5, 1], [4, 2]
+    assert padded_batches([5, 1, 4, 2, 3], 2, sort=True)["computed"] == 2 * 2 + 4 * 2 + 5  # as inference sorts: [1, 2], [3, 4], [5]
+    assert padded_batches([5, 1, 4, 2, 3], 2, sort=False)["computed"] == 5 * 2 + 4 * 2 + 3  # as given: [5, 1], [4, 2], [3]
 
     arm = {"train_s": 2.0, "train_real_tokens": 100, "train_computed_tokens": 150, "train_squared_lengths": 1000, "precision": "bf16"}
     peaks = {"peak_fp32_flops": 1e9, "peak_bf16_flops": 4e9}
