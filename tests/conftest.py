@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # What a pipeline run needs from the repository; outputs, caches and the venv stay behind.
-PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"]
+PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml",
+                 "tests/fixtures"]  # the small files the tiny experiments read (52 KB)
+CORPUS = REPO / "tests" / "bad_inputs"  # bad input of every kind, per task type
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -27,6 +30,33 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = 
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def exp_show(repo: Path, *options: str) -> list[str]:
+    """`dvc exp show` as a 200-column terminal shows it: no line wider."""
+    lines = run(["dvc", "exp", "show", "--no-pager", *options], repo, env={"COLUMNS": "200"}).stdout.splitlines()
+    assert lines and max(map(len, lines)) <= 200, "\n".join(lines)
+    return lines
+
+
+def digest(paths: list[Path]) -> dict[str, str]:
+    """A hash of every file under `paths`: equal digests mean untouched outputs."""
+    out = {}
+    for root in paths:
+        for path in sorted([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                out[str(path)] = hashlib.md5(path.read_bytes()).hexdigest()
+    return out
+
+
+def assert_one_line_error(result, *expected: str) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
 
 
 def make_repo(dest: Path, experiment: str = "test_tiny", overrides: list[str] | None = None) -> Path:
@@ -65,25 +95,158 @@ def write_params(repo: Path, overrides: list[str] | None = None) -> dict:
     return params
 
 
-@pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> Path:
-    """The tiny experiment reproduced once per session: a repo with every stage's outputs."""
-    repo = make_repo(tmp_path_factory.mktemp("tiny") / "repo")
+# --- reproduced repositories -------------------------------------------------------------------------
+# Each tiny experiment is reproduced once per test run (once across pytest-xdist's workers too: the
+# first worker to need it builds it under a file lock, the others wait) and every test that needs a
+# reproduced repository gets its own copy, repo and DVC cache, so tests never see each other's changes
+# and no test pays for `dvc repro` from download_data unless that is what it tests.
+QA_FIXTURE = "tests/fixtures/qa/squad_custom.json"
+# The overrides each tiny experiment (conf/experiment/test_tiny*.yaml) is reproduced with; any other
+# test_tiny* experiment is reproduced as it is.
+BUILDS = {
+    "test_tiny": (),
+    # A small adapter, as LoRA is meant to be (a few % of a 2-layer model); set here, not in the
+    # experiment, whose other methods (prompt tuning, ...) take no rank. Export merges the adapter.
+    "test_tiny_dialogsum": ("export.merge=true", "method.peft.r=8", "method.peft.lora_alpha=16"),
+    # Evaluated on the training file itself: the tiny model can memorise it, so tuned must beat base.
+    "test_tiny_qa": ("data.eval_from_train=0", f"+data.files.eval=[{QA_FIXTURE}]"),
+    "test_tiny_ner": (),
+}
+TINY_EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("test_tiny*.yaml"))
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    """A folder every worker of this test run sees: the run's own base folder under xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _build(experiment: str, repo: Path) -> None:
+    make_repo(repo, experiment, list(BUILDS.get(experiment, ())))
     run(["dvc", "repro"], repo)
     run("git add -A && git commit -qm repro", repo)
-    return repo
+
+
+# The fixtures that hand out copies, and which build each copies. A test that calls `reproduced` itself
+# names the build in a parameter called `experiment`. The builds the session's tests need are known at
+# collection: a worker waiting for one that another worker is building builds another one meanwhile.
+PIPELINE_FIXTURES = {"tiny_pipeline": "test_tiny", "dialogsum_pipeline": "test_tiny_dialogsum",
+                     "qa_pipeline": "test_tiny_qa", "ner_pipeline": "test_tiny_ner"}
+_NEEDED: list[str] = []
+
+
+def pytest_collection_finish(session):
+    needed = set()
+    for item in session.items:
+        needed |= {build for fixture, build in PIPELINE_FIXTURES.items() if fixture in item.fixturenames}
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "reproduced" in item.fixturenames and "experiment" in params:
+            needed.add(params["experiment"])
+    _NEEDED[:] = sorted(needed)
 
 
 @pytest.fixture(scope="session")
-def dialogsum_pipeline(tmp_path_factory) -> Path:
-    """The tiny LoRA summarization experiment reproduced once per session, export merging the adapter."""
-    repo = make_repo(tmp_path_factory.mktemp("dialogsum") / "repo", "test_tiny_dialogsum",
-                     # A small adapter, as LoRA is meant to be (a few % of a 2-layer model); set here, not in the
-                     # experiment, whose other methods (prompt tuning, ...) take no rank.
-                     ["export.merge=true", "method.peft.r=8", "method.peft.lora_alpha=16"])
-    shutil.copytree(REPO / "tests" / "fixtures" / "dialogsum", repo / "tests" / "fixtures" / "dialogsum")
-    run(["dvc", "repro"], repo)
-    return repo
+def reproduced(tmp_path_factory):
+    """reproduced(experiment, dest): a copy at `dest` of the tiny experiment's repository, reproduced and
+    committed. Without `dest`, the shared build itself, for tests that only read it."""
+    from filelock import FileLock, Timeout
+
+    shared = _shared_dir(tmp_path_factory) / "reproduced"
+    shared.mkdir(exist_ok=True)
+
+    def build_if_free(name: str) -> bool:
+        """Build `name` unless it is built, failed, or being built by another worker; False if another has it."""
+        lock = FileLock(str(shared / f"{name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        try:
+            if not (shared / name / "done").exists() and not (shared / name / "failed").exists():
+                shutil.rmtree(shared / name, ignore_errors=True)
+                try:
+                    _build(name, shared / name / "repo")
+                except BaseException as err:  # said once, to every test that needs it, not retried by each
+                    (shared / name / "failed").write_text(f"building {name} failed: {err}")
+                    raise
+                (shared / name / "done").touch()
+        finally:
+            lock.release()
+        return True
+
+    def ensure(name: str) -> Path:
+        while not (shared / name / "done").exists():
+            if (shared / name / "failed").exists():
+                raise AssertionError((shared / name / "failed").read_text())
+            if build_if_free(name):
+                continue
+            others = [n for n in _NEEDED if n != name and not (shared / n / "done").exists() and not (shared / n / "failed").exists()]
+            try:
+                if not any(build_if_free(n) for n in others):
+                    time.sleep(0.5)
+            except Exception:
+                pass  # that build's failure is reported to the tests that need it
+        return shared / name / "repo"
+
+    def copy(name: str, dest: Path | None = None) -> Path:
+        canonical = ensure(name)
+        if dest is None:
+            return canonical
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # cp -a keeps the hard links between DVC's cache and the workspace outputs, and mtimes.
+        subprocess.run(["cp", "-a", str(canonical), str(dest)], check=True)
+        return dest
+
+    return copy
+
+
+@pytest.fixture
+def tiny_pipeline(reproduced, tmp_path) -> Path:
+    """The tiny classification experiment, reproduced and committed: this test's own copy."""
+    return reproduced("test_tiny", tmp_path / "repo")
+
+
+@pytest.fixture
+def dialogsum_pipeline(reproduced, tmp_path) -> Path:
+    """The tiny LoRA summarization experiment, reproduced and committed: this test's own copy."""
+    return reproduced("test_tiny_dialogsum", tmp_path / "repo")
+
+
+@pytest.fixture
+def qa_pipeline(reproduced, tmp_path) -> Path:
+    """The tiny QA experiment on a SQuAD-format fixture, reproduced and committed: this test's own copy."""
+    return reproduced("test_tiny_qa", tmp_path / "repo")
+
+
+@pytest.fixture
+def ner_pipeline(reproduced, tmp_path) -> Path:
+    """The tiny token-classification experiment, reproduced and committed: this test's own copy."""
+    return reproduced("test_tiny_ner", tmp_path / "repo")
+
+
+def run_stage(cmd: str, repo: Path) -> subprocess.CompletedProcess:
+    """`python stages/<x>.py ...` run in this process, in `repo`: what the stage prints and its exit
+    status, as a subprocess would give them, without paying Python's and torch's start-up per case."""
+    import contextlib
+    import io
+    import runpy
+    import shlex
+
+    python, script, *args = shlex.split(cmd)
+    assert python == "python" and script.startswith("stages/"), cmd
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_argv, saved_path, cwd = sys.argv, list(sys.path), os.getcwd()
+    sys.argv, sys.path[:0] = [script, *args], [str(repo / "stages")]
+    os.chdir(repo)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +290,7 @@ def pytest_addoption(parser):
 
 
 _DURATIONS: dict[str, float] = {}
+_STARTED = time.time()
 
 
 def pytest_runtest_logreport(report):
@@ -144,6 +308,8 @@ def pytest_sessionfinish(session, exitstatus):
         machine += ", " + next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    lines = [f"# {len(rows)} tests, {total:.0f} s in all (exit status {int(exitstatus)}), {time.strftime('%Y-%m-%d')}, {machine}",
+    workers = session.config.getoption("numprocesses", None) if session.config.pluginmanager.hasplugin("xdist") else None
+    lines = [f"# {len(rows)} tests, {total:.0f} s of test time, {time.time() - _STARTED:.0f} s wall with {workers or 1} worker(s) "
+             f"(exit status {int(exitstatus)}), {time.strftime('%Y-%m-%d')}, {machine}",
              "# python -m pytest --durations-file tests/durations.txt", *(f"{seconds:8.2f}s  {node}" for node, seconds in rows)]
     Path(path).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,57 @@
+"""ftpipe-predict for every task type: inputs from a file or stdin, CSV/JSONL out, no labels needed,
+a bad record as one line. (QA's is in test_qa_pipeline.py, beside its pipeline.)"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import yaml
+
+from conftest import REPO, run
+
+
+def classification_task():
+    from ftpipe.params import validate
+    from ftpipe.tasks import get_task
+
+    return get_task(validate({"task": {"type": "classification", "labels": ["neg", "pos"]}}, ("task",)).task)
+
+
+def test_stdin_is_jsonl_or_one_text_per_line():
+    from ftpipe.predict import read_stdin
+
+    task = classification_task()
+    assert read_stdin("good\n\nbad place\n", task) == [{"text": "good"}, {"text": "bad place"}]
+    assert read_stdin('{"id": "a", "text": "x"}\n', task) == [{"id": "a", "text": "x"}]
+
+
+def test_csv_output_spreads_class_probabilities_over_columns():
+    from ftpipe.predict import render
+
+    rows = [{"id": "a", "text": "x, y", "prediction": "pos", "probability": 0.75, "probabilities": {"neg": 0.25, "pos": 0.75}}]
+    parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
+    assert parsed == [{"id": "a", "text": "x, y", "prediction": "pos", "probability": "0.75",
+                       "probabilities:neg": "0.25", "probabilities:pos": "0.75"}]
+    assert json.loads(render(rows, "jsonl")) == rows[0]
+
+
+def test_a_bad_record_is_one_line_naming_file_record_and_field(tmp_path, monkeypatch):
+    """Checked before any model is loaded (there is none here)."""
+    from ftpipe.params import compose
+
+    monkeypatch.chdir(REPO)  # compose reads conf/ from here
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    (cwd / "params.yaml").write_text(yaml.safe_dump(compose(["experiment=test_tiny"])))
+    (cwd / "reviews.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "review": "no text field"}\n')
+    (cwd / "model").mkdir()
+    (cwd / "model/model.safetensors").write_bytes(b"")  # never read: the records fail first
+    out = run(["ftpipe-predict", "--model", "model", "--file", "reviews.jsonl"], cwd, check=False)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == ["error: reviews.jsonl: record 2: field 'text': missing (columns: id, review; map them with data.columns)"]
+    out = run("printf 'ok\\n' | ftpipe-predict --model missing", cwd, check=False)  # stdin texts, then no model: one line too
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: missing")
+
+
