@@ -20,6 +20,11 @@ PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore
                  "tests/fixtures"]  # the small files the tiny experiments read (52 KB)
 CORPUS = REPO / "tests" / "bad_inputs"  # bad input of every kind, per task type
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+os.environ.update(OFFLINE)  # this process too (stages run in it by run_stage): before any Hub library is imported
+# pytest-xdist's workers share the cores: each worker, and every process it starts, gets its share of
+# torch's threads, not all of them (OpenMP threads spinning on an oversubscribed core waste it).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

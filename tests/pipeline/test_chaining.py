@@ -38,25 +38,6 @@ def test_tuned_tiny_teacher_teaches_a_smaller_student_by_revision(tiny_pipeline)
 
 
 
-def test_ladder_tune_sweeps_the_rate_of_each_method_as_experiments_and_keeps_the_best_validated(tiny_pipeline):
-    """Two methods, two rates each, on the tiny model: four experiments; each method's row is the run whose
-    recorded validation loss (models/tuned/ftpipe_train.json, never the evaluation set) is the lower."""
-    repo = tiny_pipeline
-    run(["python", "-m", "ftpipe.ladder", "--methods", "full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=2"], repo)
-    names = set(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split())
-    assert {"ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
-    rows = {r["method"]: r for r in csv.DictReader((repo / "reports/methods.csv").open())}
-    assert list(rows) == ["base model", "full", "lora"]
-    for method in ("full", "lora"):
-        r = rows[method]
-        grid = dict(point.split(":") for point in r["lr_grid"].split())
-        assert set(grid) == {"0.001", "0.004"}, r
-        chosen = f"{float(r['lr']):g}"
-        assert r["experiment"] == f"ladder-{method}-lr{chosen}" and float(grid[chosen]) == min(map(float, grid.values())), r
-        assert r["validation_metric"] == "eval_loss" and float(r["validation_value"]) == pytest.approx(float(grid[chosen]), abs=1e-4)
-    assert "| lr grid (validation) |" in (repo / "reports/methods.md").read_text()
-
-
 def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(qa_pipeline):
     repo, own_file = qa_pipeline, list(BUILDS["test_tiny_qa"])  # the first run: reproduced and committed
     rev = head(repo)
@@ -72,18 +53,28 @@ def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(qa_pipeline):
     assert base["f1"] == pytest.approx(first["f1"], abs=1e-6), (base, first)
 
 
-def test_ladder_runs_each_method_as_an_experiment_and_tabulates_them(tiny_pipeline):
+def test_ladder_tunes_each_methods_rate_as_experiments_and_tabulates_them(tiny_pipeline):
+    """The ladder with --tune on the tiny model: features (no rate to tune) and full and LoRA at two rates each,
+    five experiments. Each method's row is its run with the lower recorded validation loss (models/tuned/
+    ftpipe_train.json, never the evaluation set), with its interval and whether it differs from the best."""
     repo = tiny_pipeline
-    run(["python", "-m", "ftpipe.ladder", "--methods", "features,full,distill"], repo)
-    names = run(["dvc", "exp", "list", "--name-only"], repo).stdout.split()
-    assert {"ladder-features", "ladder-full", "ladder-distill"} <= set(names), names
+    run(["python", "-m", "ftpipe.ladder", "--methods", "features,full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=2"], repo)
+    names = set(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split())
+    assert {"ladder-features", "ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
     rows = list(csv.DictReader((repo / "reports/methods.csv").open()))
-    assert [r["method"] for r in rows] == ["base model", "features", "full", "distill"]
+    assert [r["method"] for r in rows] == ["base model", "features", "full", "lora"]
     by = {r["method"]: r for r in rows}
+    for method in ("full", "lora"):
+        r = by[method]
+        grid = dict(point.split(":") for point in r["lr_grid"].split())
+        assert set(grid) == {"0.001", "0.004"}, r
+        chosen = f"{float(r['lr']):g}"
+        assert r["experiment"] == f"ladder-{method}-lr{chosen}" and float(grid[chosen]) == min(map(float, grid.values())), r
+        assert r["validation_metric"] == "eval_loss" and float(r["validation_value"]) == pytest.approx(float(grid[chosen]), abs=1e-4)
     assert int(by["features"]["trainable_params"]) < int(by["full"]["trainable_params"])
     assert float(by["full"]["value"]) > float(by["base model"]["value"])
     assert all(float(r["eval_samples_per_s"]) > 0 for r in rows)
-    assert "| distill |" in (repo / "reports/methods.md").read_text()
+    assert "| lr grid (validation) |" in (repo / "reports/methods.md").read_text()
     # Each method's interval (from its compare) and whether it differs from the best (Holm-corrected).
     low, high = float(by["full"]["ci95_low"]), float(by["full"]["ci95_high"])
     assert low <= float(by["full"]["value"]) <= high and 0 < float(by["full"]["p_vs_base"]) <= 1

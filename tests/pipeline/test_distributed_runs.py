@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, make_repo, run
+from conftest import REPO, run
 
 
 
@@ -29,9 +29,8 @@ from conftest import REPO, make_repo, run
 SAME_MATH = ["-S", "train.validation_fraction=0.2", "-S", "train.precision=fp32", "-S", "train.optim=sgd", "-S", "train.lr=0.05",
              "-S", "+model.tiny.hidden_dropout_prob=0.0", "-S", "+model.tiny.attention_probs_dropout_prob=0.0"]
 # Losses are means of ~2.0 over 16 examples: float32 summation-order noise is ~1e-6; 1e-4 leaves room for
-# any CPU's kernels. Evaluation metrics are counts over 100 examples: an example whose top two logits tie
-# within float noise may flip (0.01).
-LOSS_TOL, METRIC_TOL = 1e-4, 0.011
+# any CPU's kernels.
+LOSS_TOL = 1e-4
 
 
 FSDP_SCRIPT = r"""
@@ -91,18 +90,18 @@ def history(repo: Path) -> dict[int, float]:
 
 
 def outcome(repo: Path) -> dict:
-    return {"history": history(repo), "tuned": json.loads((repo / "metrics/tuned.json").read_text()),
-            "record": json.loads((repo / "models/tuned/ftpipe_train.json").read_text())}
+    return {"history": history(repo), "record": json.loads((repo / "models/tuned/ftpipe_train.json").read_text())}
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """The tiny experiment with 1 process x batch 16, then 2 processes (torchrun) x batch 8."""
-    repo = make_repo(tmp_path_factory.mktemp("ddp") / "repo")
-    run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=16"], repo)
+def two_runs(reproduced, tmp_path_factory):
+    """The tiny experiment's train stage with 1 process x batch 16, then 2 processes (torchrun) x batch 8,
+    from the reproduced tiny repo: the data stages are done, and what is compared is training."""
+    repo = reproduced("test_tiny", tmp_path_factory.mktemp("ddp") / "repo")
+    run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=16", "train"], repo)
     one = outcome(repo)
     out = run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8",
-               "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2"], repo)
+               "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2", "train"], repo)
     return repo, one, outcome(repo), out.stdout + out.stderr
 
 
@@ -115,8 +114,6 @@ def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(two_r
     assert one["history"].keys() == two["history"].keys()
     for step, loss in one["history"].items():
         assert two["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
-    for key in ("accuracy", "macro_f1"):
-        assert two["tuned"][key] == pytest.approx(one["tuned"][key], abs=METRIC_TOL), key
 
 
 @pytest.mark.slow
@@ -135,13 +132,12 @@ def test_only_the_main_process_writes(two_runs):
 def test_accelerate_launch_runs_the_same_two_processes(two_runs):
     repo, one, _, _ = two_runs
     out = run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8",
-               "-S", "train.launcher=accelerate", "-S", "train.nproc_per_node=2"], repo)
+               "-S", "train.launcher=accelerate", "-S", "train.nproc_per_node=2", "train"], repo)
     assert "> accelerate launch --num_processes=2 --num_machines=1" in out.stdout
     launched = outcome(repo)
     assert (launched["record"]["processes"], launched["record"]["effective_batch"]) == (2, 16)
     for step, loss in one["history"].items():
         assert launched["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
-    assert launched["tuned"]["accuracy"] == pytest.approx(one["tuned"]["accuracy"], abs=METRIC_TOL)
 
 
 @pytest.mark.slow
@@ -150,12 +146,11 @@ def test_deepspeed_zero3_runs_on_cpu_and_matches(two_runs):
     pytest.importorskip("deepspeed")
     repo, one, _, _ = two_runs
     run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8", "-S", "distributed=deepspeed_zero3",
-         "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2"], repo)
+         "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2", "train"], repo)
     zero3 = outcome(repo)
     assert zero3["record"]["effective_batch"] == 16
     for step, loss in one["history"].items():
         assert zero3["history"][step] == pytest.approx(loss, abs=LOSS_TOL), step
-    assert zero3["tuned"]["accuracy"] == pytest.approx(one["tuned"]["accuracy"], abs=METRIC_TOL)
 
 
 @pytest.mark.slow
@@ -176,7 +171,7 @@ def test_fsdp2_shards_the_tiny_model_on_cpu_with_gloo(tmp_path):
 
 
 @pytest.mark.slow
-def test_slurm_script_trains_across_two_nodes_and_node_0_pushes(tmp_path):
+def test_slurm_script_trains_across_two_nodes_and_node_0_pushes(reproduced, tmp_path):
     """scripts/slurm/train.sbatch with two "nodes" on this machine (srun and scontrol faked): node 0
     runs DVC and its train stage's torchrun meets node 1's at the static rendezvous; one process writes,
     and node 0 pushes the experiment."""
@@ -187,7 +182,7 @@ def test_slurm_script_trains_across_two_nodes_and_node_0_pushes(tmp_path):
         (bin_dir / name).chmod(0o755)
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
-    repo = make_repo(tmp_path / "repo")
+    repo = reproduced("test_tiny", tmp_path / "repo")  # the data stages done: node 0's run starts at train
     run(["git", "remote", "add", "origin", str(origin)], repo)
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "VENV": sys.prefix, "SLURM_SUBMIT_DIR": str(repo),
            "SLURM_JOB_ID": "7", "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[0-1]", "SLURM_GPUS_ON_NODE": "1",

@@ -70,13 +70,13 @@ def test_editing_a_record_of_a_local_file_reruns_from_there(tiny_pipeline, tmp_p
     # The data stages are what the files feed; training on them is other tests' business.
     run(["dvc", "exp", "run", "-S", "data.source=local", "-S", f"+data.files={files}", "-S", "subset.train_size=200",
          "-S", "subset.eval_size=60", "subset"], repo)
-    assert json.loads(run(["dvc", "status", "--json", "subset"], repo).stdout) == {}
+    assert json.loads(run(["dvc", "status", "--json", "--with-deps", "subset"], repo).stdout) == {}
 
     for path in (inside, outside):
         text = path.read_text().splitlines(keepends=True)
         text[5] = text[5].replace('"', '"edited ', 1)  # one record's text, inside its quotes
         path.write_text("".join(text))
-        status = run(["dvc", "status", "subset"], repo).stdout
+        status = run(["dvc", "status", "--with-deps", "subset"], repo).stdout
         assert "modified:" in status and str(path.relative_to(repo) if path == inside else path) in status, status
         out = run(["dvc", "repro", "subset"], repo).stdout
         ran = set(re.findall(r"Running stage '([^']+)'", out))

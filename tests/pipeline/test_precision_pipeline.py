@@ -8,13 +8,10 @@ import pytest
 @pytest.mark.slow
 def test_int8_evaluation_and_prediction_run_and_say_so(tiny_pipeline, tmp_path):
     import json
-    import shutil
 
     from conftest import run, write_params
 
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_pipeline, repo, symlinks=True)
-    run("git reset -q --hard && dvc checkout -q", repo)  # the committed repro, whatever experiments left in the shared workspace
+    repo = tiny_pipeline
     fp32 = json.loads((repo / "metrics/tuned.json").read_text())
     write_params(repo, ["evaluate.precision=int8"])
     out = run(["dvc", "repro"], repo).stdout

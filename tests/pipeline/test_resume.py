@@ -1,5 +1,6 @@
 """Resume: a train stage killed with SIGKILL after a checkpoint resumes on the next `dvc repro`
-and ends with exactly the metrics of an uninterrupted run; stale checkpoints are not resumed."""
+and ends with exactly the model of an uninterrupted run; stale checkpoints are not resumed.
+The train stage alone is run: its outputs decide everything evaluated after it."""
 
 from __future__ import annotations
 
@@ -15,14 +16,14 @@ SAVE_STEPS = 20  # the tiny experiment trains 138 steps
 
 
 def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tiny_pipeline):
-    repo = tiny_pipeline  # reproduced: with save_steps changed, train and what follows it rerun
+    repo = tiny_pipeline  # reproduced: with save_steps changed, train reruns
     write_params(repo, [f"train.save_steps={SAVE_STEPS}"])
     previous = (repo / "models/tuned/model.safetensors").read_bytes()
-    kill_at_first_checkpoint(repo, ["dvc", "repro"])
+    kill_at_first_checkpoint(repo, ["dvc", "repro", "train"])
     # The killed run left the previous model as it was, and nothing half-written beside it.
     assert (repo / "models/tuned/model.safetensors").read_bytes() == previous and not list(repo.glob("models/.tuned*"))
 
-    out = run(["dvc", "repro"], repo)
+    out = run(["dvc", "repro", "train"], repo)
     resumed = re.search(r"resuming from \S+checkpoint-(\d+) \(step (\d+)\)", out.stdout + out.stderr)
     assert resumed, out.stdout[-3000:] + out.stderr[-3000:]
     step = int(resumed.group(2))
@@ -30,18 +31,16 @@ def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tiny_pipeline):
     info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
     assert info["run"]["resumed_from_step"] == step
     assert [p.name for p in (repo / "checkpoints/train").iterdir()] == ["fingerprint.json"]  # cleared on success
-    resumed_metrics = json.loads((repo / "metrics/tuned.json").read_text())
     resumed_weights = (repo / "models/tuned/model.safetensors").read_bytes()
     resumed_live = (repo / "dvclive/train/metrics.json").read_text()
     resumed_loss = info["train_loss"]
 
     # The same params, uninterrupted (checkpoints were cleared, so this starts from step 0).
-    out = run("dvc repro -f -s train && dvc repro", repo)
+    out = run("dvc repro -f -s train", repo)
     assert "resuming" not in out.stdout + out.stderr
     assert json.loads((repo / "models/tuned/ftpipe_train.json").read_text())["run"]["resumed_from_step"] is None
     # Tolerance: none. On CPU a resumed run is bit-identical (RNG states, optimizer, data order restored).
     assert (repo / "models/tuned/model.safetensors").read_bytes() == resumed_weights
-    assert json.loads((repo / "metrics/tuned.json").read_text()) == resumed_metrics
     # The whole DVCLive summary, train.loss included: it once averaged only the steps after the resume.
     assert json.loads((repo / "dvclive/train/metrics.json").read_text()) == json.loads(resumed_live)
     assert json.loads((repo / "models/tuned/ftpipe_train.json").read_text())["train_loss"] == resumed_loss
