@@ -5,6 +5,7 @@ only the main process writes, and the Slurm script trains across two nodes.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import re
@@ -93,6 +94,10 @@ def outcome(repo: Path) -> dict:
     return {"history": history(repo), "record": json.loads((repo / "models/tuned/ftpipe_train.json").read_text())}
 
 
+# The tests of the runs below share them: one pytest-xdist worker runs them all (--dist loadgroup).
+TWO_RUNS = pytest.mark.xdist_group("two_runs")
+
+
 @pytest.fixture(scope="module")
 def two_runs(reproduced, tmp_path_factory):
     """The tiny experiment's train stage with 1 process x batch 16, then 2 processes (torchrun) x batch 8,
@@ -106,6 +111,7 @@ def two_runs(reproduced, tmp_path_factory):
 
 
 @pytest.mark.slow
+@TWO_RUNS
 def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(two_runs):
     repo, one, two, log = two_runs
     assert "> torchrun --standalone --nproc_per_node=2 stages/train.py" in log  # DVC ran the templated cmd
@@ -117,6 +123,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_effective_batch(two_r
 
 
 @pytest.mark.slow
+@TWO_RUNS
 def test_only_the_main_process_writes(two_runs):
     repo, _, two, log = two_runs
     # Every process logs through the same stderr; only the main one reaches these lines.
@@ -129,6 +136,7 @@ def test_only_the_main_process_writes(two_runs):
 
 
 @pytest.mark.slow
+@TWO_RUNS
 def test_accelerate_launch_runs_the_same_two_processes(two_runs):
     repo, one, _, _ = two_runs
     out = run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8",
@@ -141,9 +149,10 @@ def test_accelerate_launch_runs_the_same_two_processes(two_runs):
 
 
 @pytest.mark.slow
+@TWO_RUNS
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="DeepSpeed is not installed (EXTRAS=test,deepspeed)")
 def test_deepspeed_zero3_runs_on_cpu_and_matches(two_runs):
     """ZeRO-3 shards the parameters across the 2 processes (gloo) and gathers them to save models/tuned."""
-    pytest.importorskip("deepspeed")
     repo, one, _, _ = two_runs
     run(["dvc", "exp", "run", *SAME_MATH, "-S", "train.batch_size=8", "-S", "distributed=deepspeed_zero3",
          "-S", "train.launcher=torchrun", "-S", "train.nproc_per_node=2", "train"], repo)
