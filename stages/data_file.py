@@ -4,24 +4,41 @@ One such stage per file (a `foreach` in dvc.yaml) makes every file a dependency 
 the repository or outside it (../shared/...): edit one byte and `dvc status` names the file, and
 `dvc repro` reruns download_data and everything after it. The file is read where it is, never
 copied: preprocess reads it in place and checks it still has this fingerprint.
+
+The command line names no file: a file's name is the user's, and DVC runs commands through a shell.
+The stage finds its file from its own address (DVC_STAGE, `data_file@<n>`) in the validated params.
 """
 
 import argparse
+import os
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe.config import check_data_file
+from ftpipe.config import data_inputs
+from ftpipe.errors import ConfigError
 from ftpipe.io import sha256_file, write_json
+from ftpipe.params import load_params
 from ftpipe.stage import run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--file", type=Path, required=True, help="a file listed in data.files")
-    parser.add_argument("--out", type=Path, required=True, help="its fingerprint, in data/inputs/")
+    parser.add_argument("--index", type=int, help="which data.files entry (default: the n of DVC_STAGE data_file@<n>)")
+    parser.add_argument("--out-dir", type=Path, default=Path("data/inputs"), help="where the fingerprint goes")
     args = parser.parse_args()
-    check_data_file("data.files", str(args.file))  # a directory or a file of the wrong type: one line, nothing read
-    write_json(args.out, {"path": str(args.file), "sha256": sha256_file(args.file)})
+    index = args.index
+    if index is None:
+        stage = os.environ.get("DVC_STAGE", "")
+        if not stage.startswith("data_file@") or not stage.partition("@")[2].isdigit():
+            raise ConfigError("data_file", "run by DVC (data_file@<n>), or give --index")
+        index = int(stage.partition("@")[2])
+    # Loading validates every data.files entry (exists, a regular file, a type the task reads) before any is read.
+    data = load_params("task", "data").data  # the task: the file types its plug-in reads
+    entries = data_inputs(data.source, data.files)
+    if not 0 <= index < len(entries):
+        raise ConfigError("data.files", f"no entry {index} ({len(entries)} listed): run `python -m ftpipe.params`")
+    path = Path(entries[index]["path"])
+    write_json(args.out_dir / entries[index]["name"], {"path": str(path), "sha256": sha256_file(path)})
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ from pathlib import Path
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
 from ftpipe.params import load_params
+from ftpipe.launch import relaunch
 from ftpipe.stage import run
-from ftpipe.train import process_state, train
 
 
 def main() -> None:
@@ -19,6 +19,9 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, required=True, help="Trainer checkpoints (for resume)")
     args = parser.parse_args()
     params = load_params("task", "model", "method", "train")
+    relaunch(params.train)  # under torchrun / accelerate launch when train.launcher names one
+    from ftpipe.train import process_state, train  # after the launch: the launching process needs none of it
+
     process_state(params.train)  # under a launcher, each process knows its rank before train() asks
     train(params, args.data, args.base, args.out, args.live, args.checkpoints)
 

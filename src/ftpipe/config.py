@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -52,16 +53,29 @@ class DataConfig:
                     check_data_file(f"data.files.{split}", path)
 
 
-def check_data_file(key: str, path: str) -> None:
-    """A data.files entry must be a readable file of a type preprocess reads: checked when params load,
-    before anything reads, fingerprints or caches it (a directory or /etc/shadow is one line, not a copy)."""
-    from ftpipe.io import READABLE
-
+def check_data_file(key: str, path: str, suffixes: tuple[str, ...] | None = None) -> None:
+    """A data.files entry must be a readable file of a type the task reads (`suffixes`, its plug-in's
+    Task.file_suffixes, checked by params.validate where the task type is known): checked when params
+    load, before anything reads, fingerprints or caches it (a directory or /etc/shadow is one line, not a copy)."""
     file = Path(path)
     check(key, file.exists(), f"file not found: {path}")
     check(key, file.is_file(), f"not a regular file: {path}")
-    check(key, file.suffix.lower() in READABLE, f"unsupported file type '{file.suffix}': {path} (use {', '.join(READABLE)})")
+    if suffixes is not None:
+        check(key, file.suffix.lower() in suffixes, f"unsupported file type '{file.suffix}': {path} (use {', '.join(suffixes)})")
     check(key, os.access(file, os.R_OK), f"not readable: {path}")
+
+
+def data_inputs(source: str, files: dict | None) -> list[dict]:
+    """One entry per local data file: its path and the name of its fingerprint in data/inputs.
+
+    dvc.yaml makes each path a dependency (a `foreach` stage per file: DVC cannot take a list as deps).
+    The name is the file's split, position and name with anything but letters, digits, `.`, `-` and `_`
+    replaced: it becomes a path DVC tracks, so it must be safe wherever a path goes.
+    """
+    if source != "local" or not files:
+        return []
+    return [{"path": str(path), "name": f"{split}-{i:02d}-{re.sub(r'[^A-Za-z0-9._-]+', '_', Path(str(path)).name)}.json"}
+            for split, paths in files.items() for i, path in enumerate(paths or [])]
 
 
 @dataclass

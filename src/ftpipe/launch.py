@@ -1,9 +1,14 @@
 """The train stage's launch command: the one place that turns train.launcher and its sizes into
-the torchrun or accelerate flags (used by conf/'s resolver, by validation and by the Slurm script)."""
+the torchrun or accelerate flags (used by conf/'s resolver, by validation, by the train stage and by
+the Slurm script)."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import shlex
+import sys
 from typing import Optional
 
 from ftpipe.errors import check
@@ -15,11 +20,12 @@ STRATEGIES = ("none", "ddp", "fsdp", "deepspeed")
 
 def launch_prefix(launcher: str, nproc_per_node: int = 1, nnodes: int = 1, node_rank: int = 0,
                   rdzv_endpoint: Optional[str] = None) -> str:
-    """What the train stage's command starts with: `python`, or torchrun / `accelerate launch` and their flags.
+    """What the train stage runs under: `python`, or torchrun / `accelerate launch` and their flags.
 
-    DVC templating has no conditionals, so conf/ composes this string (the `ftpipe_launch_prefix`
-    resolver in hydra_plugins calls this function) and dvc.yaml writes `${train.launch_prefix} stages/train.py`.
-    One node: torchrun --standalone picks a free port. Several: a static rendezvous at node 0's
+    conf/ composes this string into params (the `ftpipe_launch_prefix` resolver in hydra_plugins calls
+    this function), so the launch is on record with the rest of `train`; the stage starts the launcher
+    itself (`relaunch`), never through a shell. Every token comes from a checked value and none holds
+    a space. One node: torchrun --standalone picks a free port. Several: a static rendezvous at node 0's
     rdzv_endpoint, so that global rank 0, the one process that writes outputs, is on node 0.
     """
     check("train.launcher", launcher in LAUNCHERS, f"unknown launcher '{launcher}' (none, torchrun or accelerate)")
@@ -49,3 +55,20 @@ def launch_prefix(launcher: str, nproc_per_node: int = 1, nnodes: int = 1, node_
     elif world > 1:
         out += " --main_process_port=0"  # a free port, as torchrun --standalone
     return out
+
+
+def relaunch(cfg) -> None:
+    """Run the train stage again under torchrun or `accelerate launch` when train.launcher names one.
+
+    dvc.yaml's command is a plain `python stages/train.py ...`: no params value ever reaches DVC's
+    shell. Here the launcher's argv is built from the validated settings and replaces this process
+    (os.execvp, no shell). Inside the launcher's processes (LOCAL_RANK is set) this returns at once.
+    """
+    prefix = launch_prefix(cfg.launcher, cfg.nproc_per_node, cfg.nnodes, cfg.node_rank, cfg.rdzv_endpoint)
+    if prefix == "python" or "LOCAL_RANK" in os.environ:
+        return
+    argv = [*prefix.split(), *sys.argv]
+    logging.getLogger(__name__).info("launching %s", shlex.join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)

@@ -77,6 +77,8 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
         else:
             schema = SCHEMAS[section]
         setattr(out, section, _validate(section, schema, raw[section]))
+    if out.data is not None and out.data.source == "local":
+        check_data_suffixes(out.data, raw.get("task"))
     if out.task is not None and out.method is not None and out.method.tasks is not None and out.task.type not in out.method.tasks:
         raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
     if out.train is not None and out.method is not None:
@@ -84,6 +86,18 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
     if out.train is not None and out.train.packing:
         check_packing(out.task, out.method)
     return out
+
+
+def check_data_suffixes(data, raw_task) -> None:
+    """Every data.files entry is of a type the task's plug-in reads (Task.file_suffixes: CoNLL files for
+    token classification, say), whichever sections the stage loads: params.yaml always names the task."""
+    from ftpipe.config import check_data_file
+    from ftpipe.tasks import plugin_module
+
+    suffixes = plugin_module((raw_task or {}).get("type", "<missing>")).Task.file_suffixes
+    for split, paths in data.files.items():
+        for path in paths:
+            check_data_file(f"data.files.{split}", path, suffixes)
 
 
 def check_packing(task, method) -> None:

@@ -59,7 +59,7 @@ def test_laptop_and_runner_round_trip_through_a_bare_git_remote_and_a_dvc_remote
               env={"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "NPROC_PER_NODE": "2"})
     log = out.stdout + out.stderr
     assert "Running stage 'download_data'" not in log and "Running stage 'download_model'" not in log  # pulled
-    assert "> torchrun --standalone --nproc_per_node=2 stages/train.py" in log
+    assert "launching torchrun --standalone --nproc_per_node=2 stages/train.py" in log
     produced = json.loads((runner / "metrics/tuned.json").read_text())
 
     exps = run(["dvc", "exp", "list", "origin", "--name-only"], laptop).stdout.split()

@@ -3,6 +3,7 @@ TrainingArguments, combinations refused at load, and real multi-process runs on 
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -38,14 +39,17 @@ def test_launch_prefix_per_launcher(launcher, nproc, nnodes, rank, endpoint, exp
 
 
 def test_composition_and_dvc_yaml_build_the_train_command_from_params(at_repo):
-    """`-S train.launcher=torchrun -S train.nproc_per_node=2` is all DVC needs: conf/ composes the
-    prefix, dvc.yaml templates it into the train stage's cmd, and `train` (all of it) is a tracked param."""
+    """`-S train.launcher=torchrun -S train.nproc_per_node=2` is all DVC needs: conf/ composes the prefix
+    into params, where `train` (all of it) is a tracked param; the stage's cmd holds no params value (the
+    stage starts the launcher itself), so nothing in params.yaml can reach DVC's shell."""
     train = compose(["train.launcher=torchrun", "train.nproc_per_node=2"])["train"]
     assert train["launch_prefix"] == "torchrun --standalone --nproc_per_node=2"
-    assert compose()["train"]["launch_prefix"] == "python"  # the default cmd is the one dvc.lock has
-    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
-    assert stage["cmd"].startswith("${train.launch_prefix} stages/train.py ")
-    assert "train" in stage["params"]
+    assert compose()["train"]["launch_prefix"] == "python"
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert stages["train"]["cmd"].startswith("python stages/train.py ") and "train" in stages["train"]["params"]
+    for name, stage in stages.items():  # `${key}` and `${item.model}` of evaluate's foreach are dvc.yaml's own
+        cmd = stage.get("do", stage)["cmd"]
+        assert not re.search(r"\$\{(?!key\}|item\.model\})", cmd), (name, cmd)
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ftpipe.errors import ConfigError
-from ftpipe.io import read_records
+from ftpipe.io import READABLE, read_records
 
 MIN_LENGTH = 8  # tokens: below it there is no room for special tokens and text (0 and 1 once meant "no truncation")
 # Model families whose position ids start after the padding index: usable positions = max_position_embeddings - pad - 1.
@@ -88,6 +88,8 @@ class Task:
     score_scale: str = "scores are fractions in [0, 1]"  # how metrics/*.json reads, for the card
     headline_metric: str | None = None  # the metric the run's summary leads with (None: the first `metrics` returns)
     metric_scale: str = "0-1"  # the headline's scale, as the summary prints it
+    # The file types `read` takes: data.files entries of any other type are refused when params load.
+    file_suffixes: tuple[str, ...] = READABLE
     # Training rows are causal-LM rows (input_ids, labels with -100 where nothing is learned) that
     # train.packing may flatten into one unpadded row per batch (ftpipe.packing).
     packs: bool = False

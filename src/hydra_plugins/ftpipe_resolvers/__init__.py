@@ -5,20 +5,14 @@ Hydra imports every module under the `hydra_plugins` namespace when it starts, i
 defined here is there for both without any code in the stages.
 """
 
-from pathlib import PurePath
-
 from omegaconf import OmegaConf
 
 
 def data_inputs(source, files):
-    """One entry per local data file: its path and the name of its fingerprint in data/inputs.
+    """One entry per local data file: its path and the name of its fingerprint in data/inputs (ftpipe.config.data_inputs)."""
+    from ftpipe.config import data_inputs as entries_of  # one definition, also used by the data_file stage
 
-    dvc.yaml makes each path a dependency (a `foreach` stage per file) so that editing a
-    record of a user's own file reruns the pipeline from there; DVC cannot take a list as deps.
-    """
-    entries = [] if source != "local" or not files else [
-        {"path": str(path), "name": f"{split}-{i:02d}-{PurePath(str(path)).name}.json"}
-        for split, paths in files.items() for i, path in enumerate(paths or [])]
+    entries = entries_of(source, OmegaConf.to_container(files) if OmegaConf.is_config(files) else files)
     # A ListConfig, not a list: DVC resolves the composition in place (OmegaConf.resolve), which
     # can put a container where the interpolation was, but not a plain list.
     return OmegaConf.create(entries)

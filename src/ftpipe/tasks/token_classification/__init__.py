@@ -66,6 +66,7 @@ class Task(BaseTask):
     head_keys = ("classifier.", "score.")
     hub_pipeline_tag = "token-classification"
     hub_metrics = ("seqeval",)
+    file_suffixes = (*BaseTask.file_suffixes, *SUFFIXES)  # CoNLL-style files too (read_conll)
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)

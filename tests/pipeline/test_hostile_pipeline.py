@@ -1,0 +1,73 @@
+"""Hostile values through `dvc repro`, as a pull request or a user's files bring them: no file name and no
+params value ever runs as a command, and a CoNLL file listed in data.files trains the tagger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from conftest import assert_one_line_error, run
+
+pytestmark = pytest.mark.slow
+# Each would create `ran` in the repository if a shell ever saw it unquoted.
+HOSTILE_NAMES = ["a$(touch ran).csv", "b`touch ran`.csv", "c;touch ran;.csv", "it's mine.csv", "my reviews.csv"]
+
+
+def edit_params(repo, edit) -> None:
+    """params.yaml edited by hand, as a pull request may: no composition, no checks before DVC runs."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    edit(params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_a_data_file_name_never_runs_as_a_command(tiny_pipeline):
+    from ftpipe.config import data_inputs
+    from ftpipe.data.synthetic import reviews
+
+    repo = tiny_pipeline
+    (repo / "data/mine").mkdir(parents=True)
+    names = []
+    for i, name in enumerate(HOSTILE_NAMES):
+        (repo / "data/mine" / name).write_text("text,label\n" + "".join(f'"{r["text"]}",{r["label"]}\n' for r in reviews(40, seed=i)))
+        names.append(f"data/mine/{name}")
+
+    def listed(params):
+        params["data"].update(source="local", files={"train": names[1:], "eval": names[:1]}, eval_from_train=0.0)
+        params["data_inputs"] = data_inputs("local", params["data"]["files"])
+
+    edit_params(repo, listed)
+    out = run(["dvc", "repro", "preprocess"], repo).stdout
+    assert not (repo / "ran").exists(), out
+    assert sorted(p.name for p in (repo / "data/inputs").glob("*.json")) == sorted(
+        ["eval-00-a_touch_ran_.csv.json", "train-00-b_touch_ran_.csv.json", "train-01-c_touch_ran_.csv.json",
+         "train-02-it_s_mine.csv.json", "train-03-my_reviews.csv.json"])
+    assert json.loads((repo / "metrics/preprocess.json").read_text())["train"]["records"] == 4 * 40
+
+
+def test_a_launch_prefix_in_params_never_runs(tiny_pipeline):
+    repo = tiny_pipeline
+    before = (repo / "models/tuned/model.safetensors").read_bytes()
+    edit_params(repo, lambda params: params["train"].update(launch_prefix="touch ran; python"))
+    result = run(["dvc", "repro", "train"], repo, check=False)
+    assert_one_line_error(result, "params.yaml: train.launch_prefix: 'touch ran; python' does not match the launcher settings")
+    assert not (repo / "ran").exists() and (repo / "models/tuned/model.safetensors").read_bytes() == before
+
+
+def test_a_conll_file_listed_in_data_files_trains_the_tagger(ner_pipeline):
+    """The documented route for one's own annotations: a CoNLL file in a data config's files, through `dvc exp run`."""
+    from ftpipe.tasks.token_classification.synthetic import entities
+
+    repo = ner_pipeline
+    sentences = entities(300, seed=7)
+    conll = repo / "data/mine/train.conll"
+    conll.parent.mkdir(parents=True)
+    conll.write_text("-DOCSTART- O\n\n" + "".join("".join(f"{t} {g}\n" for t, g in zip(s["tokens"], s["tags"])) + "\n" for s in sentences))
+    out = run(["dvc", "exp", "run", "-S", "data.source=local", "-S", "++data.files={train: [data/mine/train.conll]}",
+               "-S", "++data.eval_from_train=0.25"], repo).stdout
+    assert "Running stage 'data_file@0'" in out and "Running stage 'train'" in out, out
+    counts = json.loads((repo / "metrics/preprocess.json").read_text())
+    assert counts["train"]["records"] + counts["eval"]["records"] == 300, counts
+    base, tuned = (json.loads((repo / f"metrics/{which}.json").read_text()) for which in ("base", "tuned"))
+    assert tuned["f1"] > base["f1"], (base, tuned)
