@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ftpipe.errors import check
+from ftpipe.errors import shown, check
 from ftpipe.launch import BACKENDS, STRATEGIES, launch_prefix
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what `auto` means: ftpipe/precision.py
@@ -62,6 +62,10 @@ def check_data_file(key: str, path: str, suffixes: tuple[str, ...] | None = None
     check(key, file.is_file(), f"not a regular file: {path}")
     if suffixes is not None:
         check(key, file.suffix.lower() in suffixes, f"unsupported file type '{file.suffix}': {path} (use {', '.join(suffixes)})")
+        # A link is what it points to: `x.csv` -> `.env` would be read, printed and fingerprinted as a CSV.
+        target = file.resolve()
+        check(key, target.suffix.lower() in suffixes,
+              f"{path} links to '{shown(target.name)}', not a file of a type the task reads ({', '.join(suffixes)})")
     check(key, os.access(file, os.R_OK), f"not readable: {path}")
 
 
@@ -231,6 +235,7 @@ class TrainConfig:
         check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
         check("train.validation_fraction", 0 <= self.validation_fraction < 1, "a fraction in [0, 1)")
         check("train.eval_steps", self.eval_steps >= 0, "must be >= 0 (0: every epoch)")
+        check("train.early_stopping_patience", self.early_stopping_patience >= 0, f"must be >= 0 (0: off), got {self.early_stopping_patience}")
         check("train.early_stopping_patience", self.early_stopping_patience == 0 or self.validation_fraction > 0,
                "early stopping needs a validation split (train.validation_fraction > 0)")
         check("train.eval_steps", not (self.validation_fraction and self.save_steps and self.eval_steps
@@ -286,7 +291,9 @@ class EvaluateConfig:
 
     def __post_init__(self):
         check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
-        check("evaluate.bootstrap_resamples", self.bootstrap_resamples >= 0, "must be >= 0 (0: no intervals)")
+        # Fewer resamples give an interval that need not even contain the delta, and a p-value that cannot go below 2/(B+1).
+        check("evaluate.bootstrap_resamples", self.bootstrap_resamples == 0 or self.bootstrap_resamples >= 100,
+              f"must be 0 (no intervals) or >= 100, got {self.bootstrap_resamples}")
         check("evaluate.report_examples", self.report_examples >= 0, f"must be >= 0, got {self.report_examples}")
         check("evaluate.precision", self.precision in PRECISIONS + ("int8",), "auto, fp32, bf16, fp16 or int8")
 

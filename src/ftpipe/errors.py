@@ -50,3 +50,17 @@ def hub_reachable(key: str, name: str, stage: str):
             raise
         raise ConfigError(key, f"the Hugging Face Hub is unreachable (offline, or no network) for '{name}': run "
                                f"`dvc repro {stage} && dvc push` on a connected machine, then `dvc pull` here") from None
+
+
+def shown(text, limit: int = 40) -> str:
+    """A value from a user's file as an error line may print it: control characters escaped (a terminal
+    escape sequence stays inert text) and cut to `limit` characters, so a line never carries a whole
+    record or a long secret."""
+    escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def listed(names, limit: int = 10) -> str:
+    """Column names for an error line: each `shown`, at most `limit` of them."""
+    names = [shown(name) for name in names if not str(name).startswith("_")]  # _line and the like are ftpipe's own
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")

@@ -167,8 +167,10 @@ def _check_clash(path: Path, names, columns: dict[str, str], number: int | None 
                                   f"(rename or drop one of them)", record=number)
 
 
-def _listed(names: list[str], limit: int = 10) -> str:
-    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
+def _listed(names: list[str]) -> str:
+    from ftpipe.errors import listed
+
+    return listed(names)
 
 
 def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple[int, Any]]:
@@ -239,12 +241,28 @@ def _decoded(fh, path: Path, first_record: int) -> Iterator[str]:
         yield text.removeprefix(BOM) if number == first_record else text
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return out
+
+
 def _loads(text: str, path: Path, number: int | None) -> Any:
+    from ftpipe.errors import shown
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}" if number is None else f"column {err.colno}"
         raise DataError(path, f"malformed JSON at {where}: {err.msg}", record=number) from None
+    except _DuplicateKey as err:  # json.loads would keep the last value without a word
+        raise DataError(path, f"key '{shown(err.args[0])}' appears twice in one object", record=number) from None
 
 
 def _none_if_nan(value: Any) -> Any:

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ftpipe.config import (DataConfig, DistributedConfig, EvaluateConfig, ExportConfig, ModelConfig, SubsetConfig,
                            TokenizeConfig, TrainConfig)
-from ftpipe.errors import ConfigError
+from ftpipe.errors import ConfigError, shown
 
 CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC does
 PARAMS = Path("params.yaml")
@@ -60,8 +60,19 @@ def _validate(section: str, schema, value) -> Any:
         raise ConfigError(key, message) from None
 
 
+# What composition writes besides the sections: dvc.yaml's per-file stages and plot slots, conf/'s digest.
+COMPUTED = ("data_inputs", "plot_specs", "conf_digest")
+
+
 def validate(raw: dict, sections: tuple[str, ...]) -> Params:
-    """Check the named sections of a params dict against their schemas."""
+    """Check the named sections of a params dict against their schemas, and that it holds no unknown section."""
+    known = [*SCHEMAS, "task", "method", *COMPUTED]
+    for key in raw:
+        if key not in known:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), known, n=1)
+            raise ConfigError(shown(key), "unknown params section" + (f" (did you mean {close[0]}?)" if close else f" ({', '.join(known)})"))
     out = Params()
     for section in sections:
         if section not in raw:

@@ -54,15 +54,16 @@ def test_qa_model_tuned_in_one_run_is_the_base_of_the_next(qa_pipeline):
 
 
 def test_ladder_tunes_each_methods_rate_as_experiments_and_tabulates_them(tiny_pipeline):
-    """The ladder with --tune on the tiny model: features (no rate to tune) and full and LoRA at two rates each,
-    five experiments. Each method's row is its run with the lower recorded validation loss (models/tuned/
-    ftpipe_train.json, never the evaluation set), with its interval and whether it differs from the best."""
+    """The ladder with --tune on the tiny model: full and LoRA at two rates each, four experiments of one epoch.
+    Each method's row is its run with the lower recorded validation loss (models/tuned/ftpipe_train.json, never
+    the evaluation set), with its interval and whether it differs from the best. (Each method's wiring, the
+    teacher of distill and a method without a rate among them: tests/unit/test_methods.py.)"""
     repo = tiny_pipeline
-    run(["python", "-m", "ftpipe.ladder", "--methods", "features,full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=2"], repo)
+    run(["python", "-m", "ftpipe.ladder", "--methods", "full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=1"], repo)
     names = set(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split())
-    assert {"ladder-features", "ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
+    assert {"ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
     rows = list(csv.DictReader((repo / "reports/methods.csv").open()))
-    assert [r["method"] for r in rows] == ["base model", "features", "full", "lora"]
+    assert [r["method"] for r in rows] == ["base model", "full", "lora"]
     by = {r["method"]: r for r in rows}
     for method in ("full", "lora"):
         r = by[method]
@@ -71,7 +72,7 @@ def test_ladder_tunes_each_methods_rate_as_experiments_and_tabulates_them(tiny_p
         chosen = f"{float(r['lr']):g}"
         assert r["experiment"] == f"ladder-{method}-lr{chosen}" and float(grid[chosen]) == min(map(float, grid.values())), r
         assert r["validation_metric"] == "eval_loss" and float(r["validation_value"]) == pytest.approx(float(grid[chosen]), abs=1e-4)
-    assert int(by["features"]["trainable_params"]) < int(by["full"]["trainable_params"])
+    assert int(by["lora"]["trainable_params"]) < int(by["full"]["trainable_params"])
     assert float(by["full"]["value"]) > float(by["base model"]["value"])
     assert all(float(r["eval_samples_per_s"]) > 0 for r in rows)
     assert "| lr grid (validation) |" in (repo / "reports/methods.md").read_text()

@@ -63,6 +63,7 @@ DATA_CASES = [
     DataCase("text_wrong_type.jsonl", "field 'text': empty or missing text", record=1),
     DataCase("non_utf8.csv", "not valid UTF-8 (byte 0xe9)", record=2),
     DataCase("duplicate_id.jsonl", "field 'id': duplicate id 'a'", record=2),
+    DataCase("duplicate_key.jsonl", "key 'label' appears twice in one object", record=2),  # issue 29: the last one won
     DataCase("empty.csv", "file is empty"),
     DataCase("no_records.json", "no usable records", names_file=False),
     DataCase("huge_record.csv", "field larger than field limit", record=1,
@@ -190,6 +191,12 @@ CONFIG_CASES = [
     ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
                "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
     ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),
+    # issue 29: a typo of a section name was ignored; a negative patience trained; one resample made an interval that missed the delta
+    ConfigCase("section_typo", "train", {"trian.lr": 0.5}, "params.yaml: trian: unknown params section (did you mean train?)"),
+    ConfigCase("negative_patience", "train", {"train.early_stopping_patience": -2},
+               "params.yaml: train.early_stopping_patience: must be >= 0 (0: off), got -2"),
+    ConfigCase("bootstrap_resamples_1", "compare", {"evaluate.bootstrap_resamples": 1},
+               "params.yaml: evaluate.bootstrap_resamples: must be 0 (no intervals) or >= 100, got 1"),
     # issue 24: transformers' refusal of a folder that ships code, a traceback at evaluate
     ConfigCase("model_ships_code", "evaluate", {},
                f"params.yaml: model.trust_remote_code: {MODEL_WITH_CODE} ships code that must run to load it (auto_map in its "

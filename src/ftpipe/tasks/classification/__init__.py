@@ -11,7 +11,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftpipe.errors import check
+from ftpipe.errors import check, listed
 from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
 
@@ -59,7 +59,7 @@ class Task(BaseTask):
         text, label = self.cfg.text_field, self.cfg.label_field
         for key in (text, label):
             if key not in record:
-                raise RecordError(key, f"missing (columns: {', '.join(record)}; map them with data.columns)")
+                raise RecordError(key, f"missing (columns: {listed(record)}; map them with data.columns)")
         value = record[text]
         if not isinstance(value, str) or not value.strip():
             raise RecordError(text, "empty or missing text")

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ftpipe.errors import check
+from ftpipe.errors import check, listed
 from ftpipe.errors import ConfigError
 from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
@@ -61,7 +61,7 @@ class Task(BaseTask):
     def clean(self, record, data_cfg):
         dialogue = record.get(self.cfg.dialogue_field)
         if not isinstance(dialogue, str) or not dialogue.strip():
-            raise RecordError(self.cfg.dialogue_field, f"empty or missing dialogue (columns: {', '.join(record)}; map them with data.columns)")
+            raise RecordError(self.cfg.dialogue_field, f"empty or missing dialogue (columns: {listed(record)}; map them with data.columns)")
         references = [record[f].strip() for f in self.cfg.summary_fields if isinstance(record.get(f), str) and record[f].strip()]
         if not references:
             raise RecordError(self.cfg.summary_fields[0], f"no summary in any of {', '.join(self.cfg.summary_fields)}")

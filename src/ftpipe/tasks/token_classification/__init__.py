@@ -21,7 +21,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftpipe.errors import ConfigError, check
+from ftpipe.errors import ConfigError, check, listed
 from ftpipe.io import read_records
 from ftpipe.tasks.base import RecordError, TaskConfig, record_id
 from ftpipe.tasks.base import Task as BaseTask
@@ -83,7 +83,7 @@ class Task(BaseTask):
         cfg = self.cfg
         for key in (cfg.tokens_field, cfg.tags_field):
             if key not in record:
-                raise RecordError(key, f"missing (columns: {', '.join(k for k in record if k[0] != '_')}; map them with data.columns)")
+                raise RecordError(key, f"missing (columns: {listed(record)}; map them with data.columns)")
         tokens, tags = _as_list(record[cfg.tokens_field], cfg.tokens_field), _as_list(record[cfg.tags_field], cfg.tags_field)
         if not tokens:
             raise RecordError(cfg.tokens_field, "empty sentence (no tokens)")
