@@ -196,6 +196,11 @@ def main() -> None:
             message = f"overrides {' '.join(sys.argv[1:])}: {message}"
         print("error: " + " ".join(message.split()), file=sys.stderr)
         sys.exit(1)
+    except yaml.YAMLError as err:  # a conf/ file that is not YAML, or asks for a Python object (!!python/...)
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}: line {mark.line + 1}" if mark else str(CONF_DIR)
+        print(f"error: {where}: not valid YAML: {shown(getattr(err, 'problem', None) or err, 120)}", file=sys.stderr)
+        sys.exit(1)
     with open(PARAMS, "w") as fh:
         yaml.safe_dump(params, fh, sort_keys=False)
     print(f"wrote {PARAMS}")

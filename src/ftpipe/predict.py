@@ -49,6 +49,8 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
     rows = clean(task, records, source)
     if not Path(model_dir).is_dir():  # else transformers would look for a Hub repo of that name
         raise DataError(model_dir, "no such model folder")
+    if not any((Path(model_dir) / name).is_file() for name in TOKENIZER_FILES):  # transformers would build an empty one:
+        raise DataError(model_dir, f"has no tokenizer ({', '.join(TOKENIZER_FILES[:2])}): copy the whole model folder")  # all [UNK]
     tokenizer = load_tokenizer(model_dir, task, trust_remote_code=trust_remote_code)
     model = load_tuned(task, model_dir, base_dir, tokenizer, trust_remote_code)
     if torch.cuda.is_available():
@@ -163,12 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         # Checked here, before transformers would take a missing folder for a Hub id or unpickle a .bin.
         if not args.model.is_dir():
             raise FtpipeError(f"{args.model}: model directory not found")
-        if not any(args.model.glob("*.safetensors")):
-            raise FtpipeError(f"{args.model}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
+        check_model_folder(args.model)
         from ftpipe.params import load_params
         from ftpipe.tasks import get_task
 
         task = get_task(load_params("task", path=args.params).task)
+        check_head(args.model, task, args.params)
         records, source = read_inputs(args, task)
         if args.out and args.out.suffix.lower() not in (".csv", ".jsonl"):
             raise DataError(args.out, "write predictions to a .csv or .jsonl file")
@@ -184,6 +186,46 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"{err.filename}: {err.strerror or err}" if err.filename else f"{args.model}: {err}")
     except ValueError as err:  # transformers refusing a model folder, e.g. one that ships code (--trust-remote-code)
         _fail(f"{args.model}: {err}")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
+
+
+def check_model_folder(model_dir: Path) -> None:
+    """The weights ftpipe-predict will open in `model_dir` are safetensors: the file the loader opens, not any
+    file beside it (an adapter's adapter_model.bin would reach torch.load)."""
+    if (model_dir / "adapter_config.json").exists():  # peft opens adapter_model.safetensors, else adapter_model.bin
+        weights = ["adapter_model.safetensors"]
+    elif (model_dir / "config.json").exists():  # transformers opens model.safetensors (or its shards), else a .bin
+        weights = ["model.safetensors", "model.safetensors.index.json"]
+    else:  # a method's own format (features: its head), read only with safetensors' loader
+        weights = [path.name for path in model_dir.glob("*.safetensors")] or ["*.safetensors"]
+    if not any((model_dir / name).is_file() for name in weights):
+        raise FtpipeError(f"{model_dir}: has no *.safetensors weights ({weights[0]}; ftpipe loads weights only from safetensors)")
+
+
+def check_head(model_dir: Path, task, params_path: Path) -> None:
+    """A model ftpipe tuned (its train record beside it) has the task's head: a question-answering model run
+    with classification params would predict from a freshly drawn classification head (or stop on a shape
+    error deep in transformers). Any other folder (a base model: evaluate@base draws its head too) is taken as it is."""
+    import json
+
+    from ftpipe import records
+
+    if not records.TRAIN.exists(model_dir):
+        return
+    head = task.auto_class.removeprefix("AutoModel")  # e.g. ForSequenceClassification
+    config, adapter = model_dir / "config.json", model_dir / "adapter_config.json"
+    if adapter.exists():
+        peft_type = json.loads(adapter.read_text()).get("task_type")
+        if peft_type and task.peft_task_type and peft_type != task.peft_task_type:
+            raise FtpipeError(f"{model_dir}: an adapter for {peft_type}, but {params_path} says task.type {task.cfg.type} "
+                              f"({task.peft_task_type}): give the params it was trained with (--params)")
+    elif config.exists():
+        architectures = json.loads(config.read_text()).get("architectures") or []
+        if architectures and head and not any(str(name).endswith(head) for name in architectures):
+            raise FtpipeError(f"{model_dir}: a {architectures[0]} model, but {params_path} says task.type {task.cfg.type} "
+                              f"(a ...{head} head): give the params it was trained with (--params)")
 
 
 def _fail(message: str) -> None:

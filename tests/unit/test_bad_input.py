@@ -60,6 +60,7 @@ DATA_CASES = [
     DataCase("label_unknown_name.jsonl", "field 'label': unknown label 'very good'", record=2),
     DataCase("label_nan.jsonl", "field 'label': missing or invalid label None", record=1),
     DataCase("empty_text.csv", "field 'text': empty or missing text", record=2),
+    DataCase("nul_text.jsonl", "field 'text': empty or missing text", record=2),  # issue 29: NUL bytes and a zero-width space trained
     DataCase("text_wrong_type.jsonl", "field 'text': empty or missing text", record=1),
     DataCase("non_utf8.csv", "not valid UTF-8 (byte 0xe9)", record=2),
     DataCase("duplicate_id.jsonl", "field 'id': duplicate id 'a'", record=2),
@@ -123,7 +124,7 @@ DATA_CASES += [
     DataCase("length_mismatch.jsonl", "field 'tags': 3 tokens but 2 tags", record=1, **NER),
     DataCase("empty_sentence.jsonl", "field 'tokens': empty sentence (no tokens)", record=2, **NER),
     DataCase("tag_id_out_of_range.jsonl", "field 'tags': token 2 ('left'): tag id 9 out of range 0..6", record=1, **NER),
-    DataCase("empty_token.jsonl", "field 'tokens': token 2 is empty or not a string (' ')", record=1, **NER),
+    DataCase("empty_token.jsonl", "field 'tokens': token 2 is empty, invisible or not a string (' ')", record=1, **NER),
 ]
 
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture

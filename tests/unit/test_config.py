@@ -88,3 +88,21 @@ def test_each_method_trains_at_its_own_default_rate_unless_told(overrides, lr, m
 
     monkeypatch.chdir(REPO)
     assert compose(overrides)["train"]["lr"] == pytest.approx(lr)
+
+
+@pytest.mark.parametrize("line, problem", [("lr: [1e-5", "expected ',' or ']'"),
+                                           ("x: !!python/object/apply:os.system [ls]", "could not determine a constructor")])
+def test_a_conf_file_that_is_not_yaml_is_one_line_naming_file_and_line(tmp_path, line, problem):
+    """Issue 29: a syntax error or a Python tag in conf/ ended `python -m ftpipe.params` in a 90-line traceback."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    with open(tmp_path / "conf/train/default.yaml", "a") as fh:
+        fh.write(line + "\n")
+    out = subprocess.run([sys.executable, "-m", "ftpipe.params"], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and not (tmp_path / "params.yaml").exists(), out.stderr
+    (error,) = out.stderr.splitlines()
+    assert error.startswith(f"error: {tmp_path / 'conf/train/default.yaml'}: line ") and problem in error, error
+

@@ -352,7 +352,54 @@ def test_predict_on_a_missing_or_pickle_only_folder_is_one_line(tmp_path):
     (pickle / "config.json").write_text('{"model_type": "bert"}')
     (pickle / "pytorch_model.bin").write_bytes(b"not really a pickle")
     assert one_line_error(ftpipe_predict(tmp_path, pickle)) == (
-        f"error: {pickle}: has no *.safetensors weights (ftpipe loads weights only from safetensors)")
+        f"error: {pickle}: has no *.safetensors weights (model.safetensors; ftpipe loads weights only from safetensors)")
+
+
+def test_predict_opens_only_the_safetensors_the_loader_would_and_needs_a_tokenizer_and_the_tasks_head(tmp_path):
+    """Issue 29: an adapter's adapter_model.bin beside any .safetensors reached torch.load; a folder without tokenizer
+    files predicted [UNK] for every word with exit 0; a QA model under classification params predicted from a fresh head."""
+    import shutil
+
+    from ftpipe.models.sources import build_tiny
+
+    model = tmp_path / "qa_model"
+    build_tiny({"model_type": "bert", "vocab_size": 800, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 64}, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "architectures": ["BertForQuestionAnswering"]}))
+    (tmp_path / "qa").mkdir()
+    answered = ftpipe_predict(tmp_path / "qa", model)
+    assert answered.returncode == 0, answered.stderr  # the QA head under QA params: answers
+    classification = tmp_path / "classification"
+    classification.mkdir()
+    import yaml
+
+    from ftpipe.params import compose
+
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        (classification / "params.yaml").write_text(yaml.safe_dump(compose(["experiment=test_tiny"]), sort_keys=False))
+    finally:
+        os.chdir(cwd)
+    (model / "ftpipe_train.json").write_text('{"method": {"name": "full", "type": "full"}}')  # tuned by ftpipe: its head is its task's
+    line = one_line_error(ftpipe_predict(classification, model))
+    assert "a BertForQuestionAnswering model, but" in line and "task.type classification" in line and "--params" in line
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "task_type": "QUESTION_ANS"}')
+    (adapter / "adapter_model.bin").write_bytes(b"not really a pickle")
+    shutil.copy2(model / "model.safetensors", adapter / "unrelated.safetensors")  # a glob for *.safetensors would pass
+    shutil.copy2(model / "tokenizer.json", adapter / "tokenizer.json")
+    assert "has no *.safetensors weights (adapter_model.safetensors;" in one_line_error(ftpipe_predict(tmp_path / "qa", adapter))
+
+    no_tokenizer = tmp_path / "no_tokenizer"
+    shutil.copytree(model, no_tokenizer)
+    (no_tokenizer / "ftpipe_train.json").unlink()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    assert "has no tokenizer (tokenizer.json, tokenizer_config.json)" in one_line_error(ftpipe_predict(tmp_path / "qa", no_tokenizer))
 
 
 @pytest.mark.parametrize("model_type", ["bert", "not-in-transformers"])

@@ -78,6 +78,52 @@ def test_a_broken_iob2_start_is_refused_or_repaired_and_counted():
     assert [task.tags[t] for t in row["tags"]] == ["O", "B-PER", "O"] and task.stats["tags_repaired"] == 1
 
 
+@pytest.mark.parametrize("tags, message", [
+    (["E-PER", "O", "O"], r"token 1 \('Omar'\): E-PER continues no B-PER"),
+    (["B-PER", "O", "O"], r"token 1 \('Omar'\): the PER entity it ends has no E-"),
+    (["O", "B-PER", "I-PER"], r"token 3 \('left'\): the PER entity it ends has no E-"),  # open at the sentence's end
+    (["B-PER", "E-LOC", "O"], r"token 2 \('Berg'\): E-LOC continues no B-LOC"),
+])
+def test_a_broken_bioes_sequence_is_refused_or_repaired_and_counted(tags, message):
+    """Issue 29: BIOES sequences without their E- or B- were repaired silently and not counted."""
+    record = {"tokens": ["Omar", "Berg", "left"], "tags": tags}
+    with pytest.raises(RecordError, match=message):
+        make_task(scheme="bioes").clean(record, DataConfig())
+    task = make_task(scheme="bioes", repair_tags=True)
+    task.clean(record, DataConfig())
+    assert task.stats["tags_repaired"] >= 1
+    valid = make_task(scheme="bioes")
+    row = valid.clean({"tokens": ["Anna", "Berg", "in", "Oslo"], "tags": ["B-PER", "E-PER", "O", "S-LOC"]}, DataConfig())
+    assert [valid.tags[t] for t in row["tags"]] == ["B-PER", "I-PER", "O", "B-LOC"] and valid.stats["tags_repaired"] == 0
+
+
+@pytest.mark.parametrize("tag", ["\u0661", "\u00b2", "\uff11"])  # Arabic-Indic one, superscript two, fullwidth one
+def test_only_ascii_digits_are_a_tag_id(tag):
+    """'١' was read as id 1 (int() takes any Unicode digit), '²' ended in a ValueError traceback."""
+    with pytest.raises(RecordError, match=r"is not O or B-/I-<type>"):
+        make_task().clean({"tokens": ["Omar"], "tags": [tag]}, DataConfig())
+
+
+def test_an_invisible_token_is_refused():
+    """A zero-width space gets no sub-token: its tag would never be trained or scored."""
+    with pytest.raises(RecordError, match=r"token 2 is empty, invisible or not a string \('\\u200b'\)"):
+        make_task().clean({"tokens": ["Anna", "\u200b"], "tags": ["B-PER", "O"]}, DataConfig())
+
+
+def test_a_decomposed_accent_stays_in_its_word():
+    """`Jose` + U+0301 (as macOS and some keyboards write it) was two words, so two entities."""
+    assert words("Jose\u0301 flew to Bogota\u0301.") == (["Jose\u0301", "flew", "to", "Bogota\u0301", "."], [0, 6, 11, 14, 21])
+
+
+def test_conll_lines_end_at_a_lone_cr_and_columns_split_at_tabs_or_ascii_spaces(tmp_path):
+    """A \\r-only file was one sentence of one token; a no-break space cut a token; `New York<TAB>B-LOC` lost York."""
+    path = tmp_path / "old.conll"
+    path.write_bytes("Anna\u00a0Berg B-PER\rflew O\r\rNew York\tB-LOC\r\nO'Hare\tO\n".encode())
+    records = [record for _, record in read_conll(path, "tokens", "tags")]
+    assert records == [{"tokens": ["Anna\u00a0Berg", "flew"], "tags": ["B-PER", "O"], "_line": 1},
+                       {"tokens": ["New York", "O'Hare"], "tags": ["B-LOC", "O"], "_line": 4}]
+
+
 @pytest.mark.parametrize("labels, message", [
     (["PER", "PER"], "lists an entity type twice"),
     (["B-PER"], "is not an entity type"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ class RecordError(ValueError):
     def __init__(self, field: str | None, message: str):
         self.field = field
         super().__init__(message)
+
+
+def visible(text) -> bool:
+    """A string with something a tokenizer turns into a token: not only spaces, NUL bytes, zero-width or
+    other format characters (`str.strip()` keeps NUL and U+200B, so such a text was a training row)."""
+    return isinstance(text, str) and any(c.isprintable() and not c.isspace() and unicodedata.category(c) != "Cf" for c in text)
 
 
 def record_id(record: dict) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftpipe.errors import check, listed
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 
@@ -61,7 +61,7 @@ class Task(BaseTask):
             if key not in record:
                 raise RecordError(key, f"missing (columns: {listed(record)}; map them with data.columns)")
         value = record[text]
-        if not isinstance(value, str) or not value.strip():
+        if not visible(value):
             raise RecordError(text, "empty or missing text")
         if self.cfg.unescape_newlines:
             value = value.replace("\\n", "\n").replace('\\"', '"')

@@ -22,7 +22,7 @@ from pathlib import Path
 from ftpipe.errors import check
 from ftpipe.errors import DataError
 from ftpipe.io import read_records, read_text
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 SNIPPET = 200  # characters of context shown next to the question in predictions and reports
@@ -102,9 +102,9 @@ class Task(BaseTask):
         qid = record_id(record)
         label = f"question {qid!r}" if qid else "question"
         context, question = record.get(cfg.context_field), record.get(cfg.question_field)
-        if not isinstance(context, str) or not context.strip():
+        if not visible(context):
             raise RecordError(cfg.context_field, f"{label}: empty or missing context")
-        if not isinstance(question, str) or not question.strip():
+        if not visible(question):
             raise RecordError(cfg.question_field, f"{label}: empty or missing question")
         field, impossible = cfg.answers_field, _truthy(record.get("is_impossible"))
         allow = "SQuAD v1 has no unanswerable questions; task.version_2=true allows them"

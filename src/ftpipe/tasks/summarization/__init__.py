@@ -15,7 +15,7 @@ from typing import Optional
 
 from ftpipe.errors import check, listed
 from ftpipe.errors import ConfigError
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,9 @@ class Task(BaseTask):
     # --- preprocess -------------------------------------------------------------
     def clean(self, record, data_cfg):
         dialogue = record.get(self.cfg.dialogue_field)
-        if not isinstance(dialogue, str) or not dialogue.strip():
+        if not visible(dialogue):
             raise RecordError(self.cfg.dialogue_field, f"empty or missing dialogue (columns: {listed(record)}; map them with data.columns)")
-        references = [record[f].strip() for f in self.cfg.summary_fields if isinstance(record.get(f), str) and record[f].strip()]
+        references = [record[f].strip() for f in self.cfg.summary_fields if visible(record.get(f))]
         if not references:
             raise RecordError(self.cfg.summary_fields[0], f"no summary in any of {', '.join(self.cfg.summary_fields)}")
         return {"id": record_id(record), "dialogue": dialogue.strip(), "references": references}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ftpipe.errors import ConfigError, check, listed
 from ftpipe.io import read_records
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id
+from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 from ftpipe.tasks.token_classification.conll import SUFFIXES, read_conll
 from ftpipe.tasks.token_classification.synthetic import entities as synthetic_entities
@@ -90,8 +90,10 @@ class Task(BaseTask):
         line = record.get("_line")  # CoNLL: the line of the first token
         where = lambda i: f"token {i + 1} ({tokens[i]!r}{f', line {line + i}' if line else ''})"  # noqa: E731
         for i, token in enumerate(tokens):
-            if not isinstance(token, str) or not token.strip():
-                raise RecordError(cfg.tokens_field, f"token {i + 1} is empty or not a string ({token!r})")
+            # A token of only spaces or invisible characters (a zero-width space) gets no sub-token from the
+            # tokenizer: its tag would never be trained or scored.
+            if not visible(token):
+                raise RecordError(cfg.tokens_field, f"token {i + 1} is empty, invisible or not a string ({token!r})")
         if len(tags) != len(tokens):
             raise RecordError(cfg.tags_field, f"{len(tokens)} tokens but {len(tags)} tags")
         self.stats["tags_repaired"] += 0  # the key shows in the metrics even when nothing was repaired

@@ -7,7 +7,10 @@ import re
 from ftpipe.tasks.base import RecordError
 
 SCHEMES = ("iob2", "iob1", "bioes")
-WORD = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]+")  # words, and runs of punctuation: how raw text is split
+# Words (a combining mark belongs to its letter: decomposed `Jose\u0301` is one word), and runs of punctuation:
+# how raw text is split.
+_LETTERS = r"(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
+WORD = re.compile(rf"{_LETTERS}(?:['’]{_LETTERS})*|[^\w\s\u0300-\u036f]+")
 
 
 def tag_names(types: list[str]) -> list[str]:
@@ -26,15 +29,24 @@ def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, wh
 
     IOB1 and BIOES convert without loss. In IOB2 an I- tag that does not continue an entity of its
     type is broken: refused, or with `repair` made the B- it must have meant (counted in `stats`).
+    In BIOES an I- or E- that continues no B- of its type, and a B- or I- never closed by an E-, are
+    broken the same way: refused, or with `repair` read as IOB2 reads them, and counted.
     """
     names = list(ids)
-    out, previous = [], "O"
+    out, previous, open_kind = [], "O", None  # open_kind: BIOES, the type of an entity still waiting for its E-
+
+    def broken(i: int, problem: str) -> None:
+        if not repair:
+            raise RecordError(field, f"{where(i)}: {problem} (BIOES; task.repair_tags=true repairs it)")
+        stats["tags_repaired"] += 1
+
     for i, tag in enumerate(raw):
         if tag is None:
             raise RecordError(field, f"{where(i)}: no tag (a CoNLL line needs a label column after the token)")
         if isinstance(tag, bool):
             raise RecordError(field, f"{where(i)}: invalid tag {tag!r}")
-        if isinstance(tag, (int, float)) or (isinstance(tag, str) and tag.strip().isdigit()):
+        # Only ASCII digits are an id: str.isdigit() is true of '²' and '١' too (int('١') == 1).
+        if isinstance(tag, (int, float)) or (isinstance(tag, str) and tag.strip().isascii() and tag.strip().isdigit()):
             number = float(tag)
             if not number.is_integer() or not 0 <= number < len(names):
                 raise RecordError(field, f"{where(i)}: tag id {tag!r} out of range 0..{len(names) - 1}")
@@ -42,6 +54,12 @@ def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, wh
         tag = str(tag).strip()
         prefix, _, kind = tag.partition("-")
         prefix = prefix.upper()
+        if scheme == "bioes":
+            if prefix in ("B", "S", "O") and open_kind:
+                broken(i - 1, f"the {open_kind} entity it ends has no E-")
+            elif prefix in ("I", "E") and open_kind != kind:
+                broken(i, f"{tag} continues no B-{kind}")
+            open_kind = kind if prefix in ("B", "I") else None
         if prefix == "O" and not kind:
             tag = "O"
         elif scheme == "bioes" and prefix in ("S", "E"):
@@ -61,6 +79,8 @@ def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, wh
             tag = "B-" + kind
         out.append(ids[tag])
         previous = tag
+    if scheme == "bioes" and open_kind:
+        broken(len(out) - 1, f"the {open_kind} entity it ends has no E-")
     return out
 
 
