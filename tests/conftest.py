@@ -205,28 +205,17 @@ def reproduced(tmp_path_factory):
     return copy
 
 
-@pytest.fixture
-def tiny_pipeline(reproduced, tmp_path) -> Path:
-    """The tiny classification experiment, reproduced and committed: this test's own copy."""
-    return reproduced("test_tiny", tmp_path / "repo")
+def _copy_of(experiment: str):
+    def copy(reproduced, tmp_path) -> Path:
+        return reproduced(experiment, tmp_path / "repo")
+
+    copy.__doc__ = f"{experiment}, reproduced and committed: this test's own copy of the repository and DVC cache."
+    return copy
 
 
-@pytest.fixture
-def dialogsum_pipeline(reproduced, tmp_path) -> Path:
-    """The tiny LoRA summarization experiment, reproduced and committed: this test's own copy."""
-    return reproduced("test_tiny_dialogsum", tmp_path / "repo")
-
-
-@pytest.fixture
-def qa_pipeline(reproduced, tmp_path) -> Path:
-    """The tiny QA experiment on a SQuAD-format fixture, reproduced and committed: this test's own copy."""
-    return reproduced("test_tiny_qa", tmp_path / "repo")
-
-
-@pytest.fixture
-def ner_pipeline(reproduced, tmp_path) -> Path:
-    """The tiny token-classification experiment, reproduced and committed: this test's own copy."""
-    return reproduced("test_tiny_ner", tmp_path / "repo")
+# tiny_pipeline, dialogsum_pipeline, qa_pipeline, ner_pipeline: one fixture per entry.
+for _fixture, _experiment in PIPELINE_FIXTURES.items():
+    globals()[_fixture] = pytest.fixture(_copy_of(_experiment), name=_fixture)
 
 
 def run_stage(cmd: str, repo: Path) -> subprocess.CompletedProcess:
