@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ftpipe.errors import shown, check
+from ftpipe.errors import check, shown
 from ftpipe.launch import BACKENDS, STRATEGIES, launch_prefix
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what `auto` means: ftpipe/precision.py
@@ -53,20 +53,24 @@ class DataConfig:
                     check_data_file(f"data.files.{split}", path)
 
 
-def check_data_file(key: str, path: str, suffixes: tuple[str, ...] | None = None) -> None:
-    """A data.files entry must be a readable file of a type the task reads (`suffixes`, its plug-in's
-    Task.file_suffixes, checked by params.validate where the task type is known): checked when params
-    load, before anything reads, fingerprints or caches it (a directory or /etc/shadow is one line, not a copy)."""
+def check_data_file(key: str, path: str) -> None:
+    """A data.files entry must be a readable file: checked when params load, before anything reads,
+    fingerprints or caches it (a directory is one line, not a copy). Its type: check_data_type."""
     file = Path(path)
     check(key, file.exists(), f"file not found: {path}")
     check(key, file.is_file(), f"not a regular file: {path}")
-    if suffixes is not None:
-        check(key, file.suffix.lower() in suffixes, f"unsupported file type '{file.suffix}': {path} (use {', '.join(suffixes)})")
-        # A link is what it points to: `x.csv` -> `.env` would be read, printed and fingerprinted as a CSV.
-        target = file.resolve()
-        check(key, target.suffix.lower() in suffixes,
-              f"{path} links to '{shown(target.name)}', not a file of a type the task reads ({', '.join(suffixes)})")
     check(key, os.access(file, os.R_OK), f"not readable: {path}")
+
+
+def check_data_type(key: str, path: str, suffixes: tuple[str, ...]) -> None:
+    """A data.files entry must be of a type the task reads (`suffixes`: its plug-in's Task.file_suffixes,
+    checked by params.validate, where the task type is known), and so must what it links to."""
+    file = Path(path)
+    check(key, file.suffix.lower() in suffixes, f"unsupported file type '{file.suffix}': {path} (use {', '.join(suffixes)})")
+    # A link is what it points to: `x.csv` -> `.env` would be read, printed and fingerprinted as a CSV.
+    target = file.resolve()
+    check(key, target.suffix.lower() in suffixes,
+          f"{path} links to '{shown(target.name)}', not a file of a type the task reads ({', '.join(suffixes)})")
 
 
 def data_inputs(source: str, files: dict | None) -> list[dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from collections import Counter
 from typing import Any, Iterator
 
-from ftpipe.errors import DataError
+from ftpipe.errors import DataError, listed, shown
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
 BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded
@@ -155,7 +155,7 @@ def read_records(path: str | Path, columns: dict[str, str] | None = None) -> Ite
 def _check_mapped(path: Path, names: list[str], columns: dict[str, str]) -> None:
     for field, source in columns.items():
         if source not in names:
-            raise DataError(path, f"column '{source}' (data.columns.{field}) not found (columns: {_listed(names)})")
+            raise DataError(path, f"column '{source}' (data.columns.{field}) not found (columns: {listed(names)})")
 
 
 def _check_clash(path: Path, names, columns: dict[str, str], number: int | None = None) -> None:
@@ -165,12 +165,6 @@ def _check_clash(path: Path, names, columns: dict[str, str], number: int | None 
         if field in names and field not in sources:
             raise DataError(path, f"column '{field}' clashes with data.columns.{field}: '{source}' "
                                   f"(rename or drop one of them)", record=number)
-
-
-def _listed(names: list[str]) -> str:
-    from ftpipe.errors import listed
-
-    return listed(names)
 
 
 def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple[int, Any]]:
@@ -254,8 +248,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
 
 
 def _loads(text: str, path: Path, number: int | None) -> Any:
-    from ftpipe.errors import shown
-
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:

@@ -102,13 +102,13 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
 def check_data_suffixes(data, raw_task) -> None:
     """Every data.files entry is of a type the task's plug-in reads (Task.file_suffixes: CoNLL files for
     token classification, say), whichever sections the stage loads: params.yaml always names the task."""
-    from ftpipe.config import check_data_file
+    from ftpipe.config import check_data_type
     from ftpipe.tasks import plugin_module
 
     suffixes = plugin_module((raw_task or {}).get("type", "<missing>")).Task.file_suffixes
     for split, paths in data.files.items():
         for path in paths:
-            check_data_file(f"data.files.{split}", path, suffixes)
+            check_data_type(f"data.files.{split}", path, suffixes)
 
 
 def check_packing(task, method) -> None:

@@ -672,7 +672,7 @@ def test_a_checkpoint_torch_refuses_is_one_line_naming_it(tmp_path, capsys):
 
 def test_a_link_to_a_file_of_another_type_is_refused_without_reading_it(tmp_path):
     """`x.csv` -> `.env`: its first line (a token) once reached an error line and its fingerprint a git-tracked file."""
-    from ftpipe.config import check_data_file
+    from ftpipe.config import check_data_type
     from ftpipe.errors import ConfigError
     from ftpipe.io import READABLE
 
@@ -681,12 +681,12 @@ def test_a_link_to_a_file_of_another_type_is_refused_without_reading_it(tmp_path
     link = tmp_path / "x.csv"
     link.symlink_to(secret)
     with pytest.raises(ConfigError, match=r"x.csv links to '.env', not a file of a type the task reads") as err:
-        check_data_file("data.files.train", str(link), READABLE)
+        check_data_type("data.files.train", str(link), READABLE)
     assert "hf_FAKE" not in str(err.value)
     real = tmp_path / "reviews.csv"
     real.write_text("text,label\nGood,1\n")
     (tmp_path / "mine.csv").symlink_to(real)
-    check_data_file("data.files.train", str(tmp_path / "mine.csv"), READABLE)  # a link to a CSV is a CSV
+    check_data_type("data.files.train", str(tmp_path / "mine.csv"), READABLE)  # a link to a CSV is a CSV
 
 
 def test_column_names_in_an_error_line_are_escaped_and_cut():

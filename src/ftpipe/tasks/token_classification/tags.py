@@ -9,8 +9,9 @@ from ftpipe.tasks.base import RecordError
 SCHEMES = ("iob2", "iob1", "bioes")
 # Words (a combining mark belongs to its letter: decomposed `Jose\u0301` is one word), and runs of punctuation:
 # how raw text is split.
-_LETTERS = r"(?:\w|[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])+"
-WORD = re.compile(rf"{_LETTERS}(?:['’]{_LETTERS})*|[^\w\s\u0300-\u036f]+")
+_MARKS = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"  # Unicode's combining-mark blocks
+_LETTERS = rf"(?:\w|[{_MARKS}])+"
+WORD = re.compile(rf"{_LETTERS}(?:['’]{_LETTERS})*|[^\w\s{_MARKS}]+")
 
 
 def tag_names(types: list[str]) -> list[str]:
