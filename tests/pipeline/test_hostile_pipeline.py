@@ -4,11 +4,16 @@ params value ever runs as a command, and a CoNLL file listed in data.files train
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import assert_one_line_error, run
+from conftest import OFFLINE, assert_one_line_error, run
 
 pytestmark = pytest.mark.slow
 # Each would create `ran` in the repository if a shell ever saw it unquoted.
@@ -71,3 +76,33 @@ def test_a_conll_file_listed_in_data_files_trains_the_tagger(ner_pipeline):
     assert counts["train"]["records"] + counts["eval"]["records"] == 300, counts
     base, tuned = (json.loads((repo / f"metrics/{which}.json").read_text()) for which in ("base", "tuned"))
     assert tuned["f1"] > base["f1"], (base, tuned)
+
+
+def test_a_second_exp_run_is_refused_while_one_runs_and_the_first_keeps_its_params(tiny_pipeline, tmp_path):
+    """Two `dvc exp run` in one workspace, the second started two seconds into the first one's training: the
+    second is one line naming the first and changes nothing; the first ends with its own params, listed."""
+    repo, log = tiny_pipeline, tmp_path / "first.log"
+    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with open(log, "w") as out:
+        first = subprocess.Popen(["dvc", "exp", "run", "-n", "first-run", "-S", "train.epochs=40", "-S", "train.lr=0.003"],
+                                 cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while "Running stage 'train'" not in log.read_text():
+            assert first.poll() is None and time.time() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2)
+        second = run(["dvc", "exp", "run", "-S", "train.lr=0.5"], repo, check=False)
+        assert first.poll() is None, "the first run ended before the second composed: give it more epochs"
+    finally:
+        first.wait(timeout=600)
+    assert first.returncode == 0, log.read_text()
+    assert second.returncode != 0 and second.stdout == "", second.stdout
+    assert second.stderr.splitlines() == [second.stderr.strip()], second.stderr
+    assert "error: experiment 'first-run' is running in this workspace" in second.stderr, second.stderr
+    params = yaml.safe_load((repo / "params.yaml").read_text())["train"]
+    assert (params["lr"], params["epochs"]) == (0.003, 40)
+    listed = run(["dvc", "exp", "show", "--csv"], repo).stdout.splitlines()
+    header, rows = listed[0].split(","), [row.split(",") for row in listed if row.startswith("first-run,")]
+    assert len(rows) == 1, listed
+    assert (rows[0][header.index("train.lr")], rows[0][header.index("train.epochs")]) == ("0.003", "40")

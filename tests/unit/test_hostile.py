@@ -697,3 +697,28 @@ def test_column_names_in_an_error_line_are_escaped_and_cut():
     assert "\x1b" not in line and "\\x1b[2J\\x1b[31mred" in line
     assert "x" * 37 + "..." in line and "x" * 41 not in line and line.endswith(", ok")
 
+
+
+def test_composition_is_refused_only_while_a_live_dvc_process_uses_the_workspace(tmp_path):
+    """DVC's own records decide: a running `dvc exp run` or stage refuses; a record a killed run left does not."""
+    from ftpipe.workspace import RUN_DIR, STAGE_LOCKS, WorkspaceBusy, refuse_if_busy
+
+    (tmp_path / RUN_DIR).mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        for pid in (int(dead.stdout), os.getpid()):  # ended, or this composition's own process
+            (tmp_path / RUN_DIR / "workspace.json").write_text(json.dumps({"pid": pid}))
+            (tmp_path / STAGE_LOCKS).write_text(json.dumps({"read": {"params.yaml": [{"pid": pid, "cmd": "dvc repro"}]}}))
+            refuse_if_busy(tmp_path)
+        (tmp_path / RUN_DIR / "workspace.run").write_text(json.dumps({"name": "busy-\x1b[31mrun"}))
+        (tmp_path / RUN_DIR / "workspace.json").write_text(json.dumps({"pid": other.pid}))
+        with pytest.raises(WorkspaceBusy, match=rf"experiment 'busy-\\x1b\[31mrun' is running .*PID {other.pid}"):
+            refuse_if_busy(tmp_path)
+        (tmp_path / RUN_DIR / "workspace.json").unlink()
+        (tmp_path / STAGE_LOCKS).write_text(json.dumps({"write": {"models/tuned": {"pid": other.pid, "cmd": "dvc repro"}}}))
+        with pytest.raises(WorkspaceBusy, match=f"a DVC command is running a stage in this workspace .PID {other.pid}"):
+            refuse_if_busy(tmp_path)
+    finally:
+        other.kill()
+        other.wait()

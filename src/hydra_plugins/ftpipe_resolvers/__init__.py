@@ -53,9 +53,22 @@ if not OmegaConf.has_resolver("ftpipe_plot_specs"):
 
 
 def conf_digest():
-    """The digest of conf/ that params.yaml is composed from (ftpipe.params.conf_digest): the summary compares it."""
-    from ftpipe.params import conf_digest as digest
+    """The digest of conf/ that params.yaml is composed from (ftpipe.params.conf_digest): the summary compares it.
 
+    Every composition resolves it, before params.yaml is written: so it is also where a composition is
+    refused while another run uses the workspace (ftpipe.workspace)."""
+    import sys
+
+    from ftpipe.params import conf_digest as digest
+    from ftpipe.workspace import WorkspaceBusy, refuse_if_busy
+
+    try:
+        refuse_if_busy()
+    except WorkspaceBusy as busy:
+        # An exception here reaches the user wrapped twice (OmegaConf, then DVC's "unexpected error" and its
+        # support footer); the refusal is one line. DVC's context managers still restore the workspace.
+        print(f"error: {busy}", file=sys.stderr)
+        raise SystemExit(1) from None
     return digest()
 
 
