@@ -238,6 +238,10 @@ class TrainConfig:
         check("train.save_steps", self.save_steps >= 0, f"must be >= 0 (0: no checkpoints), got {self.save_steps}")
         check("train.logging_steps", self.logging_steps >= 1, f"must be >= 1, got {self.logging_steps}")
         check("train.validation_fraction", 0 <= self.validation_fraction < 1, "a fraction in [0, 1)")
+        # The Trainer evaluates the validation split for its loss only (the task's metrics are the evaluate
+        # stage's): any other name was a KeyError after the first whole epoch.
+        check("train.best_metric", self.best_metric in ("eval_loss", "loss"),
+              f"the validation split reports its loss only: eval_loss, got {shown(self.best_metric)}")
         check("train.eval_steps", self.eval_steps >= 0, "must be >= 0 (0: every epoch)")
         check("train.early_stopping_patience", self.early_stopping_patience >= 0, f"must be >= 0 (0: off), got {self.early_stopping_patience}")
         check("train.early_stopping_patience", self.early_stopping_patience == 0 or self.validation_fraction > 0,

@@ -8,6 +8,7 @@ all on the main process only, so the stage can run under a multi-process launche
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ import torch
 from dvclive import Live
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from ftpipe.errors import ConfigError, FtpipeError
+from ftpipe.errors import ConfigError, FtpipeError, shown
 from ftpipe.io import atomic_output
 from ftpipe.methods.base import count_trainable
 from ftpipe.models.loading import base_identity, load_tokenizer
@@ -249,15 +250,14 @@ def train(params, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path,
     if params.train.packing:  # a model whose attention would cross packed examples: one line, before training
         packing.check_model(model, collator)
     trainable = count_trainable(model)
-    with checkpoint_loads(resume_from):
-        metrics = method.fit(model, run)
-
-    # Every process takes part in saving (a sharded model is gathered first); the main one writes.
     final = checkpoint_dir / "final"
-    if state.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)  # left by a run that died while saving
-    state.wait_for_everyone()
-    method.save(model, tokenizer, final, run)
+    with checkpoint_io(checkpoint_dir, resume_from):
+        metrics = method.fit(model, run)
+        # Every process takes part in saving (a sharded model is gathered first); the main one writes.
+        if state.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)  # left by a run that died while saving
+        state.wait_for_everyone()
+        method.save(model, tokenizer, final, run)
     summary = {}
     if state.is_main_process:
         live.end()
@@ -364,16 +364,30 @@ def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True
 
 
 @contextmanager
-def checkpoint_loads(checkpoint: Path | None):
-    """A checkpoint file that torch refuses to load as one line naming the checkpoint and how to discard
-    it: a pickle that is not plain tensors (weights_only refuses it: it could run code), or a damaged one."""
+def checkpoint_io(checkpoint_dir: Path, resume_from: Path | None):
+    """A checkpoint that cannot be read or written, as one line naming it and what to do, not a traceback
+    from inside the Trainer.
+
+    Reading, on resume: a damaged file, a pickle where safetensors should be, a pickle that is not plain
+    tensors (weights_only refuses it: it could run code). Writing: a full disk, which safetensors
+    ("os error 28") and torch's zip writer ("unexpected pos") report in their own words; the incomplete
+    checkpoint has no completion mark, so the rerun resumes from the one before it.
+    """
+    from safetensors import SafetensorError
+
     try:
         yield
-    except (pickle.UnpicklingError, RuntimeError) as err:
-        if checkpoint is None or isinstance(err, RuntimeError) and "PytorchStreamReader" not in str(err):
-            raise  # not resuming, or not torch failing to read a file: a bug, with its traceback
-        raise FtpipeError(f"{checkpoint}: cannot resume from it: torch refuses to load one of its files "
-                          f"({type(err).__name__}); discard it with `rm -r {checkpoint}` and rerun") from None
+    except (pickle.UnpicklingError, RuntimeError, OSError, SafetensorError) as err:
+        text = str(err)
+        if getattr(err, "errno", None) == errno.ENOSPC or "os error 28" in text or "unexpected pos" in text:
+            free = shutil.disk_usage(checkpoint_dir).free >> 20
+            raise FtpipeError(f"{checkpoint_dir}: a checkpoint could not be written ({free} MiB left on its disk): free "
+                              "space and rerun; it resumes from the last complete checkpoint") from None
+        reading = isinstance(err, (pickle.UnpicklingError, SafetensorError)) or "PytorchStreamReader" in text
+        if resume_from is None or not reading:
+            raise  # not resuming, or not a file failing to load: a bug, with its traceback
+        raise FtpipeError(f"{resume_from}: cannot resume from it: one of its files does not load ({type(err).__name__}: "
+                          f"{shown(text, 60)}); discard it with `rm -r {resume_from}` and rerun") from None
 
 
 def clear_checkpoints(checkpoint_dir: Path) -> None:

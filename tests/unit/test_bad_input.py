@@ -196,6 +196,8 @@ CONFIG_CASES = [
     ConfigCase("section_typo", "train", {"trian.lr": 0.5}, "params.yaml: trian: unknown params section (did you mean train?)"),
     ConfigCase("negative_patience", "train", {"train.early_stopping_patience": -2},
                "params.yaml: train.early_stopping_patience: must be >= 0 (0: off), got -2"),
+    ConfigCase("best_metric_not_validated", "train", {"train.best_metric": "eval_accuracy", "train.validation_fraction": 0.2},
+               "params.yaml: train.best_metric: the validation split reports its loss only: eval_loss, got eval_accuracy"),
     ConfigCase("bootstrap_resamples_1", "compare", {"evaluate.bootstrap_resamples": 1},
                "params.yaml: evaluate.bootstrap_resamples: must be 0 (no intervals) or >= 100, got 1"),
     # issue 24: transformers' refusal of a folder that ships code, a traceback at evaluate

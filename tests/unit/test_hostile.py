@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -643,31 +644,54 @@ def test_failed_move_into_place_is_one_line_naming_the_output(tmp_path, capsys, 
     assert not list(tmp_path.iterdir())  # no temporary left behind
 
 
-def test_a_checkpoint_torch_refuses_is_one_line_naming_it(tmp_path, capsys):
-    """A resume loads rng_state.pth with weights_only=True: a pickle of anything else is refused, by the Trainer's own code."""
+def test_a_checkpoint_that_cannot_be_read_or_written_is_one_line_naming_it(tmp_path, capsys):
+    """Resume reads rng_state.pth (weights_only) and model.safetensors with the Trainer's own code; a full disk
+    fails a checkpoint's write in safetensors' or torch's words. Each is one line naming the checkpoint."""
     import argparse
+    import pickle
     from types import SimpleNamespace
 
     import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
     from transformers import Trainer
 
-    from ftpipe.train import checkpoint_loads
+    from ftpipe.train import checkpoint_io
 
-    checkpoint = tmp_path / "checkpoints/train/checkpoint-20"
+    checkpoints = tmp_path / "checkpoints/train"
+    checkpoint = checkpoints / "checkpoint-20"
     checkpoint.mkdir(parents=True)
     torch.save({"python": argparse.Namespace(evil=True)}, checkpoint / "rng_state.pth")  # not plain tensors
 
     def resume():
-        with checkpoint_loads(checkpoint):
+        with checkpoint_io(checkpoints, checkpoint):
             Trainer._load_rng_state(SimpleNamespace(args=SimpleNamespace(world_size=1)), str(checkpoint))
+            load_file(checkpoint / "model.safetensors")
 
-    assert stage_error(resume, capsys) == (f"error: {checkpoint}: cannot resume from it: torch refuses to load one of its files "
-                                           f"(UnpicklingError); discard it with `rm -r {checkpoint}` and rerun")
+    assert stage_error(resume, capsys).startswith(f"error: {checkpoint}: cannot resume from it: one of its files does not "
+                                                  f"load (UnpicklingError: ")
+    assert stage_error(resume, capsys).endswith(f"discard it with `rm -r {checkpoint}` and rerun")
     (checkpoint / "rng_state.pth").write_bytes(b"PK\x03\x04 truncated")  # a damaged zip
     assert "cannot resume from it" in stage_error(resume, capsys)
-    with pytest.raises(RuntimeError, match="a bug"):  # anything else keeps its traceback
-        with checkpoint_loads(checkpoint):
-            raise RuntimeError("a bug")
+    (checkpoint / "rng_state.pth").unlink()
+    for weights in (pickle.dumps({"HF_TOKEN": "hf_secret"}), b"\x10" + bytes(7) + b'{"a": 1'):  # a pickle; a cut header
+        (checkpoint / "model.safetensors").write_bytes(weights)
+        line = stage_error(resume, capsys)
+        assert "cannot resume from it: one of its files does not load (SafetensorError: Error while deserializing header" in line
+        assert "secret" not in line
+    # A full disk, in the words safetensors and torch's zip writer used on a 16 KiB tmpfs.
+    for full in (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
+                 RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
+                 OSError(28, "No space left on device")):
+        def write(full=full):
+            with checkpoint_io(checkpoints, None):
+                raise full
+        assert re.fullmatch(rf"error: {checkpoints}: a checkpoint could not be written \(\d+ MiB left on its disk\): "
+                            r"free space and rerun; it resumes from the last complete checkpoint", stage_error(write, capsys))
+    for bug in (RuntimeError("a bug"), SafetensorError("Error while deserializing header")):  # not resuming: keeps its traceback
+        with pytest.raises(type(bug)):
+            with checkpoint_io(checkpoints, None):
+                raise bug
 
 
 def test_a_link_to_a_file_of_another_type_is_refused_without_reading_it(tmp_path):
@@ -722,3 +746,22 @@ def test_composition_is_refused_only_while_a_live_dvc_process_uses_the_workspace
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_tokenizer_larger_than_the_models_embeddings_is_one_line_at_load(tmp_path):
+    """A custom tokenizer with ids past the embedding table was an IndexError in the first forward pass."""
+    import yaml
+
+    from ftpipe.models.loading import load_for_task, load_tokenizer
+    from ftpipe.models.sources import build_tiny
+    from ftpipe.tasks import get_task
+    from ftpipe.tasks.classification import Config as TaskConfig
+
+    build_tiny(yaml.safe_load((REPO / "conf/model/tiny_bert.yaml").read_text())["tiny"], tmp_path / "model")
+    task = get_task(TaskConfig(name="t", type="classification", labels=["a", "b"]))
+    tokenizer = load_tokenizer(tmp_path / "model", task)
+    load_for_task(task, tmp_path / "model", tokenizer)  # the tokenizer it was built with: loads
+    tokenizer.add_tokens(["zyxwv", "qqqqq"])
+    with pytest.raises(ConfigError, match=rf"model.path: {tmp_path / 'model'}: its tokenizer has {len(tokenizer)} tokens, "
+                                          rf"the model embeds {len(tokenizer) - 2}: use the tokenizer"):
+        load_for_task(task, tmp_path / "model", tokenizer)

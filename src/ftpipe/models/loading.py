@@ -44,6 +44,10 @@ def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = Fa
     quiet.expect_fresh_heads(task.head_keys)  # transformers reports them missing from a base: expected
     model = task.model_class.from_pretrained(model_dir, **task.model_kwargs(), **kwargs)
     task.prepare(tokenizer, model)
+    embeddings = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > embeddings:  # a token id past the table is an IndexError deep in the first forward pass
+        raise ConfigError("model.path", f"{model_dir}: its tokenizer has {len(tokenizer)} tokens, the model embeds "
+                                        f"{embeddings}: use the tokenizer the model was trained with")
     return model
 
 
