@@ -170,7 +170,7 @@ def _check_clash(path: Path, names, columns: dict[str, str], number: int | None 
 def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple[int, Any]]:
     if suffix == ".csv":
         with open(path, "rb") as fh:
-            reader = csv.DictReader(_decoded(fh, path, first_record=0), strict=True)  # strict: bad quoting is an error, not a silent merge
+            reader = csv.DictReader(decoded_lines(fh, path, first_record=0), strict=True)  # strict: bad quoting is an error, not a silent merge
             if not reader.fieldnames:
                 raise DataError(path, "no header row")
             twice = [name for name, count in Counter(reader.fieldnames).items() if count > 1]
@@ -187,7 +187,7 @@ def _records(path: Path, suffix: str, columns: dict[str, str]) -> Iterator[tuple
                 yield number, row
     elif suffix == ".jsonl":
         with open(path, "rb") as fh:
-            for number, line in enumerate(_decoded(fh, path, first_record=1), start=1):
+            for number, line in enumerate(decoded_lines(fh, path, first_record=1), start=1):
                 if line.strip():
                     yield number, _loads(line, path, number)
     elif suffix == ".json":
@@ -222,12 +222,26 @@ def sha256_file(path: str | Path) -> str:
 
 def read_text(path: str | Path) -> str:
     """A UTF-8 file's text without the byte order mark some editors (Excel, Notepad) write first."""
-    return Path(path).read_bytes().decode("utf-8").removeprefix(BOM)
+    data = Path(path).read_bytes()
+    if why := _not_text(data):
+        raise DataError(path, why)
+    return data.decode("utf-8").removeprefix(BOM)
 
 
-def _decoded(fh, path: Path, first_record: int) -> Iterator[str]:
+def _not_text(data: bytes) -> str | None:
+    """Why bytes read as UTF-8 text are not text, in words that say what to do. UTF-16 (a spreadsheet's
+    "Unicode text" export) of ASCII is valid UTF-8 with a NUL after every letter: its column names would be
+    read with NULs in them, and no data file holds a raw NUL."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data:
+        return "not UTF-8 text: it holds NUL bytes or a UTF-16 byte order mark (UTF-16? save it as UTF-8)"
+    return None
+
+
+def decoded_lines(fh, path, first_record: int) -> Iterator[str]:
     """Lines decoded one at a time, so a bad byte is reported with its record (line 1 is record `first_record`)."""
     for number, line in enumerate(fh, start=first_record):
+        if why := _not_text(line):
+            raise DataError(path, why, record=number or None)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ftpipe import offline  # noqa: F401  (before transformers/datasets)
 from ftpipe.errors import DataError, FtpipeError
+from ftpipe.io import decoded_lines
 
 STDIN = "<stdin>"
 
@@ -88,7 +89,7 @@ def read_inputs(args, task) -> tuple[list[dict], str]:
     if args.file and str(args.file) != "-":
         return [record for _, record in task.read(args.file, {})], str(args.file)
     if args.file or (not args.text and not args.question and not sys.stdin.isatty()):
-        return read_stdin(sys.stdin.read(), task), STDIN
+        return read_stdin(sys.stdin.buffer.read(), task), STDIN
     if args.text:
         if task.cli_field is None:
             raise DataError("--text", f"a {task.cfg.name} record has several fields: give --file, or --context and --question")
@@ -98,12 +99,16 @@ def read_inputs(args, task) -> tuple[list[dict], str]:
     raise DataError("input", "give --file (or - for stdin), --text, or --context and --question")
 
 
-def read_stdin(text: str, task) -> list[dict]:
-    """JSONL when the first line is an object; otherwise one text (or dialogue) per line."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if lines and lines[0].lstrip().startswith("{"):
+def read_stdin(data: bytes, task) -> list[dict]:
+    """JSONL when the first line is an object; otherwise one text (or dialogue) per line.
+
+    Bytes, decoded line by line: a byte that is not UTF-8 is the input's error, named with its line (a
+    text decoded leniently carried it to the tokenizer, whose error blamed the model folder)."""
+    lines = [(number, line) for number, line in enumerate(decoded_lines(data.splitlines(), STDIN, first_record=1), start=1)
+             if line.strip()]
+    if lines and lines[0][1].lstrip().startswith("{"):
         records = []
-        for number, line in enumerate(lines, start=1):
+        for number, line in lines:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as err:
@@ -111,7 +116,7 @@ def read_stdin(text: str, task) -> list[dict]:
         return records
     if task.cli_field is None:
         raise DataError(STDIN, f"{task.cfg.name} input on stdin must be JSONL, one record per line")
-    return [task.line_record(line) for line in lines]
+    return [task.line_record(line) for _, line in lines]
 
 
 def flat(row: dict) -> dict:

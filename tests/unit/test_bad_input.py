@@ -63,6 +63,9 @@ DATA_CASES = [
     DataCase("nul_text.jsonl", "field 'text': empty or missing text", record=2),  # issue 29: NUL bytes and a zero-width space trained
     DataCase("text_wrong_type.jsonl", "field 'text': empty or missing text", record=1),
     DataCase("non_utf8.csv", "not valid UTF-8 (byte 0xe9)", record=2),
+    # issue 29: UTF-16 of ASCII is valid UTF-8 with NULs, whose column names were printed NULs and all
+    DataCase("utf16.csv", "not UTF-8 text: it holds NUL bytes or a UTF-16 byte order mark (UTF-16? save it as UTF-8)"),
+    DataCase("utf16_no_bom.csv", "not UTF-8 text: it holds NUL bytes or a UTF-16 byte order mark (UTF-16? save it as UTF-8)"),
     DataCase("duplicate_id.jsonl", "field 'id': duplicate id 'a'", record=2),
     DataCase("duplicate_key.jsonl", "key 'label' appears twice in one object", record=2),  # issue 29: the last one won
     DataCase("empty.csv", "file is empty"),

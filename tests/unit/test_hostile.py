@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, assert_one_line_error
 from ftpipe.errors import ConfigError, DataError
 from ftpipe.io import atomic_output, read_records
 
@@ -765,3 +765,23 @@ def test_a_tokenizer_larger_than_the_models_embeddings_is_one_line_at_load(tmp_p
     with pytest.raises(ConfigError, match=rf"model.path: {tmp_path / 'model'}: its tokenizer has {len(tokenizer)} tokens, "
                                           rf"the model embeds {len(tokenizer) - 2}: use the tokenizer"):
         load_for_task(task, tmp_path / "model", tokenizer)
+
+
+def test_an_unwritable_home_names_the_variable_that_moves_the_cache(tmp_path):
+    """datasets caches what evaluate reads under HOME; a runner's HOME that is not a writable folder was an
+    error naming HOME alone."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "rows.parquet")
+    (tmp_path / "not-a-folder").write_text("")
+    code = ("import sys, datasets; from ftpipe.stage import run\n"
+            "run(lambda: datasets.Dataset.from_parquet(sys.argv[1]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "XDG_"))}
+    results = {home: subprocess.run([sys.executable, "-c", code, str(tmp_path / "rows.parquet")], capture_output=True,
+                                    text=True, env={**env, "HOME": str(tmp_path / home)})
+               for home in ("home", "not-a-folder/home")}
+    assert results["home"].returncode == 0, results["home"].stderr  # a writable HOME: the cache is made
+    assert assert_one_line_error(results["not-a-folder/home"]) == (
+        f"error: {tmp_path / 'not-a-folder/home'}: Not a directory (on the way to the Hugging Face cache "
+        f"{tmp_path / 'not-a-folder/home/.cache/huggingface'}: set HF_HOME to a writable folder)")

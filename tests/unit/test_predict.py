@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
+import pytest
 import yaml
 
 from conftest import REPO, run
@@ -23,8 +25,22 @@ def test_stdin_is_jsonl_or_one_text_per_line():
     from ftpipe.predict import read_stdin
 
     task = classification_task()
-    assert read_stdin("good\n\nbad place\n", task) == [{"text": "good"}, {"text": "bad place"}]
-    assert read_stdin('{"id": "a", "text": "x"}\n', task) == [{"id": "a", "text": "x"}]
+    assert read_stdin(b"good\n\nbad place\n", task) == [{"text": "good"}, {"text": "bad place"}]
+    assert read_stdin(b'{"id": "a", "text": "x"}\n', task) == [{"id": "a", "text": "x"}]
+
+
+@pytest.mark.parametrize("data, expected", [
+    # bytes that are not UTF-8 were decoded leniently, and the tokenizer's error blamed the model folder
+    (b"fine\n\ncaf\xe9 (Latin-1)\n", "<stdin>: record 3: not valid UTF-8 (byte 0xe9)"),
+    ("one\ntwo\n".encode("utf-16"), "<stdin>: record 1: not UTF-8 text: it holds NUL bytes or a UTF-16 byte order mark"),
+    (b'{"text": "a"}\n{"text": "b\x00"}\n', "<stdin>: record 2: not UTF-8 text: it holds NUL bytes"),
+])
+def test_stdin_that_is_not_utf8_text_is_the_inputs_error_naming_its_line(data, expected):
+    from ftpipe.errors import DataError
+    from ftpipe.predict import read_stdin
+
+    with pytest.raises(DataError, match=re.escape(expected)):
+        read_stdin(data, classification_task())
 
 
 def test_csv_output_spreads_class_probabilities_over_columns():
