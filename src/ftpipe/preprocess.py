@@ -44,12 +44,12 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
             task.stats.clear()
             route = _hold_out(outputs, data_cfg.eval_from_train) if data_cfg.eval_from_train else (lambda row: outputs[split])
             files = input_files(raw_dir / split)
-            seen = _Seen()
+            seen, prefixes = _Seen(), auto_id_prefixes(files)
             for index, path in enumerate(files):
-                for number, row in _clean_records(task, data_cfg, path, dropped[split]):
+                for number, row in _clean_records(task, data_cfg, path, dropped[split], prefixes[index]):
                     seen.add(row["id"], index, number)
                     route(row).add(row)
-            _check_duplicates(task, data_cfg, files, seen)
+            _check_duplicates(task, data_cfg, files, prefixes, seen)
             counts[split] = dict(task.stats)  # the plug-in's own counts (repairs, ...)
         for split, output in outputs.items():
             output.close()
@@ -79,7 +79,14 @@ def input_files(split_dir: Path) -> list[Path]:
     return files
 
 
-def _clean_records(task, data_cfg, path: Path, dropped: Counter):
+def auto_id_prefixes(files: list[Path]) -> list[str]:
+    """What the id of a record without one starts with, per file: its name's stem, or its whole path where
+    two files of the split share a stem (a/reviews.csv and b/reviews.csv: their ids were the same)."""
+    stems = Counter(path.stem for path in files)
+    return [path.stem if stems[path.stem] == 1 else path.as_posix() for path in files]
+
+
+def _clean_records(task, data_cfg, path: Path, dropped: Counter, id_prefix: str):
     """(record number, cleaned row) of one file; a bad record raises, or is counted in `dropped`."""
     for number, record in task.read(path, data_cfg.columns):
         try:
@@ -90,7 +97,7 @@ def _clean_records(task, data_cfg, path: Path, dropped: Counter):
                 continue
             raise DataError(path, str(err), record=number, field=err.field) from None
         if not row.get("id"):
-            row["id"] = f"{path.stem}-{number}"
+            row["id"] = f"{id_prefix}-{number}"
             row["_auto_id"] = True
         yield number, row
 
@@ -135,18 +142,18 @@ class _Seen:
         return [(first, repeat) for repeat, first in pairs]
 
 
-def _check_duplicates(task, data_cfg, files: list[Path], seen: _Seen) -> None:
+def _check_duplicates(task, data_cfg, files: list[Path], prefixes: list[str], seen: _Seen) -> None:
     for first, repeat in seen.repeats():
-        a = (files[seen.files[first]], seen.numbers[first])
-        b = (files[seen.files[repeat]], seen.numbers[repeat])
+        a = (files[seen.files[first]], prefixes[seen.files[first]], seen.numbers[first])
+        b = (files[seen.files[repeat]], prefixes[seen.files[repeat]], seen.numbers[repeat])
         record_id = _id_of(task, data_cfg, *b)
         if _id_of(task, data_cfg, *a) == record_id:  # else two ids that share a digest: not a duplicate
-            raise DataError(b[0], f"duplicate id {record_id!r} (first seen in {a[0].name} record {a[1]})", record=b[1], field="id")
+            raise DataError(b[0], f"duplicate id {record_id!r} (first seen in {a[0].name} record {a[2]})", record=b[2], field="id")
 
 
-def _id_of(task, data_cfg, path: Path, number: int) -> str:
+def _id_of(task, data_cfg, path: Path, id_prefix: str, number: int) -> str:
     """The id of one record, read back from its file (only to name a duplicate)."""
-    return next(row["id"] for n, row in _clean_records(task, data_cfg, path, Counter()) if n == number)
+    return next(row["id"] for n, row in _clean_records(task, data_cfg, path, Counter(), id_prefix) if n == number)
 
 
 class _Output:

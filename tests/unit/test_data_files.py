@@ -56,3 +56,30 @@ def test_duplicate_ids_are_found_by_digest_and_named_by_file_and_record(tmp_path
     assert stats["train"]["records"] == 25_000 and stats["overlap"] == {"ids": 0, "texts": 0}
     written = pq.ParquetFile(tmp_path / "clean/train.parquet")
     assert written.metadata.num_row_groups == 3 and written.read().column("id").to_pylist() == [r["id"] for r in rows]
+
+
+def test_files_without_ids_that_share_a_name_get_distinct_ids(tmp_path, monkeypatch):
+    """Ids made for records without one start with the file's stem, or its path where two listed files share
+    a stem: a/reviews.csv and b/reviews.csv made the same ids, refused as duplicates of an `id` field
+    neither file has."""
+    import pyarrow.parquet as pq
+
+    from ftpipe.config import DataConfig
+    from ftpipe.data.download import download_data
+    from ftpipe.params import load_params
+    from ftpipe.preprocess import preprocess
+    from ftpipe.tasks import get_task
+
+    monkeypatch.chdir(tmp_path)
+    for folder, words in (("a", "good"), ("b", "bad"), ("c", "fine")):
+        Path(folder).mkdir()
+        Path(folder, "reviews.csv" if folder != "c" else "other.csv").write_text(
+            "text,label\n" + "".join(f"{words} {i},{i % 5}\n" for i in range(3)))
+    files = ["a/reviews.csv", "b/reviews.csv", "c/other.csv"]
+    data = DataConfig(source="local", files={"train": files, "eval": ["c/other.csv"]})
+    download_data(data, Path("raw"))
+    task = get_task(load_params("task", path=REPO / "params.yaml").task)
+    stats = preprocess(task, data, Path("raw"), Path("clean"), Path("counts.json"))
+    assert stats["train"]["records"] == 9
+    assert pq.read_table("clean/train.parquet").column("id").to_pylist() == [
+        *(f"a/reviews.csv-{n}" for n in (1, 2, 3)), *(f"b/reviews.csv-{n}" for n in (1, 2, 3)), "other-1", "other-2", "other-3"]
