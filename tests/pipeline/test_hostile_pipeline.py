@@ -106,3 +106,33 @@ def test_a_second_exp_run_is_refused_while_one_runs_and_the_first_keeps_its_para
     header, rows = listed[0].split(","), [row.split(",") for row in listed if row.startswith("first-run,")]
     assert len(rows) == 1, listed
     assert (rows[0][header.index("train.lr")], rows[0][header.index("train.epochs")]) == ("0.003", "40")
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_seen_after_touch(tiny_pipeline):
+    """DVC trusts its state database while a file's size and modification time stay: an edit that restores
+    both is invisible to `dvc status`. The README's refresh, `touch` on the file, makes it seen and rerun."""
+    from ftpipe.config import data_inputs
+    from ftpipe.data.synthetic import reviews
+
+    repo = tiny_pipeline
+    mine = repo / "data/mine/reviews.csv"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("text,label\n" + "".join(f'"{r["text"]}",{r["label"]}\n' for r in reviews(60, seed=3)))
+
+    def listed(params):
+        params["data"].update(source="local", files={"train": ["data/mine/reviews.csv"]}, eval_from_train=0.25)
+        params["data_inputs"] = data_inputs("local", params["data"]["files"])
+
+    edit_params(repo, listed)
+    run(["dvc", "repro", "preprocess"], repo)
+    stat = mine.stat()
+    edited = mine.read_text().replace(",3 stars\n", ",4 stars\n", 1)  # one label, same size
+    assert edited != mine.read_text()
+    mine.write_text(edited)
+    os.utime(mine, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert mine.stat().st_size == stat.st_size
+    assert run(["dvc", "status", "--with-deps", "preprocess"], repo).stdout == "Data and pipelines are up to date.\n"  # DVC, not ftpipe
+    mine.touch()
+    assert "data_file@0" in run(["dvc", "status", "--with-deps", "preprocess"], repo).stdout
+    out = run(["dvc", "repro", "preprocess"], repo).stdout
+    assert "Running stage 'data_file@0'" in out and "Running stage 'preprocess'" in out, out
