@@ -1,6 +1,8 @@
 """Errors a user can fix: bad input data or bad configuration. Stages print them as one line."""
 
+import sys
 from contextlib import contextmanager
+from typing import NoReturn
 
 
 class FtpipeError(Exception):
@@ -52,12 +54,20 @@ def hub_reachable(key: str, name: str, stage: str):
                                f"`dvc repro {stage} && dvc push` on a connected machine, then `dvc pull` here") from None
 
 
-def shown(text, limit: int = 40) -> str:
+def shown(text, limit: int | None = 40) -> str:
     """A value from a user's file as an error line may print it: control characters escaped (a terminal
     escape sequence stays inert text) and cut to `limit` characters, so a line never carries a whole
     record or a long secret."""
     escaped = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-    return escaped if len(escaped) <= limit else escaped[: limit - 3] + "..."
+    return escaped if limit is None or len(escaped) <= limit else escaped[: limit - 3] + "..."
+
+
+def fail(message) -> NoReturn:
+    """End the command with `message` as one `error:` line on stderr, exit code 1. One line however the message
+    was built (a runner's log shows it whole), with control characters escaped wherever they came from
+    (a label in a config, a name in a file)."""
+    print("error: " + shown(" ".join(str(message).split()), limit=None), file=sys.stderr)
+    sys.exit(1)
 
 
 def listed(names, limit: int = 10) -> str:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import html
 import re
 
+from ftpipe.errors import shown
+
 
 def inert(text, limit: int = 300) -> str:
     """User text (ids, inputs, predictions, class names) as inert Markdown on one line.
 
     It comes from data files and models: without this a newline in an id starts a heading, a `|`
-    splits a table cell, and `<script>` or a backtick becomes HTML or code in the rendered report.
+    splits a table cell, `<script>` or a backtick becomes HTML or code in the rendered report, and a
+    terminal escape sequence recolours (or rewrites) the terminal that prints the file.
     """
-    text = " ".join(str(text).split())  # newlines and tabs become spaces
+    text = shown(" ".join(str(text).split()), limit=None)  # newlines and tabs become spaces; control characters escaped
     text = text if len(text) <= limit else text[:limit] + "..."  # cut before escaping: never inside an escape
     text = html.escape(text, quote=False)  # < > & shown as text, not parsed as HTML
     return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)  # Markdown's own markup, backslash-escaped

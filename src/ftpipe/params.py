@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from ftpipe.config import (DataConfig, DistributedConfig, EvaluateConfig, ExportConfig, ModelConfig, SubsetConfig,
                            TokenizeConfig, TrainConfig)
-from ftpipe.errors import ConfigError, shown
+from ftpipe.errors import ConfigError, fail, shown
 
 CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC does
 PARAMS = Path("params.yaml")
@@ -194,13 +194,11 @@ def main() -> None:
         message = str(err).split("Config search path:")[0]
         if isinstance(err, OverrideParseException):  # Hydra's parser does not say which override
             message = f"overrides {' '.join(sys.argv[1:])}: {message}"
-        print("error: " + " ".join(message.split()), file=sys.stderr)
-        sys.exit(1)
+        fail(message)
     except yaml.YAMLError as err:  # a conf/ file that is not YAML, or asks for a Python object (!!python/...)
         mark = getattr(err, "problem_mark", None)
         where = f"{mark.name}: line {mark.line + 1}" if mark else str(CONF_DIR)
-        print(f"error: {where}: not valid YAML: {shown(getattr(err, 'problem', None) or err, 120)}", file=sys.stderr)
-        sys.exit(1)
+        fail(f"{where}: not valid YAML: {shown(getattr(err, 'problem', None) or err, 120)}")
     with open(PARAMS, "w") as fh:
         yaml.safe_dump(params, fh, sort_keys=False)
     print(f"wrote {PARAMS}")

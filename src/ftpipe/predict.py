@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ftpipe import offline  # noqa: F401  (before transformers/datasets)
-from ftpipe.errors import DataError, FtpipeError
+from ftpipe.errors import DataError, FtpipeError, fail
 from ftpipe.io import decoded_lines
 
 STDIN = "<stdin>"
@@ -186,11 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             sys.stdout.write(render(rows, "jsonl" if args.json else "csv" if args.csv else "table"))
     except FtpipeError as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:  # a missing input file, or a model folder transformers cannot read
-        _fail(f"{err.filename}: {err.strerror or err}" if err.filename else f"{args.model}: {err}")
+        fail(f"{err.filename}: {err.strerror or err}" if err.filename else f"{args.model}: {err}")
     except ValueError as err:  # transformers refusing a model folder, e.g. one that ships code (--trust-remote-code)
-        _fail(f"{args.model}: {err}")
+        fail(f"{args.model}: {err}")
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.txt", "vocab.json", "spiece.model")
@@ -231,11 +231,6 @@ def check_head(model_dir: Path, task, params_path: Path) -> None:
         if architectures and head and not any(str(name).endswith(head) for name in architectures):
             raise FtpipeError(f"{model_dir}: a {architectures[0]} model, but {params_path} says task.type {task.cfg.type} "
                               f"(a ...{head} head): give the params it was trained with (--params)")
-
-
-def _fail(message: str) -> None:
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == "__main__":

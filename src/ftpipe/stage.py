@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Callable
 
-from ftpipe.errors import FtpipeError
+from ftpipe.errors import FtpipeError, fail
 
 
 def run(main: Callable[[], None]) -> None:
@@ -20,11 +20,11 @@ def run(main: Callable[[], None]) -> None:
     try:
         main()
     except FtpipeError as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:  # a missing or unreadable path, a full disk: what the OS refused, not a bug
         if err.filename is None and err.errno is None and not isinstance(err, shutil.Error):
             raise  # a library's own subclass (requests' ConnectionError, ...): its traceback says where
-        _fail(f"{err.filename or f'stage {name}'}: {_reason(err)}{_cache_hint(err.filename)}")
+        fail(f"{err.filename or f'stage {name}'}: {_reason(err)}{_cache_hint(err.filename)}")
     # What the stage cost, on one line a log (and benchmarks/data_scale.py) can read: wall and CPU
     # seconds of this process, its peak resident memory.
     logging.getLogger("ftpipe.stage").info("%s: done in %.1f s (CPU %.1f s), peak memory %.0f MB", name,
@@ -54,12 +54,6 @@ def _cache_hint(path) -> str:
         if cache == refused or cache.startswith(refused + os.sep) or refused.startswith(cache + os.sep):
             return f" (on the way to the Hugging Face cache {cache}: set HF_HOME to a writable folder)"
     return ""
-
-
-def _fail(message: str) -> None:
-    # One line however the message was built: a runner's log shows it whole.
-    print("error: " + " ".join(message.split()), file=sys.stderr)
-    sys.exit(1)
 
 
 def peak_rss_mb() -> float:

@@ -722,6 +722,24 @@ def test_column_names_in_an_error_line_are_escaped_and_cut():
     assert "x" * 37 + "..." in line and "x" * 41 not in line and line.endswith(", ok")
 
 
+def test_labels_with_a_terminal_escape_reach_error_lines_and_markdown_inert(capsys):
+    """A config's labels went raw into `known: ...` of an error line and into the model card."""
+    from ftpipe.config import DataConfig
+    from ftpipe.errors import fail
+    from ftpipe.markdown import inert
+    from ftpipe.tasks import get_task
+    from ftpipe.tasks.base import RecordError
+    from ftpipe.tasks.classification import Config
+
+    task = get_task(Config(name="t", type="classification", labels=["\x1b[2Jgood", "bad\x07"]))
+    with pytest.raises(RecordError) as err:
+        task.clean({"text": "fine", "label": "ok"}, DataConfig())
+    with pytest.raises(SystemExit):
+        fail(err.value)
+    line = capsys.readouterr().err
+    assert "\x1b" not in line and "\x07" not in line and "known: \\x1b[2Jgood, bad\\x07" in line, line
+    assert inert("\x1b[2Jgood\x07") == "\\\\x1b\\[2Jgood\\\\x07"  # shown as \x1b[2Jgood\x07, not run
+
 
 def test_composition_is_refused_only_while_a_live_dvc_process_uses_the_workspace(tmp_path):
     """DVC's own records decide: a running `dvc exp run` or stage refuses; a record a killed run left does not."""

@@ -57,8 +57,7 @@ def conf_digest():
 
     Every composition resolves it, before params.yaml is written: so it is also where a composition is
     refused while another run uses the workspace (ftpipe.workspace)."""
-    import sys
-
+    from ftpipe.errors import fail
     from ftpipe.params import conf_digest as digest
     from ftpipe.workspace import WorkspaceBusy, refuse_if_busy
 
@@ -66,9 +65,9 @@ def conf_digest():
         refuse_if_busy()
     except WorkspaceBusy as busy:
         # An exception here reaches the user wrapped twice (OmegaConf, then DVC's "unexpected error" and its
-        # support footer); the refusal is one line. DVC's context managers still restore the workspace.
-        print(f"error: {busy}", file=sys.stderr)
-        raise SystemExit(1) from None
+        # support footer); the refusal is one line. SystemExit passes both, and DVC's context managers
+        # still restore the workspace on the way out.
+        fail(busy)
     return digest()
 
 
