@@ -239,12 +239,12 @@ def device_peak_tflops() -> float | None:
 
 
 def ftpipe_trainer(model, train_cfg, train_set, task, tokenizer, name: str):
-    """The Trainer ftpipe's train stage builds (ftpipe.train.Run.make_trainer): its ResumableTrainer,
+    """The Trainer ftpipe's train stage builds (ftpipe.training.run.Run.make_trainer): its ResumableTrainer,
     its training arguments, its collator (the task's, or train.packing's) and its guard callbacks; no
     validation split, DVCLive or progress bar."""
     from ftpipe import guards
     from ftpipe.packing import train_collator
-    from ftpipe.train import training_arguments
+    from ftpipe.training.arguments import training_arguments
     from ftpipe.trainer import ResumableTrainer
 
     return ResumableTrainer(model=model, args=training_arguments(train_cfg, scratch_dir() / name), train_dataset=train_set,

@@ -20,10 +20,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params("task", "model", "method", "train")
     relaunch(params.train)  # under torchrun / accelerate launch when train.launcher names one
-    from ftpipe.train import process_state, train  # after the launch: the launching process needs none of it
+    from ftpipe.train import train  # after the launch: the launching process needs none of it
+    from ftpipe.training.run import process_state
 
-    process_state(params.train)  # under a launcher, each process knows its rank before train() asks
-    train(params, args.data, args.base, args.out, args.live, args.checkpoints)
+    state = process_state(params.train)  # this process's rank in the launch, made once and passed on
+    train(params, state, args.data, args.base, args.out, args.live, args.checkpoints)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def planning_run(p, data: Path):
     """What build needs of a run before training (AdaLoRA's schedule reads the planned steps)."""
     import datasets
 
-    from ftpipe.train import training_arguments
+    from ftpipe.training.arguments import training_arguments
 
     return SimpleNamespace(args=training_arguments(p.train, Path("unused")), train_set=datasets.load_from_disk(str(data / "train")),
                            state=SimpleNamespace(num_processes=1), local_rank=0)
@@ -43,6 +43,7 @@ def trained(base: Path, data: Path, p, tmp_path: Path, monkeypatch):
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
     from ftpipe.train import train
+    from ftpipe.training.run import process_state
 
     monkeypatch.chdir(tmp_path)
     task = get_task(p.task)
@@ -51,7 +52,7 @@ def trained(base: Path, data: Path, p, tmp_path: Path, monkeypatch):
     before = get_method(p.method).build(task, base, tokenizer, p.model, planning_run(p, data))
     trainable = {n for n, q in before.named_parameters() if q.requires_grad}
     before = {n: q.detach().clone() for n, q in before.named_parameters()}
-    train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
     set_seed(p.train.seed)  # the same draw for a head that is not part of what was saved
     after = dict(load_tuned(task, tmp_path / "tuned", base, tokenizer).named_parameters())
     return before, trainable, after, json.loads((tmp_path / "tuned" / "ftpipe_train.json").read_text())

@@ -147,7 +147,7 @@ class DistributedConfig:
 
     none: the Trainer's default (DDP when launched with several processes). ddp: DDP with its
     settings. fsdp: `fsdp_config` for the Trainer (FSDP2). deepspeed: a DeepSpeed JSON generated
-    from zero_stage and offload, "auto" where the Trainer fills it in (ftpipe.train.deepspeed_config).
+    from zero_stage and offload, "auto" where the Trainer fills it in (ftpipe.training.arguments.deepspeed_config).
     """
 
     strategy: str = "none"  # none | ddp | fsdp | deepspeed
@@ -165,7 +165,7 @@ class DistributedConfig:
                    "deepspeed is not installed: pip install -e '.[deepspeed]' (on the GPU machine)")
 
 
-# TrainingArguments that ftpipe.train.training_arguments sets from a named param: train.extra may not
+# TrainingArguments that ftpipe.training.arguments.training_arguments sets from a named param: train.extra may not
 # set them too, or the run would train with one value while params.yaml and the card show another.
 SET_BY = {
     "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "max_steps": "train.max_steps",

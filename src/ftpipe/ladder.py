@@ -174,7 +174,7 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
         raise SystemExit(f"error: --tune picks by validation score; {method} runs with train.validation_fraction=0")
     default = float(params["train"]["lr"])
     metric = params["train"].get("best_metric", "eval_loss")
-    greater = not metric.endswith("loss")  # as train's checkpoint choice (ftpipe.train.checkpointing)
+    greater = not metric.endswith("loss")  # as train's checkpoint choice (ftpipe.training.arguments.checkpointing)
     fixed = [o for o in overrides if not o.startswith("train.lr=")]  # the sweep sets the rate
     points = []
     for lr in grid_lrs(default, grid):

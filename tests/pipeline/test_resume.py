@@ -48,7 +48,7 @@ def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tiny_pipeline):
 
 def test_checkpoints_from_other_params_are_not_resumed(tmp_path):
     """Unit level: a fingerprint mismatch clears the folder instead of resuming."""
-    from ftpipe.train import FINGERPRINT, find_checkpoint
+    from ftpipe.training.resume import FINGERPRINT, find_checkpoint
 
     ckpt = tmp_path / "checkpoints"
     assert find_checkpoint(ckpt, "aaa") is None  # fresh: writes the fingerprint

@@ -85,7 +85,7 @@ def test_bad_params_are_one_clear_error(composed, edit, message):
 def test_each_strategy_yields_valid_training_arguments(at_repo, tmp_path, strategy):
     if strategy.startswith("deepspeed"):
         pytest.importorskip("deepspeed")
-    from ftpipe.train import training_arguments
+    from ftpipe.training.arguments import training_arguments
 
     params = compose([f"distributed={strategy}", "train.launcher=torchrun", "train.nproc_per_node=2"])
     cfg = validate(params, SECTIONS).train
@@ -108,7 +108,7 @@ def test_each_strategy_yields_valid_training_arguments(at_repo, tmp_path, strate
 
 def test_deepspeed_json_is_generated_with_auto_and_merged_overrides():
     from ftpipe.config import DistributedConfig
-    from ftpipe.train import deepspeed_config
+    from ftpipe.training.arguments import deepspeed_config
 
     pytest.importorskip("deepspeed")  # DistributedConfig refuses deepspeed where it is not installed
     ds = deepspeed_config(DistributedConfig(strategy="deepspeed", zero_stage=3, offload=True,
@@ -135,7 +135,7 @@ def test_qlora_under_sharding_is_refused_at_load(at_repo, strategy, refused):
 
 
 def test_effective_batch_counts_every_process_and_accumulation_step():
-    from ftpipe.train import effective_batch
+    from ftpipe.training.arguments import effective_batch
 
     args = SimpleNamespace(per_device_train_batch_size=8, world_size=2, gradient_accumulation_steps=4)
     assert effective_batch(args) == 64

@@ -493,11 +493,11 @@ def test_run_loss_is_the_step_weighted_mean_of_every_logged_window():
 
 
 def test_every_training_argument_set_from_a_param_is_kept_from_train_extra(monkeypatch, tmp_path):
-    from ftpipe import train
     from ftpipe.config import SET_BY, TrainConfig
+    from ftpipe.training import arguments
 
-    monkeypatch.setattr(train, "TrainingArguments", lambda **kwargs: kwargs)
-    kwargs = train.training_arguments(TrainConfig(max_grad_norm=None, validation_fraction=0.1, optim="adamw_torch"), tmp_path)
+    monkeypatch.setattr(arguments, "TrainingArguments", lambda **kwargs: kwargs)
+    kwargs = arguments.training_arguments(TrainConfig(max_grad_norm=None, validation_fraction=0.1, optim="adamw_torch"), tmp_path)
     fixed = {"output_dir", "use_cpu", "disable_tqdm", "average_tokens_across_devices", "save_total_limit"}  # no param sets them
     assert set(kwargs) - fixed <= set(SET_BY), set(kwargs) - fixed - set(SET_BY)
     assert kwargs["max_grad_norm"] == 0.0  # null: the Trainer clips only when > 0
@@ -656,7 +656,7 @@ def test_a_checkpoint_that_cannot_be_read_or_written_is_one_line_naming_it(tmp_p
     from safetensors.torch import load_file
     from transformers import Trainer
 
-    from ftpipe.train import checkpoint_io
+    from ftpipe.training.resume import checkpoint_io
 
     checkpoints = tmp_path / "checkpoints/train"
     checkpoint = checkpoints / "checkpoint-20"

@@ -62,7 +62,7 @@ def test_this_environment_is_the_lock_and_the_lock_is_closed():
 
 
 def test_provenance_records_every_locked_library_that_can_change_a_result():
-    from ftpipe.train import RESULT_LIBRARIES
+    from ftpipe.training.provenance import RESULT_LIBRARIES
 
     for name in RESULT_LIBRARIES:
         assert name == "ftpipe" or canonicalize_name(name) in LOCK.keys() | OUTSIDE_LOCK, name

@@ -118,12 +118,13 @@ def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
 def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatch):
     """A rate high enough that validation loss turns up: training stops early and the best step is the model."""
     from ftpipe.train import train
+    from ftpipe.training.run import process_state
 
     base, data = tiny["classification"]
     p = params_for("test_tiny", "full", monkeypatch, max_steps=-1, epochs=30, lr=0.02, validation_fraction=0.25,
                    early_stopping_patience=2, batch_size=8)
     monkeypatch.chdir(tmp_path)
-    record = train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
     losses = [float(line.split("\t")[1]) for line in (tmp_path / "live/plots/metrics/eval/loss.tsv").read_text().splitlines()[1:]]
     steps_per_epoch = 6  # 48 of 64 rows train, batch 8
     assert record["stopped_early"] and len(losses) < 30, losses
@@ -145,7 +146,8 @@ def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tm
     from ftpipe.methods import load_tuned
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
-    from ftpipe.train import split_validation, train
+    from ftpipe.train import train
+    from ftpipe.training.run import process_state, split_validation
     import ftpipe.methods.peft as peft_method
 
     base, data = tiny["classification"]
@@ -154,7 +156,7 @@ def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tm
     kept = {}
     save = peft_method.Method.save
     monkeypatch.setattr(peft_method.Method, "save", lambda self, model, *args: kept.setdefault("model", model) and save(self, model, *args))
-    record = train(p, data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
     assert json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())["rank_pattern"], "no ranks were pruned"
     task = get_task(p.task)
     tokenizer = load_tokenizer(base, task)

@@ -115,7 +115,7 @@ def test_trainer_steps_match_with_gradient_accumulation(rows, tokenizer, tmp_pat
     import datasets
 
     from ftpipe.config import TrainConfig
-    from ftpipe.train import training_arguments
+    from ftpipe.training.arguments import training_arguments
     from ftpipe.trainer import ResumableTrainer
 
     data = datasets.Dataset.from_list(rows * 2)

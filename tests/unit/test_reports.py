@@ -100,7 +100,7 @@ def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
     from ftpipe.config import TrainConfig
     from ftpipe.errors import ConfigError
     from ftpipe.tracking import report_to
-    from ftpipe.train import training_arguments
+    from ftpipe.training.arguments import training_arguments
 
     assert TrainConfig().report_to == ["dvclive"]
     assert report_to(TrainConfig(), tmp_path) == "none"  # DVCLive is LiveLogger, not transformers' callback

@@ -29,7 +29,7 @@ class MethodConfig:
 class Method:
     """Builds the trainable model from the base, fits it, saves it, and loads what it saved.
 
-    `run` (ftpipe.train.Run) is the rank-aware runner: it knows the data, the Trainer settings and
+    `run` (ftpipe.training.run.Run) is the rank-aware runner: it knows the data, the Trainer settings and
     the process; a method that is not a gradient loop replaces `fit` and `save`.
     """
 

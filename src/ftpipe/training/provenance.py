@@ -1,0 +1,48 @@
+"""Provenance: the library versions, device and git/DVC state a tuned model records (ftpipe_train.json)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import torch
+
+DEFINES_RUN = ("src", "stages", "conf", "dvc.yaml", "params.yaml", "pyproject.toml", "requirements")
+# Every library whose version can change a result: the model and its numerics, data reading, the
+# validation split (scikit-learn), tokenization, scoring, quantization, the stored weights.
+RESULT_LIBRARIES = ("ftpipe", "torch", "transformers", "tokenizers", "safetensors", "datasets", "pyarrow", "peft",
+                    "accelerate", "bitsandbytes", "scikit-learn", "evaluate", "rouge-score", "numpy", "dvc", "dvclive")
+
+
+def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
+    """Library versions and git/DVC state, recorded in the tuned model's ftpipe_train.json."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in RESULT_LIBRARIES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    return {
+        "versions": versions,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        "git_commit": _git("rev-parse", "HEAD"),
+        # Uncommitted changes to what defines the run; dvc.lock and outputs change as the pipeline runs.
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *DEFINES_RUN)),
+        # Set by `dvc exp run`; absent under `dvc repro`. Only these names are read: never the whole environment.
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
+        "dvc_exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV"),
+        "fingerprint": fingerprint,
+        "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
