@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainingArguments
 
 from ftpipe.errors import ConfigError
 from ftpipe.methods.base import count_trainable
