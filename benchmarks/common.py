@@ -59,7 +59,7 @@ def validated(params: dict, *sections: str):
 
 def prepare_model(spec: Spec, scratch: Path) -> str:
     """A directory the arms load the base model from (tokenizer + safetensors)."""
-    from ftpipe.config import ModelConfig
+    from ftpipe.core.config import ModelConfig
     from ftpipe.models.sources import _local_dir, build_tiny
 
     if spec.model == "minilm":

@@ -182,7 +182,7 @@ def make_repo(arm: str, dest: Path, train: Path, eval_: Path) -> Path:
     sh("git init -q && git config user.email bench@local && git config user.name bench && dvc init -q", dest)
     (dest / ".dvc" / "config").write_text(dvc_config)
     overrides = OVERRIDES + [f"data.files={{train: [{train}], eval: [{eval_}]}}"]
-    module = "ftpipe.config" if arm == "before" else "ftpipe.params"  # where that code composes conf/
+    module = "ftpipe.core.config" if arm == "before" else "ftpipe.params"  # where that code composes conf/
     compose = f"import sys, yaml; from {module} import compose; print(yaml.safe_dump(compose(sys.argv[1:]), sort_keys=False))"
     params = subprocess.run([sys.executable, "-c", compose, *overrides], cwd=dest, env=env(dest), text=True, capture_output=True)
     if params.returncode:

@@ -6,7 +6,7 @@ from pathlib import Path
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
 from ftpipe.compare import compare
 from ftpipe.params import load_params
-from ftpipe.stage import run
+from ftpipe.core.stage import run
 from ftpipe.tasks import get_task
 
 

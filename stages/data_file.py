@@ -14,11 +14,11 @@ import os
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe.config import data_inputs
-from ftpipe.errors import ConfigError
-from ftpipe.io import sha256_file, write_json
+from ftpipe.core.config import data_inputs
+from ftpipe.core.errors import ConfigError
+from ftpipe.core.io import sha256_file, write_json
 from ftpipe.params import load_params
-from ftpipe.stage import run
+from ftpipe.core.stage import run
 
 
 def main() -> None:

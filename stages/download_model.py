@@ -4,10 +4,10 @@ import argparse
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe import quiet  # noqa: F401  (expected warnings silenced; this stage may go online)
+from ftpipe.core import quiet  # noqa: F401  (expected warnings silenced; this stage may go online)
 from ftpipe.params import load_params
 from ftpipe.models.sources import download_model
-from ftpipe.stage import run
+from ftpipe.core.stage import run
 
 
 def main() -> None:

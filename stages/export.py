@@ -9,12 +9,12 @@ so an offline `dvc repro` stays green. To merge and push:
 import argparse
 from pathlib import Path
 
-# Not ftpipe.offline: a push needs the Hub. Nothing else here goes online.
+# Not ftpipe.core.offline: a push needs the Hub. Nothing else here goes online.
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe import quiet  # noqa: F401  (expected warnings silenced, as in every stage)
+from ftpipe.core import quiet  # noqa: F401  (expected warnings silenced, as in every stage)
 from ftpipe.params import load_params
 from ftpipe.export import export
-from ftpipe.stage import run
+from ftpipe.core.stage import run
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ import argparse
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
+from ftpipe.core import offline  # noqa: F401  (before transformers/datasets: this stage never goes online)
 from ftpipe.params import load_params
 from ftpipe.datasets_io import subset
-from ftpipe.stage import run
+from ftpipe.core.stage import run
 
 
 def main() -> None:

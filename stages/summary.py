@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 import _checkout  # noqa: F401  (ftpipe from this checkout's src/: see stages/_checkout.py)
-from ftpipe.errors import FtpipeError
+from ftpipe.core.errors import FtpipeError
 from ftpipe.params import load_params
 from ftpipe.summary import stale_params, summarize
 from ftpipe.tasks import get_task

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from ftpipe import records
-from ftpipe.markdown import inert as _md, interval as _interval
+from ftpipe.core import records
+from ftpipe.core.markdown import inert as _md, interval as _interval
 from ftpipe.models.loading import base_id
 
 CARD = "README.md"

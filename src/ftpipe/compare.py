@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftpipe import records
-from ftpipe.io import atomic_output, read_json, write_json
-from ftpipe.markdown import inert as _md, interval as _interval
+from ftpipe.core import records
+from ftpipe.core.io import atomic_output, read_json, write_json
+from ftpipe.core.markdown import inert as _md, interval as _interval
 
 
 COUNTS = ("examples", "total")  # sizes, not scores: no delta for them

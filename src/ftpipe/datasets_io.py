@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ftpipe import records
-from ftpipe.io import atomic_output, read_json, scratch_dir, sha256_file
+from ftpipe.core import records
+from ftpipe.core.io import atomic_output, read_json, scratch_dir, sha256_file
 from ftpipe.models.loading import load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def draw(dataset, size: int | None, seed: int, stratify: bool, first: bool = Fal
     if stratify and stratify_column in dataset.column_names:
         from sklearn.model_selection import train_test_split
 
-        from ftpipe.errors import ConfigError
+        from ftpipe.core.errors import ConfigError
 
         labels = dataset[stratify_column]
         classes, total = len(set(labels)), len(dataset)

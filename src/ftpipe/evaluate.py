@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from ftpipe import progress, records
-from ftpipe.io import atomic_output, write_json
+from ftpipe.core import progress, records
+from ftpipe.core.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import custom_code_refused, load_for_task, load_tokenizer
 from ftpipe.precision import autocast, for_inference
 from ftpipe.precision import resolve as resolve_precision
-from ftpipe.stage import peak_rss_mb
+from ftpipe.core.stage import peak_rss_mb
 
 log = logging.getLogger(__name__)
 COUNTS = ("examples", "total")  # sizes, not scores: details only

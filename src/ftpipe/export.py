@@ -1,6 +1,6 @@
 """`export`: the tuned model as it goes to the Hub.
 
-A PEFT adapter is merged into its base first (`export.merge`, through ftpipe.merge: the base is
+A PEFT adapter is merged into its base first (`export.merge`, through ftpipe.tools.merge: the base is
 reloaded in full precision), into models/export with a card of its own; a full model goes as it is,
 from models/tuned. With `export.push_to_hub`, model, tokenizer and card are pushed to
 `export.repo_id`, with the token from the environment (HF_TOKEN) only, never from params.
@@ -16,9 +16,9 @@ import logging
 import os
 from pathlib import Path
 
-from ftpipe import records
-from ftpipe.errors import ConfigError, FtpipeError
-from ftpipe.io import atomic_output, read_json
+from ftpipe.core import records
+from ftpipe.core.errors import ConfigError, FtpipeError
+from ftpipe.core.io import atomic_output, read_json
 
 log = logging.getLogger(__name__)
 # Not pushed: the Trainer's pickled arguments (the Hub gets no pickles) and this stage's own record.
@@ -39,7 +39,7 @@ def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, eva
     adapter = (tuned_dir / "adapter_config.json").exists()
     with atomic_output(out_dir) as tmp:
         if adapter and cfg.merge:
-            from ftpipe.merge import merge
+            from ftpipe.tools.merge import merge
             from ftpipe.tasks import get_task
 
             merge(get_task(params.task), tuned_dir, base_dir, tmp, params.model.trust_remote_code)

@@ -9,7 +9,7 @@ import math
 
 from transformers import TrainerCallback
 
-from ftpipe.errors import FtpipeError
+from ftpipe.core.errors import FtpipeError
 
 
 class TrainingDiverged(FtpipeError):

@@ -11,14 +11,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ftpipe import progress
+from ftpipe.core import progress
 
 
 def batched(model, rows: Sequence[dict], collate: Callable, step: Callable, batch_size: int,
             sort_by_length: bool = True) -> list:
     """`step(model, batch, rows)` returns one output per row of the batch (`batch`: collated tensors on the model's device).
 
-    Shows its progress in rows (ftpipe.progress: a bar, plain lines in a log, or nothing).
+    Shows its progress in rows (ftpipe.core.progress: a bar, plain lines in a log, or nothing).
     """
     import torch
 

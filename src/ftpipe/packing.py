@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ftpipe.config import (DataConfig, DistributedConfig, EvaluateConfig, ExportConfig, ModelConfig, SubsetConfig,
+from ftpipe.core.config import (DataConfig, DistributedConfig, EvaluateConfig, ExportConfig, ModelConfig, SubsetConfig,
                            TokenizeConfig, TrainConfig)
-from ftpipe.errors import ConfigError, fail, shown
+from ftpipe.core.errors import ConfigError, fail, shown
 
 CONF_DIR = Path("conf")  # stages and tools run from the repository root, as DVC does
 PARAMS = Path("params.yaml")
@@ -102,7 +102,7 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
 def check_data_suffixes(data, raw_task) -> None:
     """Every data.files entry is of a type the task's plug-in reads (Task.file_suffixes: CoNLL files for
     token classification, say), whichever sections the stage loads: params.yaml always names the task."""
-    from ftpipe.config import check_data_type
+    from ftpipe.core.config import check_data_type
     from ftpipe.tasks import plugin_module
 
     suffixes = plugin_module((raw_task or {}).get("type", "<missing>")).Task.file_suffixes
@@ -185,7 +185,7 @@ def main() -> None:
     """`python -m ftpipe.params [overrides...]`: rewrite params.yaml from conf/."""
     from hydra.errors import HydraException, OverrideParseException
 
-    from ftpipe.errors import FtpipeError
+    from ftpipe.core.errors import FtpipeError
 
     try:
         params = compose(sys.argv[1:])

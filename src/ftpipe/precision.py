@@ -52,7 +52,7 @@ def for_inference(model, precision: str):
     it needs nothing beyond torch, which is why it is the one used here."""
     if resolve(precision) != "int8":
         return model
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
 
     if torch.cuda.is_available():
         raise ConfigError("evaluate.precision", "int8 is torch's dynamic quantization, CPU only: use bf16 or fp16 on a GPU")

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ftpipe.errors import DataError
-from ftpipe import records
-from ftpipe.io import atomic_output, sha256_file, write_json
+from ftpipe.core.errors import DataError
+from ftpipe.core import records
+from ftpipe.core.io import atomic_output, sha256_file, write_json
 from ftpipe.tasks.base import RecordError
 
 log = logging.getLogger(__name__)

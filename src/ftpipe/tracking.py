@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 
 BUILT_IN = "dvclive"  # LiveLogger; transformers' own DVCLive callback would log a second copy
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from dvclive import Live
 from transformers import EarlyStoppingCallback, set_seed
 
-from ftpipe.io import atomic_output
+from ftpipe.core.io import atomic_output
 from ftpipe.models.loading import base_identity, load_tokenizer
 from ftpipe.precision import resolve as resolve_precision
-from ftpipe.stage import peak_rss_mb
+from ftpipe.core.stage import peak_rss_mb
 from ftpipe.training.arguments import effective_batch
 from ftpipe.training.provenance import run_info
 from ftpipe.training.resume import LiveLogger, clear_checkpoints, find_checkpoint, run_fingerprint
@@ -32,7 +32,8 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     writes the tuned model to `out_dir` and its DVCLive history to `live_dir`. Returns the train record."""
     import datasets
 
-    from ftpipe import guards, progress
+    from ftpipe import guards
+    from ftpipe.core import progress
     from ftpipe.methods import get_method
     from ftpipe.tasks import get_task
 
@@ -91,7 +92,7 @@ def record(params, state, fitted, base_dir: Path, fingerprint: str, resume_from:
 
 def publish(params, fitted, tokenizer, summary: dict, out_dir: Path) -> None:
     """The saved model, its tokenizer, train record and card, moved into `out_dir` in one step."""
-    from ftpipe import records
+    from ftpipe.core import records
     from ftpipe.card import write_card
 
     tokenizer.save_pretrained(str(fitted.saved))

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from ftpipe.errors import FtpipeError, shown
+from ftpipe.core.errors import FtpipeError, shown
 
 RUN_DIR = Path(".dvc/tmp/exps/run/workspace")  # DVC's record of `dvc exp run` in the workspace (WorkspaceQueue)
 STAGE_LOCKS = Path(".dvc/tmp/rwlock")  # the dependencies and outputs of the stage DVC is running, by PID

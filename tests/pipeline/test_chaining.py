@@ -59,7 +59,7 @@ def test_ladder_tunes_each_methods_rate_as_experiments_and_tabulates_them(tiny_p
     the evaluation set), with its interval and whether it differs from the best. (Each method's wiring, the
     teacher of distill and a method without a rate among them: tests/unit/test_methods.py.)"""
     repo = tiny_pipeline
-    run(["python", "-m", "ftpipe.ladder", "--methods", "full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=1"], repo)
+    run(["python", "-m", "ftpipe.tools.ladder", "--methods", "full,lora", "--tune", "--grid", "0.5,2", "-S", "train.epochs=1"], repo)
     names = set(run(["dvc", "exp", "list", "--name-only"], repo).stdout.split())
     assert {"ladder-full-lr0.001", "ladder-full-lr0.004", "ladder-lora-lr0.001", "ladder-lora-lr0.004"} <= names, names
     rows = list(csv.DictReader((repo / "reports/methods.csv").open()))

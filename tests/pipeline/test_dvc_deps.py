@@ -81,3 +81,18 @@ def test_editing_a_record_of_a_local_file_reruns_from_there(tiny_pipeline, tmp_p
         out = run(["dvc", "repro", "subset"], repo).stdout
         ran = set(re.findall(r"Running stage '([^']+)'", out))
         assert {"download_data", "preprocess", "tokenize"} <= ran, out
+
+
+def test_another_tasks_metric_leaves_a_pipeline_clean_its_own_reruns_it(tiny_pipeline):
+    """Each task's metric lives in its task package: editing the entity metric leaves a classification
+    pipeline up to date; editing the classification metric makes its evaluate stages stale."""
+    repo = tiny_pipeline
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}") == {}
+    for path in ("src/ftpipe/tasks/token_classification/entities.py", "src/ftpipe/tasks/qa/squad.py"):
+        with open(repo / path, "a") as fh:
+            fh.write("# edited\n")
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}") == {}
+    with open(repo / "src/ftpipe/tasks/classification/class_scores.py", "a") as fh:
+        fh.write("# edited\n")
+    stale = json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
+    assert {"evaluate@tuned", "evaluate@base"} <= set(stale), stale

@@ -28,7 +28,7 @@ def edit_params(repo, edit) -> None:
 
 
 def test_a_data_file_name_never_runs_as_a_command(tiny_pipeline):
-    from ftpipe.config import data_inputs
+    from ftpipe.core.config import data_inputs
     from ftpipe.data.synthetic import reviews
 
     repo = tiny_pipeline
@@ -111,7 +111,7 @@ def test_a_second_exp_run_is_refused_while_one_runs_and_the_first_keeps_its_para
 def test_an_edit_that_keeps_size_and_mtime_is_seen_after_touch(tiny_pipeline):
     """DVC trusts its state database while a file's size and modification time stay: an edit that restores
     both is invisible to `dvc status`. The README's refresh, `touch` on the file, makes it seen and rerun."""
-    from ftpipe.config import data_inputs
+    from ftpipe.core.config import data_inputs
     from ftpipe.data.synthetic import reviews
 
     repo = tiny_pipeline

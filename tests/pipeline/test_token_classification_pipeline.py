@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, run
 
 pytestmark = pytest.mark.slow
-TASK_COMMITS_MAY_TOUCH = ("src/ftpipe/tasks/token_classification/", "src/ftpipe/metrics/entities/", "conf/", "tests/",
+TASK_COMMITS_MAY_TOUCH = ("src/ftpipe/tasks/token_classification/", "src/ftpipe/tasks/token_classification/entities.py", "conf/", "tests/",
                           "README.md", "benchmarks/", "scripts/tweet_spans.py", ".gitignore", "dvc.lock", "params.yaml")
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run
-from ftpipe.config import DataConfig
-from ftpipe.errors import DataError
+from ftpipe.core.config import DataConfig
+from ftpipe.core.errors import DataError
 from ftpipe.preprocess import preprocess
 from ftpipe.tasks import get_task
 from ftpipe.tasks.base import RecordError

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import REPO
 from ftpipe.params import validate
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 
 SECTIONS = ("task", "data", "model", "method", "tokenize", "subset", "train", "evaluate")
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))

@@ -13,9 +13,9 @@ from conftest import REPO
 
 def test_data_files_are_read_in_place_and_checked_against_their_fingerprint(tmp_path, monkeypatch):
     """download_data lists the user's file (no copy); preprocess refuses it once its bytes changed."""
-    from ftpipe.config import DataConfig
+    from ftpipe.core.config import DataConfig
     from ftpipe.data.download import download_data
-    from ftpipe.errors import DataError
+    from ftpipe.core.errors import DataError
     from ftpipe.preprocess import input_files
 
     monkeypatch.chdir(tmp_path)
@@ -32,10 +32,10 @@ def test_duplicate_ids_are_found_by_digest_and_named_by_file_and_record(tmp_path
     """The duplicate check keeps 8-byte digests, yet names both records, across files of a split."""
     import pyarrow.parquet as pq
 
-    from ftpipe.config import DataConfig
+    from ftpipe.core.config import DataConfig
 
     from ftpipe.params import load_params
-    from ftpipe.errors import DataError
+    from ftpipe.core.errors import DataError
     from ftpipe.preprocess import preprocess
     from ftpipe.tasks import get_task
 
@@ -64,7 +64,7 @@ def test_files_without_ids_that_share_a_name_get_distinct_ids(tmp_path, monkeypa
     neither file has."""
     import pyarrow.parquet as pq
 
-    from ftpipe.config import DataConfig
+    from ftpipe.core.config import DataConfig
     from ftpipe.data.download import download_data
     from ftpipe.params import load_params
     from ftpipe.preprocess import preprocess

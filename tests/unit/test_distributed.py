@@ -11,8 +11,8 @@ import yaml
 
 from conftest import REPO
 from ftpipe.params import compose, validate
-from ftpipe.launch import launch_prefix
-from ftpipe.errors import ConfigError
+from ftpipe.core.launch import launch_prefix
+from ftpipe.core.errors import ConfigError
 
 STRATEGIES = sorted(p.stem for p in (REPO / "conf" / "distributed").glob("*.yaml"))
 SECTIONS = ("task", "model", "method", "train")
@@ -107,7 +107,7 @@ def test_each_strategy_yields_valid_training_arguments(at_repo, tmp_path, strate
 
 
 def test_deepspeed_json_is_generated_with_auto_and_merged_overrides():
-    from ftpipe.config import DistributedConfig
+    from ftpipe.core.config import DistributedConfig
     from ftpipe.training.arguments import deepspeed_config
 
     pytest.importorskip("deepspeed")  # DistributedConfig refuses deepspeed where it is not installed

@@ -176,7 +176,7 @@ def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeyp
 
 
 def test_push_needs_a_repo_id():
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="export.repo_id"):
         params_for(push_to_hub=True, repo_id=None)

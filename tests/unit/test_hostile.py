@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, assert_one_line_error
-from ftpipe.errors import ConfigError, DataError
-from ftpipe.io import atomic_output, read_records
+from ftpipe.core.errors import ConfigError, DataError
+from ftpipe.core.io import atomic_output, read_records
 
 REVIEWS = {"text": "review_body", "label": "stars", "id": "review_id"}
 
@@ -105,7 +105,7 @@ def review_task():
 
 
 def data_cfg(**values):
-    from ftpipe.config import DataConfig
+    from ftpipe.core.config import DataConfig
 
     return DataConfig(**values)
 
@@ -341,7 +341,7 @@ def ftpipe_predict(tmp_path: Path, model: Path, *flags: str) -> subprocess.Compl
         finally:
             os.chdir(cwd)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "ftpipe.predict", "--model", str(model), "--params", str(params), *flags,
+    return subprocess.run([sys.executable, "-m", "ftpipe.tools.predict", "--model", str(model), "--params", str(params), *flags,
                            "--context", "Paris is the capital of France.", "--question", "What is the capital?"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)
 
@@ -456,7 +456,7 @@ def trainer_state(log_history, global_step, max_steps=100):
 def test_divergence_guard_stops_on_a_non_finite_loss_or_grad_norm():
     from transformers import TrainingArguments
 
-    from ftpipe.errors import FtpipeError
+    from ftpipe.core.errors import FtpipeError
     from ftpipe.guards import DivergenceGuard
 
     args = TrainingArguments(output_dir="unused", learning_rate=1e6, report_to=[])
@@ -493,7 +493,7 @@ def test_run_loss_is_the_step_weighted_mean_of_every_logged_window():
 
 
 def test_every_training_argument_set_from_a_param_is_kept_from_train_extra(monkeypatch, tmp_path):
-    from ftpipe.config import SET_BY, TrainConfig
+    from ftpipe.core.config import SET_BY, TrainConfig
     from ftpipe.training import arguments
 
     monkeypatch.setattr(arguments, "TrainingArguments", lambda **kwargs: kwargs)
@@ -530,7 +530,7 @@ def test_subset_larger_than_the_data_is_warned(caplog):
 KILLED_WRITE = """
 import os, sys
 from pathlib import Path
-from ftpipe import io
+from ftpipe.core import io
 how, step, out = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
 calls, committing = [0], [False]
 def after(real):
@@ -558,7 +558,7 @@ except OSError:
 @pytest.mark.parametrize("how", ["kill", "raise"])
 @pytest.mark.parametrize("step", [1, 2, 3])  # after: the old output's rename aside, the new one's into place, the aside's removal
 def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step):
-    from ftpipe.io import _remove_stale
+    from ftpipe.core.io import _remove_stale
 
     out = tmp_path / "tokenized"
     out.mkdir()
@@ -606,7 +606,7 @@ def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
 
 
 def stage_error(main, capsys) -> str:
-    from ftpipe.stage import run
+    from ftpipe.core.stage import run
 
     with pytest.raises(SystemExit) as info:
         run(main)
@@ -696,9 +696,9 @@ def test_a_checkpoint_that_cannot_be_read_or_written_is_one_line_naming_it(tmp_p
 
 def test_a_link_to_a_file_of_another_type_is_refused_without_reading_it(tmp_path):
     """`x.csv` -> `.env`: its first line (a token) once reached an error line and its fingerprint a git-tracked file."""
-    from ftpipe.config import check_data_type
-    from ftpipe.errors import ConfigError
-    from ftpipe.io import READABLE
+    from ftpipe.core.config import check_data_type
+    from ftpipe.core.errors import ConfigError
+    from ftpipe.core.io import READABLE
 
     secret = tmp_path / ".env"
     secret.write_text("HF_TOKEN=hf_FAKEtokenFORftpipeTESTS0123456789\n")
@@ -715,7 +715,7 @@ def test_a_link_to_a_file_of_another_type_is_refused_without_reading_it(tmp_path
 
 def test_column_names_in_an_error_line_are_escaped_and_cut():
     """A header with a terminal escape sequence or a long cell reaches an error line inert and short."""
-    from ftpipe.errors import listed
+    from ftpipe.core.errors import listed
 
     line = listed(["\x1b[2J\x1b[31mred", "x" * 500, "ok", "_line"])
     assert "\x1b" not in line and "\\x1b[2J\\x1b[31mred" in line
@@ -724,9 +724,9 @@ def test_column_names_in_an_error_line_are_escaped_and_cut():
 
 def test_labels_with_a_terminal_escape_reach_error_lines_and_markdown_inert(capsys):
     """A config's labels went raw into `known: ...` of an error line and into the model card."""
-    from ftpipe.config import DataConfig
-    from ftpipe.errors import fail
-    from ftpipe.markdown import inert
+    from ftpipe.core.config import DataConfig
+    from ftpipe.core.errors import fail
+    from ftpipe.core.markdown import inert
     from ftpipe.tasks import get_task
     from ftpipe.tasks.base import RecordError
     from ftpipe.tasks.classification import Config
@@ -793,7 +793,7 @@ def test_an_unwritable_home_names_the_variable_that_moves_the_cache(tmp_path):
 
     pq.write_table(pa.table({"text": ["a", "b"]}), tmp_path / "rows.parquet")
     (tmp_path / "not-a-folder").write_text("")
-    code = ("import sys, datasets; from ftpipe.stage import run\n"
+    code = ("import sys, datasets; from ftpipe.core.stage import run\n"
             "run(lambda: datasets.Dataset.from_parquet(sys.argv[1]))")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "XDG_"))}
     results = {home: subprocess.run([sys.executable, "-c", code, str(tmp_path / "rows.parquet")], capture_output=True,

@@ -70,7 +70,7 @@ def test_adalora_moves_its_rank_budget_and_saves_the_ranks_it_kept(tiny, tmp_pat
 def test_prefix_tuning_without_a_kv_argument_is_one_line_before_training(tiny, tmp_path, monkeypatch):
     """A generic peft config that allows classification: stopped at build, not at the first forward pass."""
     from ftpipe.params import validate
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
@@ -88,7 +88,7 @@ def test_prompt_tuning_leaves_room_for_its_virtual_tokens_or_says_so_before_trai
     """20 virtual tokens before 512 text tokens overflow BERT's 512 positions (found on Yelp, mid-training)."""
     import dataclasses
 
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
@@ -105,7 +105,7 @@ def test_prompt_tuning_leaves_room_for_its_virtual_tokens_or_says_so_before_trai
 
 def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
     from ftpipe.params import compose, validate
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
 
     monkeypatch.chdir(REPO)
     with pytest.raises(ConfigError, match="'prefix_tuning' does not fit a classification task"):
@@ -173,7 +173,7 @@ def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tm
 
 
 def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch):
-    from ftpipe import ladder
+    from ftpipe.tools import ladder
 
     monkeypatch.chdir(REPO)
     calls = []
@@ -195,7 +195,7 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     the chosen run's row and predictions kept; with --tune-epochs the chosen rate is trained again at full length."""
     import math
 
-    from ftpipe import ladder
+    from ftpipe.tools import ladder
 
     monkeypatch.chdir(REPO)
     calls, rows, seen = [], [], {}

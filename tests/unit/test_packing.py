@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import REPO
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 from ftpipe.packing import PackedCollator, check_model, train_collator
 from ftpipe.params import validate
 from ftpipe.tasks import get_task
@@ -114,7 +114,7 @@ def test_trainer_steps_match_with_gradient_accumulation(rows, tokenizer, tmp_pat
     plus the rounding of the weight itself (float32's eps x its size) at each step."""
     import datasets
 
-    from ftpipe.config import TrainConfig
+    from ftpipe.core.config import TrainConfig
     from ftpipe.training.arguments import training_arguments
     from ftpipe.trainer import ResumableTrainer
 

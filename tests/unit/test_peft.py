@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftpipe.config import ModelConfig
+from ftpipe.core.config import ModelConfig
 
 from ftpipe.params import validate
 
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 from ftpipe.methods import get_method, load_tuned
 from ftpipe.models.loading import load_tokenizer
 from ftpipe.models.sources import build_tiny
@@ -118,7 +118,7 @@ def test_generic_peft_method_needs_a_peft_type(base_dir):
 
 @pytest.mark.parametrize("name", ["lora", "qlora"])
 def test_saved_adapter_reloads_and_merges_to_the_same_logits(base_dir, tmp_path, name):
-    from ftpipe.merge import merge
+    from ftpipe.tools.merge import merge
 
     task, tokenizer, model = build(base_dir, name, init_lora_weights=False)  # non-zero B: the adapter matters
     adapter = tmp_path / "tuned"

@@ -74,8 +74,8 @@ def test_int8_merges_a_lora_adapter_before_quantizing(monkeypatch):
 
 
 def test_int8_is_for_evaluation_on_a_cpu_only(monkeypatch):
-    from ftpipe.config import EvaluateConfig, TrainConfig
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.config import EvaluateConfig, TrainConfig
+    from ftpipe.core.errors import ConfigError
 
     assert EvaluateConfig(precision="int8").precision == "int8"
     with pytest.raises(ConfigError, match="train.precision"):

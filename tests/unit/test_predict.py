@@ -22,7 +22,7 @@ def classification_task():
 
 
 def test_stdin_is_jsonl_or_one_text_per_line():
-    from ftpipe.predict import read_stdin
+    from ftpipe.tools.predict import read_stdin
 
     task = classification_task()
     assert read_stdin(b"good\n\nbad place\n", task) == [{"text": "good"}, {"text": "bad place"}]
@@ -36,15 +36,15 @@ def test_stdin_is_jsonl_or_one_text_per_line():
     (b'{"text": "a"}\n{"text": "b\x00"}\n', "<stdin>: record 2: not UTF-8 text: it holds NUL bytes"),
 ])
 def test_stdin_that_is_not_utf8_text_is_the_inputs_error_naming_its_line(data, expected):
-    from ftpipe.errors import DataError
-    from ftpipe.predict import read_stdin
+    from ftpipe.core.errors import DataError
+    from ftpipe.tools.predict import read_stdin
 
     with pytest.raises(DataError, match=re.escape(expected)):
         read_stdin(data, classification_task())
 
 
 def test_csv_output_spreads_class_probabilities_over_columns():
-    from ftpipe.predict import render
+    from ftpipe.tools.predict import render
 
     rows = [{"id": "a", "text": "x, y", "prediction": "pos", "probability": 0.75, "probabilities": {"neg": 0.25, "pos": 0.75}}]
     parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))

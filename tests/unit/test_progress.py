@@ -1,5 +1,5 @@
 """Progress of the long loops (bars on a terminal, plain lines in a log, nothing when off) and the
-expected warnings silenced once in ftpipe.quiet, while unexpected ones still show."""
+expected warnings silenced once in ftpipe.core.quiet, while unexpected ones still show."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def python(code: str, **env) -> subprocess.CompletedProcess:
 
 LOOP = """
     import time
-    from ftpipe import progress
+    from ftpipe.core import progress
     with progress.bar(total=40, unit="rows", default="predict") as bar:
         for _ in range(40):
             time.sleep(0.05)
@@ -50,7 +50,7 @@ def test_a_terminal_gets_a_tqdm_bar_and_off_means_nothing():
 def test_a_short_slow_loop_prints_its_end_only_and_units_read_right():
     code = """
         import time
-        from ftpipe import progress
+        from ftpipe.core import progress
         with progress.bar(total=10, unit="batches", default="validate") as bar:
             for _ in range(10):
                 time.sleep(0.15)
@@ -58,7 +58,7 @@ def test_a_short_slow_loop_prints_its_end_only_and_units_read_right():
     """
     lines = [line for line in python(code, FTPIPE_PROGRESS="lines").stderr.splitlines() if line.startswith("validate:")]
     assert len(lines) == 1 and lines[0].startswith("validate: 10/10 batches (100%)"), lines
-    from ftpipe.progress import singular
+    from ftpipe.core.progress import singular
 
     assert [singular(u) for u in ("batches", "steps", "rows", "it")] == ["batch", "step", "row", "it"]
 
@@ -70,7 +70,7 @@ def test_a_loop_over_within_a_second_prints_nothing():
 
 def test_tokenization_map_follows_the_setting_and_bookkeeping_bars_are_quiet(tmp_path):
     code = f"""
-        from ftpipe import offline  # noqa: F401  (installs ftpipe.quiet, as every stage does)
+        from ftpipe.core import offline  # noqa: F401  (installs ftpipe.core.quiet, as every stage does)
         import time, datasets
         ds = datasets.Dataset.from_dict({{"x": list(range(400))}})
         ds = ds.map(lambda b: (time.sleep(0.05), {{"y": b["x"]}})[1], batched=True, batch_size=40)
@@ -84,7 +84,7 @@ def test_tokenization_map_follows_the_setting_and_bookkeeping_bars_are_quiet(tmp
 
 
 def test_training_callback_counts_steps_from_a_resumed_step(capsys, monkeypatch):
-    from ftpipe import progress
+    from ftpipe.core import progress
 
     monkeypatch.setenv("FTPIPE_PROGRESS", "lines")
     monkeypatch.setenv("FTPIPE_PROGRESS_SECONDS", "0")
@@ -101,7 +101,7 @@ def test_training_callback_counts_steps_from_a_resumed_step(capsys, monkeypatch)
 
 def test_expected_warnings_are_silenced_and_unexpected_ones_show():
     out = python("""
-        from ftpipe import offline  # noqa: F401
+        from ftpipe.core import offline  # noqa: F401
         import logging, warnings
         warnings.warn("'pin_memory' argument is set as true but no accelerator is found, then device pinned memory won't be used.")
         warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
@@ -118,7 +118,7 @@ def test_load_report_of_a_fresh_head_is_silenced_but_a_missing_encoder_weight_is
     build_tiny({"model_type": "bert", "vocab_size": 200, "hidden_size": 16, "num_hidden_layers": 1,
                 "num_attention_heads": 2, "intermediate_size": 16}, tmp_path / "base")
     load = f"""
-        from ftpipe import offline  # noqa: F401
+        from ftpipe.core import offline  # noqa: F401
         from ftpipe.params import validate
         from ftpipe.models.loading import load_for_task, load_tokenizer
         from ftpipe.tasks import get_task
@@ -145,7 +145,7 @@ def test_load_report_of_a_fresh_head_is_silenced_but_a_missing_encoder_weight_is
 def test_load_report_filter(report, shown):
     import logging
 
-    from ftpipe.quiet import FreshHeadReport, expect_fresh_heads
+    from ftpipe.core.quiet import FreshHeadReport, expect_fresh_heads
 
     expect_fresh_heads(("classifier.", "score."))  # as loading a classification head does
 

@@ -1,4 +1,4 @@
-"""Sidecar records go through ftpipe.records only, and an old or broken one is one clear line."""
+"""Sidecar records go through ftpipe.core.records only, and an old or broken one is one clear line."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ftpipe import records
-from ftpipe.errors import DataError
+from ftpipe.core import records
+from ftpipe.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {record.filename for record in records.ALL}
@@ -31,7 +31,7 @@ def test_only_the_records_module_names_a_record_file():
     for path in sorted([*(REPO / "src" / "ftpipe").rglob("*.py"), *(REPO / "stages").glob("*.py")]):
         if path.name != "records.py" and (hits := literals_naming_records(path.read_text())):
             found[str(path.relative_to(REPO))] = hits
-    assert not found, f"read or write these through ftpipe.records: {found}"
+    assert not found, f"read or write these through ftpipe.core.records: {found}"
 
 
 def test_the_scan_sees_a_record_named_by_hand():

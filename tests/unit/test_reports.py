@@ -97,8 +97,8 @@ def test_qa_plot_data_is_on_the_qa_scale(tmp_path):
 
 # --- trackers ------------------------------------------------------------------------------------
 def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
-    from ftpipe.config import TrainConfig
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.config import TrainConfig
+    from ftpipe.core.errors import ConfigError
     from ftpipe.tracking import report_to
     from ftpipe.training.arguments import training_arguments
 

@@ -14,7 +14,7 @@ FAKE_TOKEN = "hf_FAKEtokenFORftpipeTESTS0123456789"
 
 
 def test_trust_remote_code_is_off_unless_configured(composed):
-    from ftpipe.config import ModelConfig
+    from ftpipe.core.config import ModelConfig
 
     assert ModelConfig(source="tiny").trust_remote_code is False
     assert composed["model"].get("trust_remote_code", False) is False
@@ -34,8 +34,8 @@ def test_weights_load_only_from_safetensors(tmp_path: Path):
     """A model folder with pickled weights (pytorch_model.bin) is refused, by download and by loading."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from ftpipe.config import ModelConfig
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.config import ModelConfig
+    from ftpipe.core.errors import ConfigError
     from ftpipe.models.loading import load_for_task
     from ftpipe.models.sources import download_model
     from ftpipe.tasks import get_task

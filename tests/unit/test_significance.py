@@ -82,7 +82,7 @@ def test_token_classification_stats_give_back_every_headline_metric():
 
 
 def test_qa_stats_give_back_exact_match_and_f1():
-    from ftpipe.metrics.squad.squad import question_scores
+    from ftpipe.tasks.qa.squad import question_scores
 
     task = make_task({"type": "qa"})
     cases = [("Vesta", ["Vesta"]), ("the river Aro", ["Aro", "river Aro"]), ("", ["Paris"]), ("in 1990", ["1990"])]
@@ -132,7 +132,7 @@ def test_compare_writes_intervals_to_the_json_and_the_report(tmp_path):
 
 
 def test_the_ladder_calls_a_method_different_from_the_best_only_past_holms_correction():
-    from ftpipe.ladder import versus_best
+    from ftpipe.tools.ladder import versus_best
 
     task = make_task({"type": "classification", "labels": ["neg", "pos"]})
     rng = np.random.default_rng(0)

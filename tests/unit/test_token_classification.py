@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ftpipe.config import DataConfig
-from ftpipe.metrics.entities.entities import entities, score
+from ftpipe.core.config import DataConfig
+from ftpipe.tasks.token_classification.entities import entities, score
 from ftpipe.params import _validate
 from ftpipe.tasks import get_task, task_schema
 from ftpipe.tasks.base import RecordError
@@ -131,7 +131,7 @@ def test_conll_lines_end_at_a_lone_cr_and_columns_split_at_tabs_or_ascii_spaces(
     ([], "list at least one entity type"),
 ])
 def test_bad_entity_types_are_refused_at_config_load(labels, message):
-    from ftpipe.errors import ConfigError
+    from ftpipe.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
         make_task(labels=labels)

@@ -13,11 +13,11 @@ import json
 import logging
 from pathlib import Path
 
-from ftpipe.config import DataConfig
+from ftpipe.core.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
-from ftpipe.errors import ConfigError, hub_reachable
-from ftpipe import records
-from ftpipe.io import atomic_output, record_hub_source, sha256_file
+from ftpipe.core.errors import ConfigError, hub_reachable
+from ftpipe.core import records
+from ftpipe.core.io import atomic_output, record_hub_source, sha256_file
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "eval")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ftpipe import records
-from ftpipe.errors import ConfigError
+from ftpipe.core import records
+from ftpipe.core.errors import ConfigError
 
 METHOD_TYPES = {
     "full": "ftpipe.methods.full",

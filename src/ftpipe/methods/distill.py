@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from ftpipe.config import ModelConfig
+from ftpipe.core.config import ModelConfig
 
-from ftpipe.errors import check
+from ftpipe.core.errors import check
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 from ftpipe.models.loading import load_for_task
@@ -41,7 +41,7 @@ class Config(MethodConfig):
         check("method.temperature", self.temperature > 0, "must be > 0")
         check("method.alpha", 0 <= self.alpha <= 1, "a weight in [0, 1]")
         check("method.student_layers", self.student_layers >= 0, "must be >= 0")
-        from ftpipe.errors import ConfigError
+        from ftpipe.core.errors import ConfigError
 
         try:  # the teacher's source, checked like model's
             ModelConfig(**{"name": "teacher", **self.teacher})
@@ -58,7 +58,7 @@ class Method(BaseMethod):
         layers = _layer_list(model)
         n = self.cfg.student_layers or (len(layers) + 1) // 2
         if n > len(layers):
-            from ftpipe.errors import ConfigError
+            from ftpipe.core.errors import ConfigError
 
             raise ConfigError("method.student_layers", f"the base has only {len(layers)} layers")
         # Evenly spaced layers of the teacher-sized base (DistilBERT's initialisation keeps every other one).
@@ -90,7 +90,7 @@ class Method(BaseMethod):
         if cfg.get("source") == "dvc":
             import dvc.api
 
-            from ftpipe import records
+            from ftpipe.core import records
 
             for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(records.TIMING.path("plots/tuned")))):
                 try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ftpipe.errors import check
+from ftpipe.core.errors import check
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ftpipe.errors import check
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import check
+from ftpipe.core.errors import ConfigError
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ftpipe.errors import check
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import check
+from ftpipe.core.errors import ConfigError
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 from ftpipe.models.loading import base_id, base_identity, load_for_task

@@ -10,8 +10,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftpipe import records
-from ftpipe.errors import ConfigError
+from ftpipe.core import records
+from ftpipe.core.errors import ConfigError
 
 
 @contextmanager
@@ -38,7 +38,7 @@ def load_tokenizer(model_dir: Path, task=None, trust_remote_code: bool = False):
 
 def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = False, **kwargs):
     """A model with the task's head (a fresh head is seeded by the caller)."""
-    from ftpipe import quiet
+    from ftpipe.core import quiet
 
     kwargs = {"use_safetensors": True, "trust_remote_code": trust_remote_code, **kwargs}
     quiet.expect_fresh_heads(task.head_keys)  # transformers reports them missing from a base: expected

@@ -13,10 +13,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from ftpipe.config import ModelConfig
-from ftpipe.errors import ConfigError, hub_reachable
-from ftpipe import records
-from ftpipe.io import atomic_output, record_hub_source
+from ftpipe.core.config import ModelConfig
+from ftpipe.core.errors import ConfigError, hub_reachable
+from ftpipe.core import records
+from ftpipe.core.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 
 TASK_TYPES = {m.name: f"{__name__}.{m.name}" for m in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name) if m.ispkg}
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ftpipe.errors import ConfigError
-from ftpipe.io import READABLE, read_records
+from ftpipe.core.errors import ConfigError
+from ftpipe.core.io import READABLE, read_records
 
 MIN_LENGTH = 8  # tokens: below it there is no room for special tokens and text (0 and 1 once meant "no truncation")
 # Model families whose position ids start after the padding index: usable positions = max_position_embeddings - pad - 1.
@@ -88,7 +88,7 @@ class Task:
     # can stratify by it. None: nothing to stratify by.
     stratify_column: str | None = None
     # Weight names of a head the base model lacks: transformers reports them as missing when a base
-    # loads for this task, which is expected (ftpipe.models.loading tells ftpipe.quiet to hide that report, and only that).
+    # loads for this task, which is expected (ftpipe.models.loading tells ftpipe.core.quiet to hide that report, and only that).
     head_keys: tuple[str, ...] = ()
     hub_pipeline_tag: str | None = None  # the model card's Hub metadata: pipeline and metric ids
     hub_metrics: tuple[str, ...] = ()
@@ -201,3 +201,12 @@ def ratio(numerator, denominator):
 
     numerator, denominator = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
     return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape), where=denominator > 0)
+
+
+def load_metric(script: Path):
+    """A task's metric, an `evaluate` module kept in its own package (so it loads offline, and editing one
+    task's metric reruns only that task's pipelines): `load_metric(Path(__file__).with_name("rouge.py"))`.
+    Online, a Hub metric (`evaluate.load("rouge")`) is the same call with a name."""
+    import evaluate
+
+    return evaluate.load(str(script))

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def training_arguments(cfg, output_dir: Path, processes: int = 1):
     """TrainingArguments for a run of `processes` processes (the launch's world size, from the process state).
 
-    Each argument set here from a param is in ftpipe.config.SET_BY, which keeps train.extra off it."""
+    Each argument set here from a param is in ftpipe.core.config.SET_BY, which keeps train.extra off it."""
     precision = resolve_precision(cfg.precision)
     kwargs = dict(
         output_dir=str(output_dir),

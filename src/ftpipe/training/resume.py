@@ -20,7 +20,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftpipe.errors import FtpipeError, shown
+from ftpipe.core.errors import FtpipeError, shown
 
 log = logging.getLogger(__name__)
 

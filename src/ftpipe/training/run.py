@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from ftpipe.errors import ConfigError
+from ftpipe.core.errors import ConfigError
 from ftpipe.methods.base import count_trainable
 from ftpipe.trainer import ResumableTrainer
 from ftpipe.training.arguments import training_arguments

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 
 def data_inputs(source, files):
-    """One entry per local data file: its path and the name of its fingerprint in data/inputs (ftpipe.config.data_inputs)."""
-    from ftpipe.config import data_inputs as entries_of  # one definition, also used by the data_file stage
+    """One entry per local data file: its path and the name of its fingerprint in data/inputs (ftpipe.core.config.data_inputs)."""
+    from ftpipe.core.config import data_inputs as entries_of  # one definition, also used by the data_file stage
 
     entries = entries_of(source, OmegaConf.to_container(files) if OmegaConf.is_config(files) else files)
     # A ListConfig, not a list: DVC resolves the composition in place (OmegaConf.resolve), which
@@ -24,7 +24,7 @@ if not OmegaConf.has_resolver("ftpipe_data_inputs"):
 
 def launch_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint):
     """`python`, or the torchrun / accelerate launch command the train stage starts with (dvc.yaml)."""
-    from ftpipe.launch import launch_prefix as compose_prefix  # one definition, also used to validate
+    from ftpipe.core.launch import launch_prefix as compose_prefix  # one definition, also used to validate
 
     return compose_prefix(launcher, nproc_per_node, nnodes, node_rank, rdzv_endpoint)
 
@@ -57,7 +57,7 @@ def conf_digest():
 
     Every composition resolves it, before params.yaml is written: so it is also where a composition is
     refused while another run uses the workspace (ftpipe.workspace)."""
-    from ftpipe.errors import fail
+    from ftpipe.core.errors import fail
     from ftpipe.params import conf_digest as digest
     from ftpipe.workspace import WorkspaceBusy, refuse_if_busy
 

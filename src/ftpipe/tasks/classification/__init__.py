@@ -11,8 +11,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftpipe.errors import check, listed
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
+from ftpipe.core.errors import check, listed
+from ftpipe.tasks.base import RecordError, TaskConfig, load_metric, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 
@@ -147,10 +147,8 @@ class Task(BaseTask):
             f'print(classify("{EXAMPLE}", top_k=None))']
 
     def metrics(self, rows):
-        from ftpipe import metrics
-
         ids = {name: idx for idx, name in enumerate(self.cfg.labels)}
-        return metrics.load("classification").compute(
+        return load_metric(Path(__file__).with_name("class_scores.py")).compute(
             predictions=[ids[row["prediction"]] for row in rows],
             references=[ids[row["reference"]] for row in rows],
             labels=list(range(len(self.cfg.labels))),

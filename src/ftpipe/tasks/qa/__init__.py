@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from ftpipe.errors import check
-from ftpipe.errors import DataError
-from ftpipe.io import read_records, read_text
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
+from ftpipe.core.errors import check
+from ftpipe.core.errors import DataError
+from ftpipe.core.io import read_records, read_text
+from ftpipe.tasks.base import RecordError, TaskConfig, load_metric, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 SNIPPET = 200  # characters of context shown next to the question in predictions and reports
@@ -215,7 +215,7 @@ class Task(BaseTask):
                  "start": answers[row["id"]]["start"], "probability": answers[row["id"]]["probability"]} for row in chosen]
 
     def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe.metrics.squad.squad import question_scores
+        from ftpipe.tasks.qa.squad import question_scores
 
         chosen, answers = self._best_spans(model, tokenizer, features, examples, cfg)
         rows = []
@@ -266,9 +266,7 @@ class Task(BaseTask):
             "print(context[offsets[start][0]:offsets[end][1]])"]
 
     def metrics(self, rows):
-        from ftpipe import metrics
-
-        return metrics.load("squad").compute(predictions=[r["prediction"] for r in rows], references=[r["answers"] for r in rows])
+        return load_metric(Path(__file__).with_name("squad.py")).compute(predictions=[r["prediction"] for r in rows], references=[r["answers"] for r in rows])
 
     def example_stats(self, rows):
         import numpy as np

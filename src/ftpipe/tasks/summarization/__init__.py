@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
-from ftpipe.errors import check, listed
-from ftpipe.errors import ConfigError
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
+from ftpipe.core.errors import ConfigError, check, listed
+from ftpipe.tasks.base import RecordError, TaskConfig, load_metric, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,7 @@ class Task(BaseTask):
                 for example_id, dialogue, prediction in zip(features["id"], examples["dialogue"], outputs)]
 
     def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe import metrics
-
-        rouge = metrics.load("rouge")
+        rouge = load_metric(Path(__file__).with_name("rouge.py"))
         rows = []
         for row, refs in zip(self.infer(model, tokenizer, features, examples, cfg), examples["references"]):
             score = rouge.compute(predictions=[row["prediction"]], references=[refs])["rougeL"]
@@ -178,9 +176,7 @@ class Task(BaseTask):
         return np.array([[r["score"]] for r in rows], dtype=np.float64), lambda sums, n: {"rougeL": sums[..., 0] / n}
 
     def metrics(self, rows):
-        from ftpipe import metrics
-
-        return metrics.load("rouge").compute(predictions=[r["prediction"] for r in rows], references=[r["references"] for r in rows])
+        return load_metric(Path(__file__).with_name("rouge.py")).compute(predictions=[r["prediction"] for r in rows], references=[r["references"] for r in rows])
 
     def write_plots(self, rows, out_dir):
         import csv

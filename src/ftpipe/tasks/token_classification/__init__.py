@@ -21,9 +21,9 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ftpipe.errors import ConfigError, check, listed
-from ftpipe.io import read_records
-from ftpipe.tasks.base import RecordError, TaskConfig, record_id, visible
+from ftpipe.core.errors import ConfigError, check, listed
+from ftpipe.core.io import read_records
+from ftpipe.tasks.base import RecordError, TaskConfig, load_metric, record_id, visible
 from ftpipe.tasks.base import Task as BaseTask
 from ftpipe.tasks.token_classification.conll import SUFFIXES, read_conll
 from ftpipe.tasks.token_classification.synthetic import entities as synthetic_entities
@@ -156,7 +156,7 @@ class Task(BaseTask):
         return [self._entities(row, tags, scores) for row, tags, scores in self._word_tags(model, tokenizer, features, examples, cfg)]
 
     def predict(self, model, tokenizer, features, examples, cfg):
-        from ftpipe.metrics.entities.entities import score
+        from ftpipe.tasks.token_classification.entities import score
 
         rows = []
         for row, tags, scores in self._word_tags(model, tokenizer, features, examples, cfg):
@@ -223,16 +223,14 @@ class Task(BaseTask):
 
     # --- metrics ------------------------------------------------------------------
     def metrics(self, rows):
-        from ftpipe import metrics
-
-        return metrics.load("entities").compute(predictions=[r["predicted_tags"] for r in rows],
+        return load_metric(Path(__file__).with_name("entities.py")).compute(predictions=[r["predicted_tags"] for r in rows],
                                                 references=[r["reference_tags"] for r in rows],
                                                 mode=self.cfg.mode, types=self.cfg.labels)
 
     def example_stats(self, rows):
         import numpy as np
 
-        from ftpipe.metrics.entities.entities import entities
+        from ftpipe.tasks.token_classification.entities import entities
         from ftpipe.tasks.base import ratio
 
         strict, types = self.cfg.mode == "strict", self.cfg.labels
@@ -254,7 +252,7 @@ class Task(BaseTask):
         return np.array(stats, dtype=np.float64).reshape(len(rows), 5 + 3 * len(types)), to_metrics
 
     def write_plots(self, rows, out_dir: Path):
-        from ftpipe.metrics.entities.entities import entities, score
+        from ftpipe.tasks.token_classification.entities import entities, score
 
         per_type = score([r["predicted_tags"] for r in rows], [r["reference_tags"] for r in rows], self.cfg.mode, self.cfg.labels)["per_type"]
         with open(out_dir / "per_type.csv", "w", newline="") as fh:

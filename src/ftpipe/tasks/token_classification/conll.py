@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from ftpipe.errors import DataError
+from ftpipe.core.errors import DataError
 
 BOM = "\ufeff"
 

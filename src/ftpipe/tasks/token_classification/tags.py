@@ -88,7 +88,7 @@ def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, wh
 def entity_spans(tags: list[str], spans: list[tuple[int, int]], text: str, scores: list[float] | None = None,
                  strict: bool = False) -> list[dict]:
     """Entities of one sentence's word tags, with character offsets into `text` (`spans`: each word's)."""
-    from ftpipe.metrics.entities.entities import entities
+    from ftpipe.tasks.token_classification.entities import entities
 
     out = []
     for kind, first, end in entities(tags, strict):

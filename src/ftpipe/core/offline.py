@@ -15,4 +15,4 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 # Expected warnings and bookkeeping progress bars, silenced once for every stage (after the
 # variables above: it imports datasets).
-from ftpipe import quiet  # noqa: E402,F401
+from ftpipe.core import quiet  # noqa: E402,F401

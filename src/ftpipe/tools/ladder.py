@@ -1,6 +1,6 @@
-"""`python -m ftpipe.ladder`: every method on the same data, one DVC experiment each, compared in one table.
+"""`python -m ftpipe.tools.ladder`: every method on the same data, one DVC experiment each, compared in one table.
 
-    python -m ftpipe.ladder --methods features,freeze,full,lora,dora,ia3,prompt_tuning,distill \\
+    python -m ftpipe.tools.ladder --methods features,freeze,full,lora,dora,ia3,prompt_tuning,distill \\
         -S experiment=yelp_bert -S model=minilm -S data=yelp_local
 
 Each method runs as `dvc exp run -n ladder-<method> -S method=<method> <your -S overrides>`, one
@@ -64,7 +64,7 @@ def headline(metrics: dict) -> tuple[str, float]:
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
     metric, value = headline(read(f"metrics/{which}.json"))
-    from ftpipe import records
+    from ftpipe.core import records
 
     timing = records.TIMING.read(f"plots/{which}", missing_ok=True)
     train = records.TRAIN.read("models/tuned", missing_ok=True) if which == "tuned" else {}
@@ -136,7 +136,7 @@ def validation() -> tuple[str, float] | None:
     """(metric, value) of the experiment just run: its best validation score, as train recorded it
     (`best_metric` in models/tuned/ftpipe_train.json: the validation split of the training subset,
     never the evaluation set); None without validation."""
-    from ftpipe import records
+    from ftpipe.core import records
 
     best = records.TRAIN.read("models/tuned", missing_ok=True).get("best_metric") or {}
     name, value = next(iter(best.items()), (None, None))
@@ -183,7 +183,7 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
         first_run(name)
         scored = validation()
         if scored is None:
-            from ftpipe import records
+            from ftpipe.core import records
 
             raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score "
                              f"({records.TRAIN.path('models/tuned')} best_metric)")

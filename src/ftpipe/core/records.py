@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftpipe.errors import DataError
+from ftpipe.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ftpipe.errors import check, shown
-from ftpipe.launch import BACKENDS, STRATEGIES, launch_prefix
+from ftpipe.core.errors import check, shown
+from ftpipe.core.launch import BACKENDS, STRATEGIES, launch_prefix
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what `auto` means: ftpipe/precision.py
 

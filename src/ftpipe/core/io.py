@@ -16,7 +16,7 @@ from pathlib import Path
 from collections import Counter
 from typing import Any, Iterator
 
-from ftpipe.errors import DataError, listed, shown
+from ftpipe.core.errors import DataError, listed, shown
 
 READABLE = (".csv", ".json", ".jsonl", ".parquet")
 BOM = "\ufeff"  # a UTF-8 byte order mark, as decoded
@@ -281,6 +281,6 @@ def record_hub_source(out_dir: Path, key: str, repo: str, revision: str | None, 
     if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
         log.warning("%s %r is not a commit sha, so %s may change under you; this download got %s "
                     "(set %s=%s to pin it)", key, revision, repo, commit, key, commit)
-    from ftpipe import records
+    from ftpipe.core import records
 
     records.BASE.write(out_dir, {"repo": repo, "revision": revision, "commit": commit})

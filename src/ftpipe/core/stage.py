@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Callable
 
-from ftpipe.errors import FtpipeError, fail
+from ftpipe.core.errors import FtpipeError, fail
 
 
 def run(main: Callable[[], None]) -> None:

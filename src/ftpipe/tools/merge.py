@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ftpipe.errors import ConfigError
-from ftpipe.io import atomic_output
-from ftpipe import records
+from ftpipe.core.errors import ConfigError
+from ftpipe.core.io import atomic_output
+from ftpipe.core import records
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import load_tokenizer
 

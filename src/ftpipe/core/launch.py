@@ -11,7 +11,7 @@ import shlex
 import sys
 from typing import Optional
 
-from ftpipe.errors import check
+from ftpipe.core.errors import check
 
 LAUNCHERS = ("none", "torchrun", "accelerate")
 BACKENDS = ("auto", "nccl", "gloo", "mpi", "xccl", "hccl")  # auto: nccl on GPUs, gloo on CPUs

@@ -1,6 +1,6 @@
 """Silence, once and in one place, the warnings and progress bars a user cannot act on.
 
-Imported by ftpipe.offline, which every stage after `download` imports first, and by the export
+Imported by ftpipe.core.offline, which every stage after `download` imports first, and by the export
 stage. Each entry below is a message ftpipe expects on every run and says why; anything else,
 an unexpected warning included, still shows.
 """
@@ -13,7 +13,7 @@ import re
 import sys
 import warnings
 
-from ftpipe import progress
+from ftpipe.core import progress
 
 # --- warnings ------------------------------------------------------------------------------------
 # The Trainer asks torch's DataLoader for pinned memory, which only a GPU uses; on a CPU torch warns
@@ -81,7 +81,7 @@ if progress.mode() != "bar":
 # the work; its `map` bar (tokenization) and the rest follow FTPIPE_PROGRESS like ftpipe's own bars.
 QUIET_BARS = ("Creating ", "Flattening the indices", "Generating ", "Loading ", "Resolving data files")
 
-import datasets  # noqa: E402,F401  (after the variable above; ftpipe.offline has set its own already)
+import datasets  # noqa: E402,F401  (after the variable above; ftpipe.core.offline has set its own already)
 
 _datasets_tqdm = getattr(sys.modules.get("datasets.utils.tqdm"), "tqdm", None)
 if isinstance(_datasets_tqdm, type) and not getattr(_datasets_tqdm, "_ftpipe_follows", False):

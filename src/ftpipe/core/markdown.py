@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import re
 
-from ftpipe.errors import shown
+from ftpipe.core.errors import shown
 
 
 def inert(text, limit: int = 300) -> str:

@@ -23,9 +23,9 @@ import json
 import sys
 from pathlib import Path
 
-from ftpipe import offline  # noqa: F401  (before transformers/datasets)
-from ftpipe.errors import DataError, FtpipeError, fail
-from ftpipe.io import decoded_lines
+from ftpipe.core import offline  # noqa: F401  (before transformers/datasets)
+from ftpipe.core.errors import DataError, FtpipeError, fail
+from ftpipe.core.io import decoded_lines
 
 STDIN = "<stdin>"
 
@@ -66,7 +66,7 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
 
 def clean(task, records: list[dict], source: str) -> list[dict]:
     """Each record through the task's own cleaning; what prediction does not need is filled in first."""
-    from ftpipe.config import DataConfig
+    from ftpipe.core.config import DataConfig
     from ftpipe.tasks.base import RecordError
 
     rows = []
@@ -215,7 +215,7 @@ def check_head(model_dir: Path, task, params_path: Path) -> None:
     error deep in transformers). Any other folder (a base model: evaluate@base draws its head too) is taken as it is."""
     import json
 
-    from ftpipe import records
+    from ftpipe.core import records
 
     if not records.TRAIN.exists(model_dir):
         return
