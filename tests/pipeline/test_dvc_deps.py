@@ -87,12 +87,16 @@ def test_another_tasks_metric_leaves_a_pipeline_clean_its_own_reruns_it(tiny_pip
     """Each task's metric lives in its task package: editing the entity metric leaves a classification
     pipeline up to date; editing the classification metric makes its evaluate stages stale."""
     repo = tiny_pipeline
-    assert json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}") == {}
+
+    def stale() -> set[str]:
+        status = json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
+        return {stage for stage, changes in status.items() if changes != ["always changed"]}  # but the summary
+
+    assert stale() == set()
     for path in ("src/ftpipe/tasks/token_classification/entities.py", "src/ftpipe/tasks/qa/squad.py"):
         with open(repo / path, "a") as fh:
             fh.write("# edited\n")
-    assert json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}") == {}
+    assert stale() == set()
     with open(repo / "src/ftpipe/tasks/classification/class_scores.py", "a") as fh:
         fh.write("# edited\n")
-    stale = json.loads(run(["dvc", "status", "--json"], repo).stdout or "{}")
-    assert {"evaluate@tuned", "evaluate@base"} <= set(stale), stale
+    assert {"evaluate@tuned", "evaluate@base"} <= stale()
