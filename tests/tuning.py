@@ -52,7 +52,7 @@ def trained(base: Path, data: Path, p, tmp_path: Path, monkeypatch):
     before = get_method(p.method).build(task, base, tokenizer, p.model, planning_run(p, data))
     trainable = {n for n, q in before.named_parameters() if q.requires_grad}
     before = {n: q.detach().clone() for n, q in before.named_parameters()}
-    train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints", tmp_path / "run")
     set_seed(p.train.seed)  # the same draw for a head that is not part of what was saved
     after = dict(load_tuned(task, tmp_path / "tuned", base, tokenizer).named_parameters())
     return before, trainable, after, json.loads((tmp_path / "tuned" / "ftpipe_train.json").read_text())

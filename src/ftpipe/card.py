@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ftpipe.core import records
+from ftpipe.core.records import RunRecord, TrainRecord
 from ftpipe.core.markdown import inert as _md, interval as _interval
 from ftpipe.models.loading import base_id
 
@@ -32,20 +32,22 @@ CARD_TRAIN_KEYS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "wei
                    "label_smoothing", "validation_fraction", "packing")
 
 
-def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None, model_from: Path | None = None) -> Path:
+def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None, model_from: Path | None = None,
+               ran: RunRecord | None = None) -> Path:
     """Write `model_dir/README.md` from the task and model params and the record train wrote in the
     model folder (`model_from`, default `model_dir`: method and training settings); `evaluation`
-    (from export) adds the test scores."""
+    (from export) adds the test scores, `ran` (the train run's record, from export) the commit and
+    experiment that made it. Train's own card has neither: its folder's hash is then the weights'."""
     model_dir = Path(model_dir)
     model_from = Path(model_from or model_dir)
-    record = records.TRAIN.read(model_from, missing_ok=True)
-    base = base_id(record.get("base_model") or {})
+    record = TrainRecord.load(model_from, missing_ok=True)
+    base = base_id(record.base_model if record else {})
     adapter = (model_from / "adapter_config.json").exists()
     from ftpipe.tasks import get_task
 
     task, plugin = params.task, get_task(params.task)
     data = _data()
-    method = record.get("method") or {}
+    method = record.method if record else {}
     meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": plugin.hub_pipeline_tag,
             "tags": ["ftpipe", task.name, method.get("name")], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
     if evaluation:
@@ -63,7 +65,7 @@ def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None
         + "; set `model_dir` to this folder" + (" and `base` to the base model (its Hub id, or a local copy such as `models/base`)" if adapter else "") + ".",
         "", "```python", load_snippet(plugin, params, base, adapter), "```", "",
         "Or, in the ftpipe repository: `ftpipe-predict --model <this folder> --file inputs.jsonl`.", "",
-        "## Reproduce", "", *_reproduce_lines(record), "",
+        "## Reproduce", "", *_reproduce_lines(record, ran), "",
     ])
     path = model_dir / CARD
     path.write_text(text)
@@ -118,12 +120,12 @@ def task_model_kwargs(task) -> dict:
     return {k: ({str(i): n for i, n in v.items()} if k == "id2label" else v) for k, v in task.model_kwargs().items()}
 
 
-def _what(task, method, record: dict, base: str) -> str:
+def _what(task, method, record: TrainRecord | None, base: str) -> str:
     what = f"Fine-tuned with ftpipe for the {_md(task.name)} task ({task.type}"
     labels = getattr(task, "labels", None)
     what += f", classes: {', '.join(_md(label) for label in labels)})" if labels else ")"
     what += f" from {_md(base)}"
-    source = record.get("base_model") or {}
+    source = record.base_model if record else {}
     if source.get("source") not in (None, "hub"):
         what += f" (source: {source.get('source')}"
         what += f", commit {source['commit']})" if source.get("commit") else ")"
@@ -134,9 +136,9 @@ def _what(task, method, record: dict, base: str) -> str:
     merged = method.get("merged_from")
     if merged:
         what += f"; the {merged} adapter is merged into the base weights"
-    if record.get("trainable_params") is not None:
-        what += (f". Trainable parameters: {record['trainable_params']:,} of {record['total_params']:,} "
-                 f"({100 * record.get('trainable_fraction', 0):.2f}%)")
+    if record is not None:
+        what += (f". Trainable parameters: {record.trainable_params:,} of {record.total_params:,} "
+                 f"({100 * record.trainable_fraction:.2f}%)")
     return what + "."
 
 
@@ -164,25 +166,25 @@ def _data_lines(data: dict, run) -> list[str]:
     return lines or ["- not recorded"]
 
 
-def _training_lines(record: dict) -> list[str]:
-    settings = record.get("train") or {}
-    rows = [(f"train.{k}", v) for k, v in settings.items() if not (k == "max_steps" and v <= 0)]
+def _training_lines(record: TrainRecord | None) -> list[str]:
+    if record is None:
+        return [f"Not recorded (no {TrainRecord.FILENAME} beside the model)."]
+    rows = [(f"train.{k}", v) for k, v in record.train.items() if not (k == "max_steps" and v <= 0)]
     for key in ("effective_batch", "precision", "processes", "train_loss", "epoch", "best_step", "stopped_early"):
-        if record.get(key) is not None:
-            rows.append((key, record[key]))
+        if getattr(record, key) is not None:
+            rows.append((key, getattr(record, key)))
     return ["| setting | value |", "|---|---|"] + [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in rows]
 
 
-def _reproduce_lines(record: dict) -> list[str]:
-    run = record.get("run") or {}
-    commit, exp = run.get("git_commit"), run.get("dvc_exp_name")
-    lines = ["```bash", f"git checkout {commit or '<the commit that made this model>'}",
+def _reproduce_lines(record: TrainRecord | None, ran: RunRecord | None) -> list[str]:
+    commit, exp = (ran.git_commit, ran.dvc_exp_name) if ran else (None, None)
+    lines = ["```bash", f"git checkout {commit or '<the commit whose dvc.lock lists this model>'}",
              "bash scripts/setup.sh && . .venv/bin/activate"]
     lines += [f"dvc exp apply {exp}  # the experiment's params (after `dvc exp pull origin {exp}`)"] if exp else []
     lines += ["dvc repro train", "```"]
-    if run.get("git_dirty"):
+    if ran and ran.git_dirty:
         lines.append("The working tree had uncommitted changes to code or config when this model was trained.")
-    versions = run.get("versions") or {}
+    versions = record.versions if record else {}
     if versions:
         lines.append("Trained with " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
     return lines

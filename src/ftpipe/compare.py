@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftpipe.core import records
+from ftpipe.core.records import TimingRecord, TrainRecord
 from ftpipe.core.io import atomic_output, read_json, write_json
 from ftpipe.core.markdown import inert as _md, interval as _interval
 
@@ -57,13 +57,13 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
         lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
                   "each metric on its own (no correction for testing several); a p-value is never below 2 / (resamples + 1)."
                   + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
-    timed = [records.TIMING.read_file(path) for path in timings]
-    precisions = [t.get("precision") for t in timed]
+    timed = [TimingRecord.load_file(path) for path in timings]
+    precisions = [t.precision for t in timed]
     if "int8" in precisions:  # deterministic per machine, so it may sit in the git-tracked report
         lines += [f"Evaluated in {precisions[0]} (base) and {precisions[1]} (tuned): `evaluate.precision: int8` quantizes every "
                   "Linear layer's weights to int8 (torch dynamic quantization), so scores can differ from fp32's "
                   "(benchmarks/README.md measures by how much).", ""]
-    speed = speed_lines(headline, base, tuned, timed, records.TRAIN.read_file(tuned_record))
+    speed = speed_lines(headline, base, tuned, timed, TrainRecord.load_file(tuned_record))
     if speed_report is None:
         lines += speed
     else:
@@ -101,21 +101,21 @@ def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int
     return out
 
 
-def speed_lines(headline: str, base: dict, tuned: dict, timings: list[dict], record: dict) -> list[str]:
+def speed_lines(headline: str, base: dict, tuned: dict, timings: list[TimingRecord], record: TrainRecord) -> list[str]:
     """Evaluation speed beside the headline metric; a distilled student also beside its teacher,
     whose figures come from the teacher's own run (measured there, perhaps on another machine)."""
-    rows = [("base", base.get(headline), timings[0].get("samples_per_second"), timings[0].get("precision")),
-            ("tuned", tuned.get(headline), timings[1].get("samples_per_second"), timings[1].get("precision"))]
-    teacher = record.get("teacher")
+    rows = [("base", base.get(headline), timings[0].samples_per_second, timings[0].precision),
+            ("tuned", tuned.get(headline), timings[1].samples_per_second, timings[1].precision)]
+    teacher = record.teacher
     if teacher:
-        rows[1] = (f"tuned (student, {record.get('trainable_params', 0):,} params)", *rows[1][1:])
+        rows[1] = (f"tuned (student, {record.trainable_params:,} params)", *rows[1][1:])
         rows.append((f"teacher ({teacher['params']:,} params, {_md(teacher.get('revision') or teacher.get('name', ''))})",
                      teacher.get("metrics", {}).get(headline), teacher.get("timing", {}).get("samples_per_second"),
                      teacher.get("timing", {}).get("precision")))
     lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s | precision |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {_num(value)} | {_num(speed)} | {precision or ''} |" for name, value, speed, precision in rows]
     if teacher:
-        lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {records.TIMING.path('plots/tuned')})."]
+        lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {TimingRecord.file_in('plots/tuned')})."]
     return lines + [""]
 
 

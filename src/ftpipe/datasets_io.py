@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ftpipe.core import records
+from ftpipe.core.records import ColumnsRecord
 from ftpipe.core.io import atomic_output, read_json, scratch_dir, sha256_file
 from ftpipe.models.loading import load_tokenizer
 
@@ -42,7 +42,7 @@ def tokenize(task, cfg, clean_dir: Path, model_dir: Path, out_dir: Path, trust_r
             log.info("%s: %d examples -> %d features", split, len(dataset), len(features))
         # The task's grouping and stratifying columns, beside the splits: subset draws by them without
         # reading the task's params.
-        records.COLUMNS.write(tmp, {"group_column": task.group_column, "stratify_column": task.stratify_column})
+        ColumnsRecord(group_column=task.group_column, stratify_column=task.stratify_column).save(tmp)
 
 
 def parquet_to_arrow(parquet: Path, folder: Path) -> str:
@@ -57,14 +57,15 @@ def subset(cfg, in_dir: Path, out_dir: Path) -> None:
 
     datasets.disable_caching()  # else select/flatten write cache files into data/tokenized, a dep
 
-    columns = records.COLUMNS.read(in_dir)
+    columns = ColumnsRecord.load(in_dir)
     with atomic_output(out_dir) as tmp:
         for split, size in (("train", cfg.train_size), ("eval", cfg.eval_size)):
             dataset = datasets.load_from_disk(str(Path(in_dir) / split))
-            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first, **columns, key=f"subset.{split}_size")
+            chosen = draw(dataset, size, cfg.seed, cfg.stratify, cfg.first, columns.group_column, columns.stratify_column,
+                          key=f"subset.{split}_size")
             save(chosen, tmp / split)
             log.info("%s: %d of %d rows", split, len(chosen), len(dataset))
-        records.COLUMNS.write(tmp, columns)
+        columns.save(tmp)
 
 
 def save(dataset, path: Path) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ftpipe.core import progress, records
+from ftpipe.core import progress
+from ftpipe.core.records import TimingRecord
 from ftpipe.core.io import atomic_output, write_json
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import custom_code_refused, load_for_task, load_tokenizer
@@ -60,8 +61,9 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     with autocast(precision), progress.named(f"evaluate {which}"):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)
     # Speed and memory vary run to run: beside the plots, out of the metrics `dvc metrics diff` compares.
-    timing = {"seconds": round(time.perf_counter() - started, 3), "samples_per_second": round(len(rows) / (time.perf_counter() - started), 2),
-              "peak_rss_mb": peak_rss_mb(), "precision": precision}
+    seconds = time.perf_counter() - started
+    timing = TimingRecord(samples_per_second=round(len(rows) / seconds, 2), seconds=round(seconds, 3),
+                          peak_rss_mb=peak_rss_mb(), precision=precision)
     metrics = task.metrics(rows)
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
@@ -79,7 +81,7 @@ def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, p
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
-        records.TIMING.write(tmp, timing)
+        timing.save(tmp)
     if details_path is not None:
         write_json(details_path, metrics)
     write_json(metrics_path, headline(metrics))

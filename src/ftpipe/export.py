@@ -16,17 +16,17 @@ import logging
 import os
 from pathlib import Path
 
-from ftpipe.core import records
+from ftpipe.core.records import ExportRecord, RunRecord
 from ftpipe.core.errors import ConfigError, FtpipeError
 from ftpipe.core.io import atomic_output, read_json
 
 log = logging.getLogger(__name__)
 # Not pushed: the Trainer's pickled arguments (the Hub gets no pickles) and this stage's own record.
-NOT_PUSHED = ["training_args.bin", records.EXPORT.filename, ".*"]
+NOT_PUSHED = ["training_args.bin", ExportRecord.FILENAME, ".*"]
 
 
 def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, evaluation: dict | None = None,
-           evaluation_files: dict | None = None) -> dict:
+           evaluation_files: dict | None = None, run_record: Path | None = None) -> ExportRecord:
     """Merge (if asked and there is an adapter), write the card with the test scores (`evaluation`, or
     read from `evaluation_files`: see read_evaluation), push (if asked); `api` stands in for
     huggingface_hub.HfApi in tests."""
@@ -37,24 +37,25 @@ def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, eva
     if evaluation_files:
         evaluation = read_evaluation(**evaluation_files)
     adapter = (tuned_dir / "adapter_config.json").exists()
+    ran = RunRecord.load(run_record) if run_record else None  # the commit and experiment, for the card
     with atomic_output(out_dir) as tmp:
         if adapter and cfg.merge:
             from ftpipe.tools.merge import merge
             from ftpipe.tasks import get_task
 
             merge(get_task(params.task), tuned_dir, base_dir, tmp, params.model.trust_remote_code)
-            write_card(tmp, params, evaluation=evaluation)  # the merged model's own card: loads without peft
+            write_card(tmp, params, evaluation=evaluation, ran=ran)  # the merged model's own card: loads without peft
             source = tmp
         else:  # the model goes as it is; its card, now with scores, is written here and pushed in its place
             tmp.mkdir()
-            write_card(tmp, params, evaluation=evaluation, model_from=tuned_dir)
+            write_card(tmp, params, evaluation=evaluation, model_from=tuned_dir, ran=ran)
             source = tuned_dir
-        record = {"source": str(tuned_dir), "merged": source == tmp, "pushed": None}
+        record = ExportRecord(source=str(tuned_dir), merged=source == tmp, pushed=None)
         if cfg.push_to_hub:
-            record["pushed"] = push(source, cfg, token, api, card=tmp / CARD)
-        records.EXPORT.write(tmp, record)
-    log.info("export: %s%s", "merged into " + str(out_dir) if record["merged"] else f"{tuned_dir} as it is",
-             f"; pushed to {record['pushed']['url']}" if record["pushed"] else "")
+            record.pushed = push(source, cfg, token, api, card=tmp / CARD)
+        record.save(tmp)
+    log.info("export: %s%s", "merged into " + str(out_dir) if record.merged else f"{tuned_dir} as it is",
+             f"; pushed to {record.pushed['url']}" if record.pushed else "")
     return record
 
 

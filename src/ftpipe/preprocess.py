@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ftpipe.core.errors import DataError
-from ftpipe.core import records
+from ftpipe.core.records import LocalFilesRecord
 from ftpipe.core.io import atomic_output, sha256_file, write_json
 from ftpipe.tasks.base import RecordError
 
@@ -65,10 +65,10 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
 
 def input_files(split_dir: Path) -> list[Path]:
     """The files of one split: the user's own, read in place (listed by download_data), or those in the folder."""
-    if not records.LOCAL_FILES.exists(split_dir):
+    if not LocalFilesRecord.exists(split_dir):
         return sorted(p for p in split_dir.iterdir() if p.is_file())
     files = []
-    for entry in records.LOCAL_FILES.read(split_dir)["files"]:
+    for entry in LocalFilesRecord.load(split_dir).files:
         path = Path(entry["path"])
         if not path.is_file():
             raise DataError(path, "file not found (listed by download_data in data/raw): run `dvc repro`")

@@ -16,20 +16,23 @@ from dvclive import Live
 from transformers import EarlyStoppingCallback, set_seed
 
 from ftpipe.core.io import atomic_output
+from ftpipe.core.records import TrainRecord
 from ftpipe.models.loading import base_identity, load_tokenizer
 from ftpipe.precision import resolve as resolve_precision
 from ftpipe.core.stage import peak_rss_mb
 from ftpipe.training.arguments import effective_batch
-from ftpipe.training.provenance import run_info
+from ftpipe.training.provenance import library_versions, run_record
 from ftpipe.training.resume import LiveLogger, clear_checkpoints, find_checkpoint, run_fingerprint
 from ftpipe.training.run import best_checkpoint, fit, split_validation
 
 log = logging.getLogger(__name__)
 
 
-def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path) -> dict:
+def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir: Path, checkpoint_dir: Path,
+          run_dir: Path) -> TrainRecord | None:
     """Train on `data_dir`/train in the launch `state` (ftpipe.training.run.process_state); the main process
-    writes the tuned model to `out_dir` and its DVCLive history to `live_dir`. Returns the train record."""
+    writes the tuned model to `out_dir`, its DVCLive history to `live_dir` and the run's circumstances
+    (RunRecord) to `run_dir`. Returns the train record (None on the other processes)."""
     import datasets
 
     from ftpipe import guards
@@ -61,42 +64,47 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
                                            params.train.validation_fraction, params.train.seed, task)
     fitted = fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks,
                  base_dir=base_dir, checkpoint_dir=checkpoint_dir, resume_from=resume_from)
-    summary = {}
-    if state.is_main_process:
-        live.end()
-        summary = record(params, state, fitted, base_dir, fingerprint, resume_from)
-        publish(params, fitted, tokenizer, summary, out_dir)
-        with atomic_output(live_dir) as tmp:
-            shutil.copytree(staging, tmp)
-        clear_checkpoints(checkpoint_dir)
-        log.info("tuned model in %s", out_dir)
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return None
+    live.end()
+    made = train_record(params, state, fitted, base_dir, fingerprint)
+    publish(params, fitted, tokenizer, made, out_dir)
+    with atomic_output(live_dir) as tmp:
+        shutil.copytree(staging, tmp)
+    with atomic_output(run_dir) as tmp:
+        tmp.mkdir()
+        run_record(fitted.metrics, peak_rss_mb(), resume_from).save(tmp)
+    clear_checkpoints(checkpoint_dir)
+    log.info("tuned model in %s", out_dir)
     state.wait_for_everyone()
-    return summary
+    return made
 
 
-def record(params, state, fitted, base_dir: Path, fingerprint: str, resume_from: Path | None) -> dict:
-    """The train record (models/tuned/ftpipe_train.json): what was trained, how, and where it came from."""
+def train_record(params, state, fitted, base_dir: Path, fingerprint: str) -> TrainRecord:
+    """What was trained, how, and where it came from: only what the same inputs always give (the run's
+    durations and circumstances are its RunRecord), so a retrain to the same weights is the same folder."""
     from ftpipe.card import CARD_TRAIN_KEYS
 
-    return {**fitted.trainable, **fitted.metrics,
-            "method": dataclasses.asdict(params.method),  # name, type and settings: the card reads them here
-            "train": {k: getattr(params.train, k) for k in CARD_TRAIN_KEYS if hasattr(params.train, k)},
-            "base_model": base_identity(base_dir),  # where the base came from, not models/base
-            "precision": resolve_precision(params.train.precision),  # what `auto` meant on this machine
-            "processes": state.num_processes,
-            "peak_rss_mb": peak_rss_mb(),  # of the main process
-            "effective_batch": effective_batch(fitted.run.args),  # per device x processes x accumulation
-            **best_checkpoint(fitted.run),
-            "run": run_info(fingerprint, resume_from)}
+    metrics = fitted.metrics
+    return TrainRecord(
+        **fitted.trainable,
+        method=dataclasses.asdict(params.method),  # name, type and settings: the card reads them here
+        train={k: getattr(params.train, k) for k in CARD_TRAIN_KEYS if hasattr(params.train, k)},
+        base_model=base_identity(base_dir),  # where the base came from, not models/base
+        precision=resolve_precision(params.train.precision),  # what `auto` meant on this machine
+        processes=state.num_processes, effective_batch=effective_batch(fitted.run.args),
+        versions=library_versions(), fingerprint=fingerprint, train_loss=metrics.get("train_loss"),
+        epoch=metrics.get("epoch"), total_flos=metrics.get("total_flos"), teacher=metrics.get("teacher"),
+        **best_checkpoint(fitted.run))
 
 
-def publish(params, fitted, tokenizer, summary: dict, out_dir: Path) -> None:
+def publish(params, fitted, tokenizer, made: TrainRecord, out_dir: Path) -> None:
     """The saved model, its tokenizer, train record and card, moved into `out_dir` in one step."""
-    from ftpipe.core import records
     from ftpipe.card import write_card
 
     tokenizer.save_pretrained(str(fitted.saved))
-    records.TRAIN.write(fitted.saved, summary)
-    write_card(fitted.saved, params, fitted.run)  # README.md: Hub metadata, what it is, how to load and reproduce it
+    made.save(fitted.saved)
+    write_card(fitted.saved, params, fitted.run)  # README.md: Hub metadata, what it is, how to load it
     with atomic_output(out_dir) as tmp:
         shutil.move(str(fitted.saved), str(tmp))

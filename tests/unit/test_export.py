@@ -36,6 +36,7 @@ def params_for(**export):
 def adapter(tmp_path_factory) -> tuple[Path, Path]:
     """(adapter, base): what train leaves for a LoRA run, card included."""
     from ftpipe.card import write_card
+    from ftpipe.core.records import TrainRecord
     from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.models.sources import build_tiny
@@ -55,8 +56,9 @@ def adapter(tmp_path_factory) -> tuple[Path, Path]:
     method.save(model, tokenizer, tuned, SimpleNamespace(is_main=True, trainer=SimpleNamespace(save_model=model.save_pretrained)))
     tokenizer.save_pretrained(tuned)
     (tuned / "training_args.bin").write_bytes(b"pickle")  # the Trainer leaves one: it must not be pushed
-    (tuned / "ftpipe_train.json").write_text(json.dumps({"method": {"name": "lora", "type": "peft"},
-                                                         "base_model": {"name": "tiny_llama", "source": "tiny", "path": None}}))
+    TrainRecord(method={"name": "lora", "type": "peft"}, train={"lr": 0.001}, precision="fp32", processes=1,
+                base_model={"name": "tiny_llama", "source": "tiny", "path": None}, effective_batch=8,
+                trainable_params=10, total_params=100, trainable_fraction=0.1).save(tuned)
     write_card(tuned, params)
     return tuned, base
 
@@ -117,9 +119,9 @@ def test_merge_then_push_with_the_token_from_the_environment(adapter, tmp_path, 
     assert hub.calls[0] == ("create_repo", "someone/tiny-dialogsum", {"private": True, "exist_ok": True, "repo_type": "model"})
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(hub.files)
     assert "adapter_config.json" not in hub.files and "training_args.bin" not in hub.files  # merged; no pickles
-    assert record == {"source": str(tuned), "merged": True, "pushed": {"repo_id": "someone/tiny-dialogsum",
+    assert record.to_dict() == {"source": str(tuned), "merged": True, "pushed": {"repo_id": "someone/tiny-dialogsum",
                       "url": "https://huggingface.co/someone/tiny-dialogsum/commit/abc", "commit": "abc"}}
-    assert json.loads((tmp_path / "export/ftpipe_export.json").read_text()) == record
+    assert json.loads((tmp_path / "export/ftpipe_export.json").read_text()) == record.to_dict()
     # The merged model's card says so and loads with transformers alone.
     card = (tmp_path / "export/README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
@@ -137,7 +139,7 @@ def test_without_merge_the_adapter_goes_as_it_is(adapter, tmp_path, monkeypatch)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     hub = StubHub()
     record = export(params_for(merge=False, push_to_hub=True), tuned, base, tmp_path / "export", api=hub, evaluation=EVALUATION)
-    assert record["merged"] is False and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["README.md", "ftpipe_export.json"]
+    assert record.merged is False and sorted(p.name for p in (tmp_path / "export").iterdir()) == ["README.md", "ftpipe_export.json"]
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= set(hub.files)
     # The README pushed is the export's card, with the scores; train's (without them) stays home.
     assert hub.calls[-1][:2] == ("upload_file", "README.md") and "| rougeL | 0.1100 | 0.3100 | +0.2000 | [+0.1500, +0.2500] | < 0.001 |" in hub.card
@@ -151,7 +153,7 @@ def test_by_default_nothing_is_merged_or_pushed(adapter, tmp_path, monkeypatch):
     tuned, base = adapter
     monkeypatch.setattr("huggingface_hub.HfApi", None)  # any use of the Hub would fail
     record = export(params_for(), tuned, base, tmp_path / "export")
-    assert record == {"source": str(tuned), "merged": False, "pushed": None}
+    assert record.to_dict() == {"source": str(tuned), "merged": False, "pushed": None}
 
 
 @pytest.mark.parametrize("env, message", [
@@ -168,7 +170,7 @@ def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeyp
     full.update({**OFFLINE, **env})
     scores = [arg for name in ("base-metrics", "tuned-metrics", "compare", "details", "preprocess") for arg in (f"--{name}", f"metrics/{name}.json")]
     out = subprocess.run([sys.executable, str(REPO / "stages/export.py"), "--tuned", "models/tuned", "--base", "models/base",
-                          "--out", "models/export", *scores], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
+                          "--out", "models/export", "--run", "runs/train", *scores], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
     assert out.returncode == 1, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: params.yaml: export.push_to_hub: " + message), out.stderr

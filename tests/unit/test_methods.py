@@ -124,12 +124,12 @@ def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatc
     p = params_for("test_tiny", "full", monkeypatch, max_steps=-1, epochs=30, lr=0.02, validation_fraction=0.25,
                    early_stopping_patience=2, batch_size=8)
     monkeypatch.chdir(tmp_path)
-    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints", tmp_path / "run")
     losses = [float(line.split("\t")[1]) for line in (tmp_path / "live/plots/metrics/eval/loss.tsv").read_text().splitlines()[1:]]
     steps_per_epoch = 6  # 48 of 64 rows train, batch 8
-    assert record["stopped_early"] and len(losses) < 30, losses
+    assert record.stopped_early and len(losses) < 30, losses
     best = losses.index(min(losses))
-    assert record["best_step"] == (best + 1) * steps_per_epoch and record["best_metric"]["eval_loss"] == pytest.approx(min(losses))
+    assert record.best_step == (best + 1) * steps_per_epoch and record.best_metric["eval_loss"] == pytest.approx(min(losses))
     assert len(losses) == best + 1 + 2  # patience: two evaluations without improvement, then stop
 
 
@@ -156,7 +156,7 @@ def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tm
     kept = {}
     save = peft_method.Method.save
     monkeypatch.setattr(peft_method.Method, "save", lambda self, model, *args: kept.setdefault("model", model) and save(self, model, *args))
-    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints")
+    record = train(p, process_state(p.train), data, base, tmp_path / "tuned", tmp_path / "live", tmp_path / "checkpoints", tmp_path / "run")
     assert json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())["rank_pattern"], "no ranks were pruned"
     task = get_task(p.task)
     tokenizer = load_tokenizer(base, task)
@@ -169,7 +169,7 @@ def test_adalora_validation_loss_is_the_task_loss_of_the_model_it_keeps(tiny, tm
     with torch.no_grad():
         logits, trained_logits = reloaded(**batch).logits, kept["model"].eval()(**batch).logits
     assert torch.allclose(logits, trained_logits, atol=1e-5), (logits - trained_logits).abs().max()
-    assert record["best_metric"]["eval_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-4)
+    assert record.best_metric["eval_loss"] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-4)
 
 
 def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ftpipe.core import records
 from ftpipe.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
-NAMES = {record.filename for record in records.ALL}
+NAMES = {record.FILENAME for record in records.ALL}
 
 
 def literals_naming_records(source: str) -> list[str]:
@@ -38,25 +39,38 @@ def test_the_scan_sees_a_record_named_by_hand():
     assert literals_naming_records('"""Mentions timing.json."""\nopen("plots/tuned/timing.json")\n') == ["plots/tuned/timing.json"]
 
 
-def test_a_record_from_an_older_ftpipe_is_one_line_naming_file_and_keys(tmp_path):
-    (tmp_path / "ftpipe_train.json").write_text(json.dumps({"trainable_params": 3}))
+def test_a_record_from_an_older_ftpipe_is_one_line_naming_file_and_fields(tmp_path):
+    """An older train record kept wall-clock figures in the model folder and lacked fields the readers use."""
+    (tmp_path / "ftpipe_train.json").write_text(json.dumps({"trainable_params": 3, "train_runtime": 1.5}))
     with pytest.raises(DataError) as info:
-        records.TRAIN.read(tmp_path)
+        records.TrainRecord.load(tmp_path)
     message = str(info.value)
-    assert "ftpipe_train.json" in message and "has no method:" in message and "rerun the train stage" in message
+    assert "ftpipe_train.json" in message and "has no method, train, base_model" in message and "rerun the train stage" in message
     assert "\n" not in message
 
 
 def test_missing_and_malformed_records(tmp_path):
     with pytest.raises(DataError, match=r"timing.json.*not found \(written by the evaluate stage"):
-        records.TIMING.read(tmp_path)
-    assert records.TIMING.read(tmp_path, missing_ok=True) == {}
+        records.TimingRecord.load(tmp_path)
+    assert records.TimingRecord.load(tmp_path, missing_ok=True) is None
     (tmp_path / "timing.json").write_text("{oops")
     with pytest.raises(DataError, match=r"timing.json.*malformed JSON at line 1 column 2"):
-        records.TIMING.read(tmp_path)
+        records.TimingRecord.load(tmp_path)
 
 
-def test_a_record_written_reads_back(tmp_path):
-    data = {"group_column": "example_id", "stratify_column": None}
-    records.COLUMNS.write(tmp_path, data)
-    assert records.COLUMNS.read(tmp_path) == data
+def test_a_record_written_reads_back_and_a_newer_ones_extra_field_is_left_out(tmp_path):
+    written = records.ColumnsRecord(group_column="example_id", stratify_column=None)
+    written.save(tmp_path)
+    assert records.ColumnsRecord.load(tmp_path) == written
+    (tmp_path / "ftpipe_columns.json").write_text(json.dumps({**written.to_dict(), "added_later": 1}))
+    assert records.ColumnsRecord.load(tmp_path) == written
+
+
+def test_nothing_that_varies_with_identical_inputs_is_in_the_train_record():
+    """Wall-clock figures, memory, the machine, the commit and the experiment name live in RunRecord, so a
+    retrain to the same weights leaves models/tuned's hash unchanged."""
+    varying = {"train_runtime", "train_samples_per_second", "train_steps_per_second", "peak_rss_mb", "device",
+               "git_commit", "git_dirty", "dvc_exp_name", "dvc_exp_baseline", "resumed_from_step", "run"}
+    train_fields = {f.name for f in dataclasses.fields(records.TrainRecord)}
+    assert not varying & train_fields
+    assert varying - {"run"} <= {f.name for f in dataclasses.fields(records.RunRecord)}

@@ -281,6 +281,6 @@ def record_hub_source(out_dir: Path, key: str, repo: str, revision: str | None, 
     if not re.fullmatch(r"[0-9a-f]{40}", revision or ""):
         log.warning("%s %r is not a commit sha, so %s may change under you; this download got %s "
                     "(set %s=%s to pin it)", key, revision, repo, commit, key, commit)
-    from ftpipe.core import records
+    from ftpipe.core.records import BaseRecord
 
-    records.BASE.write(out_dir, {"repo": repo, "revision": revision, "commit": commit})
+    BaseRecord(repo=repo, revision=revision, commit=commit).save(out_dir)

@@ -1,70 +1,196 @@
-"""The records stages leave beside what they write, read and written only here.
+"""The records stages leave beside what they write: a dataclass each, saved and loaded only here.
 
-Each is a small JSON file with one name: the train record in a tuned model folder, the base's
-identity beside a downloaded model or dataset, the export record, evaluation's timing, the list of
-a split's local files, and the columns tokenize groups and stratifies by. Every reader goes through
-`read`, so a record from an older ftpipe, or a hand-edited one, is one line naming the file and
-what it lacks, not a KeyError three modules later.
+Each is a small JSON file with one name, as transformers' TrainerState is (trainer_state.json): the train
+record in a tuned model folder, the train run's circumstances, the base's identity beside a downloaded
+model or dataset, the export record, evaluation's timing, the list of a split's local files, and the
+columns tokenize groups and stratifies by. Writers build the dataclass, readers use its attributes. A
+record that lacks a field (from an older ftpipe, or edited by hand) is one line naming the file, the
+field and the stage to rerun, never a silent default three modules later.
+
+What varies run to run with identical inputs (wall-clock figures, peak memory, the machine, the git
+commit and experiment name) is in RunRecord and TimingRecord, never in a model folder: a retrain that
+gives the same weights leaves the model's hash, and every stage after it, as they were.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from ftpipe.core.errors import DataError
 
+R = TypeVar("R", bound="Record")
 
-@dataclass(frozen=True)
+
 class Record:
-    filename: str
-    writer: str  # the stage that writes it: what to rerun when it is missing or stale
-    required: tuple[str, ...] = ()  # keys every reader may count on
+    """Save and load for the dataclasses below: FILENAME in a folder, written by the stage WRITER."""
 
-    def path(self, folder: str | Path) -> Path:
-        return Path(folder) / self.filename
+    FILENAME: ClassVar[str]
+    WRITER: ClassVar[str]  # the stage that writes it: what to rerun when it is missing or stale
 
-    def exists(self, folder: str | Path) -> bool:
-        return self.path(folder).is_file()
+    @classmethod
+    def file_in(cls, folder: str | Path) -> Path:
+        """Where the record is in `folder` (`path` would clash with BaseRecord's field of that name)."""
+        return Path(folder) / cls.FILENAME
 
-    def read(self, folder: str | Path, missing_ok: bool = False) -> dict[str, Any]:
-        """The record in `folder`; {} if there is none and `missing_ok`."""
-        path = self.path(folder)
-        return {} if missing_ok and not path.is_file() else self.read_file(path)
+    @classmethod
+    def exists(cls, folder: str | Path) -> bool:
+        return cls.file_in(folder).is_file()
 
-    def read_file(self, path: str | Path) -> dict[str, Any]:
+    @classmethod
+    def load(cls: type[R], folder: str | Path, missing_ok: bool = False) -> R | None:
+        """The record in `folder`; None if there is none and `missing_ok`."""
+        path = cls.file_in(folder)
+        return None if missing_ok and not path.is_file() else cls.load_file(path)
+
+    @classmethod
+    def load_file(cls: type[R], path: str | Path) -> R:
         """The record at `path` (a stage given the file itself, e.g. by dvc.yaml)."""
         path = Path(path)
         if not path.is_file():
-            raise DataError(path, f"not found (written by the {self.writer} stage: rerun it)")
-        return self.parse(path.read_text(), path)
+            raise DataError(path, f"not found (written by the {cls.WRITER} stage: rerun it)")
+        return cls.parse(path.read_text(), path)
 
-    def parse(self, text: str, source: str | Path) -> dict[str, Any]:
-        """The record from its text (read at another git revision, say); `source` names it in errors."""
+    @classmethod
+    def parse(cls: type[R], text: str, source: str | Path) -> R:
+        """The record from its text (read at another git revision, say); `source` names it in errors.
+        Keys it does not know are left out: a newer ftpipe's record still loads."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataError(source, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
         if not isinstance(data, dict):
             raise DataError(source, f"expected a JSON object, got {type(data).__name__}")
-        missing = [key for key in self.required if key not in data]
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        missing = [name for name, f in known.items() if name not in data
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         if missing:
             raise DataError(source, f"has no {', '.join(missing)}: written by an older ftpipe or by hand "
-                                    f"(rerun the {self.writer} stage)")
-        return data
+                                    f"(rerun the {cls.WRITER} stage)")
+        return cls(**{name: value for name, value in data.items() if name in known})
 
-    def write(self, folder: str | Path, data: dict[str, Any]) -> Path:
-        path = self.path(folder)
-        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return path
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def save(self, folder: str | Path) -> Path:
+        """Into `folder` under its one name."""
+        return self.write(self.file_in(folder))
+
+    def write(self, path: str | Path) -> Path:
+        """At `path` (a stage's temporary output, moved into place by ftpipe.core.io.atomic_output)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return Path(path)
 
 
-TRAIN = Record("ftpipe_train.json", "train", ("method",))  # models/tuned: what train did
-BASE = Record("ftpipe_source.json", "download_model")  # models/base, data/raw: where the base or data came from
-EXPORT = Record("ftpipe_export.json", "export", ("merged", "pushed"))  # models/export
-TIMING = Record("timing.json", "evaluate", ("samples_per_second",))  # plots/<which>
-LOCAL_FILES = Record("ftpipe_files.json", "download_data", ("files",))  # data/raw/<split>: the user's files, read in place
-COLUMNS = Record("ftpipe_columns.json", "tokenize", ("group_column", "stratify_column"))  # data/tokenized, data/subset
-ALL = (TRAIN, BASE, EXPORT, TIMING, LOCAL_FILES, COLUMNS)
+@dataclass
+class TrainRecord(Record):
+    """models/tuned: what train made, from what and how; the card and the reports read it."""
+
+    FILENAME: ClassVar[str] = "ftpipe_train.json"
+    WRITER: ClassVar[str] = "train"
+
+    method: dict  # name, type and settings
+    train: dict  # the train.* settings a card shows (ftpipe.card.CARD_TRAIN_KEYS)
+    base_model: dict  # the base's identity (BaseRecord's fields), not a path in this repository
+    precision: str  # what `auto` meant on the machine that trained
+    processes: int
+    effective_batch: int  # per device x processes x accumulation
+    trainable_params: int
+    total_params: int
+    trainable_fraction: float
+    versions: dict = field(default_factory=dict)  # every library whose version can change a result
+    fingerprint: str | None = None  # of params, data and base: what a checkpoint must match to be resumed
+    train_loss: float | None = None
+    epoch: float | None = None
+    total_flos: float | None = None
+    best_step: int | None = None  # with validation: the step the tuned model is
+    best_metric: dict | None = None  # {metric: value} at that step
+    stopped_early: bool | None = None
+    teacher: dict | None = None  # distillation: the teacher's source, size, metrics and speed
+
+
+@dataclass
+class RunRecord(Record):
+    """runs/train: the circumstances of one train run, which change with identical inputs."""
+
+    FILENAME: ClassVar[str] = "ftpipe_run.json"
+    WRITER: ClassVar[str] = "train"
+
+    train_runtime: float
+    train_samples_per_second: float
+    train_steps_per_second: float
+    peak_rss_mb: float  # of the main process
+    device: str
+    git_commit: str | None = None
+    git_dirty: bool = False  # uncommitted changes to what defines the run
+    dvc_exp_name: str | None = None  # set by `dvc exp run`; absent under `dvc repro`
+    dvc_exp_baseline: str | None = None
+    resumed_from_step: int | None = None
+
+
+@dataclass
+class BaseRecord(Record):
+    """models/base, data/raw: where the base model or the data came from."""
+
+    FILENAME: ClassVar[str] = "ftpipe_source.json"
+    WRITER: ClassVar[str] = "download_model"
+
+    name: str | None = None
+    source: str | None = None  # package | local | hub | gguf | dvc | tiny
+    path: str | None = None
+    revision: str | None = None
+    commit: str | None = None  # the Hub commit a download resolved to
+    repo: str | None = None
+    tuned_from: dict | None = None  # a tuned model (source dvc): the base it was tuned from
+
+
+@dataclass
+class ExportRecord(Record):
+    """models/export: what was exported and where it went."""
+
+    FILENAME: ClassVar[str] = "ftpipe_export.json"
+    WRITER: ClassVar[str] = "export"
+
+    source: str
+    merged: bool
+    pushed: dict | None  # the Hub repository and URL, when pushed
+
+
+@dataclass
+class TimingRecord(Record):
+    """plots/<which>: evaluation's speed and memory, which vary run to run."""
+
+    FILENAME: ClassVar[str] = "timing.json"
+    WRITER: ClassVar[str] = "evaluate"
+
+    samples_per_second: float
+    seconds: float | None = None
+    peak_rss_mb: float | None = None
+    precision: str | None = None
+
+
+@dataclass
+class LocalFilesRecord(Record):
+    """data/raw/<split>: the user's files, read in place, with their fingerprints."""
+
+    FILENAME: ClassVar[str] = "ftpipe_files.json"
+    WRITER: ClassVar[str] = "download_data"
+
+    files: list  # {"path", "bytes", "sha256"} each
+
+
+@dataclass
+class ColumnsRecord(Record):
+    """data/tokenized, data/subset: the columns that keep an example's features together and stratify."""
+
+    FILENAME: ClassVar[str] = "ftpipe_columns.json"
+    WRITER: ClassVar[str] = "tokenize"
+
+    group_column: str | None
+    stratify_column: str | None
+
+
+ALL = (TrainRecord, RunRecord, BaseRecord, ExportRecord, TimingRecord, LocalFilesRecord, ColumnsRecord)

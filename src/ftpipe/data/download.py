@@ -16,7 +16,7 @@ from pathlib import Path
 from ftpipe.core.config import DataConfig
 from ftpipe.data.synthetic import GENERATORS
 from ftpipe.core.errors import ConfigError, hub_reachable
-from ftpipe.core import records
+from ftpipe.core.records import LocalFilesRecord
 from ftpipe.core.io import atomic_output, record_hub_source, sha256_file
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _list_local(files: list[str], out: Path) -> None:
     # Paths as the user gave them (relative to the repository root, where DVC runs stages), so the
     # list hashes the same on every machine; DataConfig has checked each one is a readable file.
     entries = [{"path": name, "bytes": Path(name).stat().st_size, "sha256": sha256_file(name)} for name in files]
-    records.LOCAL_FILES.write(out, {"files": entries})
+    LocalFilesRecord(files=entries).save(out)
 
 
 def _from_hub(cfg: DataConfig, split: str, out: Path) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ftpipe.core import records
+from ftpipe.core.records import TrainRecord
 from ftpipe.core.errors import ConfigError
 
 METHOD_TYPES = {
@@ -47,7 +47,8 @@ def load_tuned(task, tuned_dir: Path, base_dir: Path, tokenizer, trust_remote_co
     caller was given, never from a path recorded inside the tuned directory.
     """
     tuned_dir = Path(tuned_dir)
-    method_type = records.TRAIN.read(tuned_dir)["method"].get("type") if records.TRAIN.exists(tuned_dir) else None
+    made = TrainRecord.load(tuned_dir, missing_ok=True)
+    method_type = made.method.get("type") if made else None
     if method_type in ("lora", "qlora"):  # the names before lora and qlora became peft configs
         method_type = "peft"
     if method_type is None:  # a plain model directory, or an adapter saved elsewhere

@@ -90,12 +90,13 @@ class Method(BaseMethod):
         if cfg.get("source") == "dvc":
             import dvc.api
 
-            from ftpipe.core import records
+            from ftpipe.core.records import TimingRecord
 
-            for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(records.TIMING.path("plots/tuned")))):
+            for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(TimingRecord.file_in("plots/tuned")))):
                 try:
                     text = dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision"))
-                    record[key] = records.TIMING.parse(text, f"{path} at {cfg.get('revision')}") if key == "timing" else json.loads(text)
+                    record[key] = (TimingRecord.parse(text, f"{path} at {cfg.get('revision')}").to_dict() if key == "timing"
+                                   else json.loads(text))
                 except Exception as err:  # a run from before timing.json existed; the report shows a dash
                     log.warning("teacher: no %s at %s (%s)", path, cfg.get("revision"), " ".join(str(err).split())[:200])
         return record

@@ -10,7 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from ftpipe.core import records
+from ftpipe.core.records import BaseRecord
 from ftpipe.core.errors import ConfigError
 
 
@@ -53,9 +53,8 @@ def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = Fa
 
 def base_identity(base_dir: Path) -> dict:
     """What `download_model` recorded of where the base came from (Hub id and commit, package, ...)."""
-    identity = records.BASE.read(base_dir, missing_ok=True) or {"path": str(base_dir)}
-    identity.pop("trust_remote_code", None)  # older snapshots recorded it; trust is never read from a folder
-    return identity
+    identity = BaseRecord.load(base_dir, missing_ok=True) or BaseRecord(path=str(base_dir))
+    return {key: value for key, value in identity.to_dict().items() if value is not None}
 
 
 def base_id(identity: dict) -> str:

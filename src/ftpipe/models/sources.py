@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ftpipe.core.config import ModelConfig
 from ftpipe.core.errors import ConfigError, hub_reachable
-from ftpipe.core import records
+from ftpipe.core.records import BaseRecord, TrainRecord
 from ftpipe.core.io import atomic_output, record_hub_source
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,13 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
             build_tiny(cfg.tiny, tmp)
         # The base's identity (Hub id or package, not a path in this repository): tuned models and
         # their cards name it. A Hub download adds the commit it resolved to (record_hub_source).
-        identity = {"name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision,
-                    **(records.BASE.read(tmp, missing_ok=True) if cfg.source != "dvc" else {})}
+        found = BaseRecord.load(tmp, missing_ok=True) if cfg.source != "dvc" else None
+        identity = BaseRecord(**{**(found.to_dict() if found else {}),
+                                 "name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision})
         if cfg.source == "dvc":  # a tuned model: name the run that made it and the base it was tuned from
-            identity.update(repo=cfg.repo, tuned_from=records.TRAIN.read(tmp, missing_ok=True).get("base_model"))
-        records.BASE.write(tmp, identity)
+            tuned = TrainRecord.load(tmp, missing_ok=True)
+            identity.repo, identity.tuned_from = cfg.repo, tuned.base_model if tuned else None
+        identity.save(tmp)
     log.info("base model %s in %s", cfg.name, out_dir)
 
 

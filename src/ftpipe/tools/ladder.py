@@ -40,6 +40,7 @@ import sys
 from pathlib import Path
 
 REPORT, TABLE = Path("reports/methods.md"), Path("reports/methods.csv")
+RUN = Path("runs/train")  # where the train stage leaves its RunRecord (dvc.yaml): durations and peak memory
 COLUMNS = ["method", "experiment", "metric", "value", "ci95_low", "ci95_high", "p_vs_base", "vs_best",
            "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb",
            "lr", "validation_metric", "validation_value", "lr_grid"]
@@ -64,19 +65,21 @@ def headline(metrics: dict) -> tuple[str, float]:
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
     metric, value = headline(read(f"metrics/{which}.json"))
-    from ftpipe.core import records
+    from ftpipe.core.records import RunRecord, TimingRecord, TrainRecord
 
-    timing = records.TIMING.read(f"plots/{which}", missing_ok=True)
-    train = records.TRAIN.read("models/tuned", missing_ok=True) if which == "tuned" else {}
+    timing = TimingRecord.load(f"plots/{which}", missing_ok=True)
+    made = TrainRecord.load("models/tuned") if which == "tuned" else None
+    ran = RunRecord.load(RUN) if which == "tuned" else None
     tested = (read("metrics/compare.json").get("significance") or {}).get(metric, {}) if which == "tuned" else {}
     low, high = tested.get("ci95", [None, None])
     interval = {"ci95_low": _round(low + value - tested["delta"]) if tested else None,  # the tuned value's interval: base + delta's
                 "ci95_high": _round(high + value - tested["delta"]) if tested else None, "p_vs_base": tested.get("p_value"), "vs_best": None}
-    validated = next(iter((train.get("best_metric") or {}).items()), (None, None))
+    validated = next(iter(((made.best_metric if made else None) or {}).items()), (None, None))
     return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4), **interval,
-            "trainable_params": train.get("trainable_params", 0), "train_seconds": round(train.get("train_runtime", 0), 1),
-            "eval_samples_per_s": timing.get("samples_per_second"), "train_peak_rss_mb": train.get("peak_rss_mb"),
-            "eval_peak_rss_mb": timing.get("peak_rss_mb"), "lr": (train.get("train") or {}).get("lr"),
+            "trainable_params": made.trainable_params if made else 0, "train_seconds": round(ran.train_runtime, 1) if ran else 0,
+            "eval_samples_per_s": timing.samples_per_second if timing else None,
+            "train_peak_rss_mb": ran.peak_rss_mb if ran else None, "eval_peak_rss_mb": timing.peak_rss_mb if timing else None,
+            "lr": made.train.get("lr") if made else None,
             "validation_metric": validated[0], "validation_value": _round(validated[1]), "lr_grid": None}
 
 
@@ -136,9 +139,10 @@ def validation() -> tuple[str, float] | None:
     """(metric, value) of the experiment just run: its best validation score, as train recorded it
     (`best_metric` in models/tuned/ftpipe_train.json: the validation split of the training subset,
     never the evaluation set); None without validation."""
-    from ftpipe.core import records
+    from ftpipe.core.records import TrainRecord
 
-    best = records.TRAIN.read("models/tuned", missing_ok=True).get("best_metric") or {}
+    made = TrainRecord.load("models/tuned", missing_ok=True)
+    best = (made.best_metric if made else None) or {}
     name, value = next(iter(best.items()), (None, None))
     return None if value is None else (name, value)
 
@@ -183,10 +187,10 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
         first_run(name)
         scored = validation()
         if scored is None:
-            from ftpipe.core import records
+            from ftpipe.core.records import TrainRecord
 
             raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score "
-                             f"({records.TRAIN.path('models/tuned')} best_metric)")
+                             f"({TrainRecord.file_in('models/tuned')} best_metric)")
         points.append({"lr": lr, "name": name, "score": scored[1],
                        **({} if tune_epochs else {"row": row(method, name), "predictions": workspace_predictions()})})
         print(f"ladder: {method} lr {lr:g}: validation {scored[0]} {scored[1]:.4f}", flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ftpipe.core.errors import ConfigError
 from ftpipe.core.io import atomic_output
-from ftpipe.core import records
+from ftpipe.core.records import TrainRecord
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import load_tokenizer
 
@@ -29,8 +29,8 @@ def merge(task, adapter_dir: Path, base_dir: Path, out_dir: Path, trust_remote_c
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         # The base's identity travels on; the merged model loads as a complete one (type full).
-        info = records.TRAIN.read(adapter_dir, missing_ok=True)
-        method = info.get("method") or {}
-        info["method"] = {**method, "type": "full", "merged_from": method.get("type")}
-        records.TRAIN.write(tmp, info)
+        made = TrainRecord.load(adapter_dir, missing_ok=True)
+        if made is not None:
+            made.method = {**made.method, "type": "full", "merged_from": made.method.get("type")}
+            made.save(tmp)
     log.info("merged model in %s", out_dir)

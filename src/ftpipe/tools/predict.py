@@ -215,9 +215,9 @@ def check_head(model_dir: Path, task, params_path: Path) -> None:
     error deep in transformers). Any other folder (a base model: evaluate@base draws its head too) is taken as it is."""
     import json
 
-    from ftpipe.core import records
+    from ftpipe.core.records import TrainRecord
 
-    if not records.TRAIN.exists(model_dir):
+    if not TrainRecord.exists(model_dir):
         return
     head = task.auto_class.removeprefix("AutoModel")  # e.g. ForSequenceClassification
     config, adapter = model_dir / "config.json", model_dir / "adapter_config.json"

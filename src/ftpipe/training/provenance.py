@@ -1,4 +1,5 @@
-"""Provenance: the library versions, device and git/DVC state a tuned model records (ftpipe_train.json)."""
+"""Provenance: the library versions a tuned model records (TrainRecord), and the circumstances of its run
+(RunRecord: device, durations, git and DVC state), which vary with identical inputs and so stay out of it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from ftpipe.core.records import RunRecord
+
 DEFINES_RUN = ("src", "stages", "conf", "dvc.yaml", "params.yaml", "pyproject.toml", "requirements")
 # Every library whose version can change a result: the model and its numerics, data reading, the
 # validation split (scikit-learn), tokenization, scoring, quantization, the stored weights.
@@ -15,8 +18,9 @@ RESULT_LIBRARIES = ("ftpipe", "torch", "transformers", "tokenizers", "safetensor
                     "accelerate", "bitsandbytes", "scikit-learn", "evaluate", "rouge-score", "numpy", "dvc", "dvclive")
 
 
-def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
-    """Library versions and git/DVC state, recorded in the tuned model's ftpipe_train.json."""
+def library_versions() -> dict:
+    """Python's and every result-changing library's version: the train record keeps them (the model's hash
+    changes with them, as its numbers may)."""
     import platform
     from importlib.metadata import PackageNotFoundError, version
 
@@ -26,18 +30,23 @@ def run_info(fingerprint: str, resumed_from: Path | None) -> dict:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = None
-    return {
-        "versions": versions,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
-        "git_commit": _git("rev-parse", "HEAD"),
+    return versions
+
+
+def run_record(metrics: dict, peak_rss_mb: float, resumed_from: Path | None) -> RunRecord:
+    """What this run was, beyond its inputs: how long it took and on what, and the git and DVC state."""
+    import platform
+
+    return RunRecord(
+        train_runtime=metrics.get("train_runtime", 0.0), train_samples_per_second=metrics.get("train_samples_per_second", 0.0),
+        train_steps_per_second=metrics.get("train_steps_per_second", 0.0), peak_rss_mb=peak_rss_mb,
+        device=torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+        git_commit=_git("rev-parse", "HEAD"),
         # Uncommitted changes to what defines the run; dvc.lock and outputs change as the pipeline runs.
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", *DEFINES_RUN)),
+        git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no", "--", *DEFINES_RUN)),
         # Set by `dvc exp run`; absent under `dvc repro`. Only these names are read: never the whole environment.
-        "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
-        "dvc_exp_baseline": os.environ.get("DVC_EXP_BASELINE_REV"),
-        "fingerprint": fingerprint,
-        "resumed_from_step": int(resumed_from.name.split("-")[1]) if resumed_from else None,
-    }
+        dvc_exp_name=os.environ.get("DVC_EXP_NAME"), dvc_exp_baseline=os.environ.get("DVC_EXP_BASELINE_REV"),
+        resumed_from_step=int(resumed_from.name.split("-")[1]) if resumed_from else None)
 
 
 def _git(*args: str) -> str | None:

@@ -102,7 +102,7 @@ def clear_checkpoints(checkpoint_dir: Path) -> None:
 class LiveLogger(TrainerCallback):
     """Trainer logs into DVCLive at the Trainer's global step; a copy of the log goes into each checkpoint."""
 
-    # Timings differ run to run; they stay in ftpipe_train.json, out of the metrics `dvc metrics diff` compares.
+    # Timings differ run to run; they stay in the run record (runs/train), out of the metrics `dvc metrics diff` compares.
     NOISY = ("_runtime", "_per_second", "total_flos")
 
     def __init__(self, live, live_dir: Path):
