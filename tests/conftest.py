@@ -64,6 +64,13 @@ def assert_one_line_error(result, *expected: str) -> str:
     return errors[0]
 
 
+def train_record(**fields) -> dict:
+    """A complete train record (ftpipe_train.json, ftpipe.core.records.TrainRecord) for a test that fabricates a
+    tuned model; `fields` replace the defaults."""
+    return {"method": {"name": "full", "type": "full"}, "train": {}, "base_model": {}, "precision": "fp32", "processes": 1,
+            "effective_batch": 8, "trainable_params": 1, "total_params": 1, "trainable_fraction": 1.0, **fields}
+
+
 def make_repo(dest: Path, experiment: str = "test_tiny", overrides: list[str] | None = None) -> Path:
     """A git + DVC repository at `dest` holding the project, composed for `experiment`.
 

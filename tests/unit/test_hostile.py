@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, assert_one_line_error
+from conftest import REPO, assert_one_line_error, train_record
 from ftpipe.core.errors import ConfigError, DataError
 from ftpipe.core.io import atomic_output, read_records
 
@@ -205,7 +205,7 @@ def test_compare_report_escapes_user_text(tmp_path):
     for name, speed in (("base", 20.0), ("tuned", 40.0)):
         (tmp_path / f"{name}_timing.json").write_text(json.dumps({"samples_per_second": speed}))
     teacher = {"revision": "<i>rev</i>|x", "params": 2000, "metrics": {"accuracy": 0.75}, "timing": {"samples_per_second": 10.0}}
-    (tmp_path / "record.json").write_text(json.dumps({"method": {"name": "distill", "type": "distill"}, "trainable_params": 1000, "teacher": teacher}))
+    (tmp_path / "record.json").write_text(json.dumps(train_record(method={"name": "distill", "type": "distill"}, trainable_params=1000, teacher=teacher)))
     report = tmp_path / "compare.md"
     compare(tmp_path / "base.json", tmp_path / "tuned.json", tmp_path / "base.jsonl", tmp_path / "tuned.jsonl",
             tmp_path / "delta.json", report, 5, (tmp_path / "base_timing.json", tmp_path / "tuned_timing.json"), tmp_path / "record.json")
@@ -383,7 +383,7 @@ def test_predict_opens_only_the_safetensors_the_loader_would_and_needs_a_tokeniz
         (classification / "params.yaml").write_text(yaml.safe_dump(compose(["experiment=test_tiny"]), sort_keys=False))
     finally:
         os.chdir(cwd)
-    (model / "ftpipe_train.json").write_text('{"method": {"name": "full", "type": "full"}}')  # tuned by ftpipe: its head is its task's
+    (model / "ftpipe_train.json").write_text(json.dumps(train_record()))  # tuned by ftpipe: its head is its task's
     line = one_line_error(ftpipe_predict(classification, model))
     assert "a BertForQuestionAnswering model, but" in line and "task.type classification" in line and "--params" in line
 
@@ -581,6 +581,7 @@ def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step
 
 def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
     from ftpipe import evaluate
+    from ftpipe.core.records import TimingRecord
 
     class Task:
         def write_plots(self, rows, out_dir):
@@ -597,7 +598,7 @@ def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluate, "write_json", disk_full)
     with pytest.raises(OSError):
-        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, {"seconds": 1.0}, metrics, predictions, plots, details)
+        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, TimingRecord(samples_per_second=1.0), metrics, predictions, plots, details)
     assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
     assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them
 

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from conftest import train_record
 import torch
 
 from ftpipe.core.config import ModelConfig
@@ -124,7 +126,7 @@ def test_saved_adapter_reloads_and_merges_to_the_same_logits(base_dir, tmp_path,
     adapter = tmp_path / "tuned"
     model.save_pretrained(adapter)
     tokenizer.save_pretrained(adapter)
-    (adapter / "ftpipe_train.json").write_text(json.dumps({"method": {"name": name, "type": "peft"}}))
+    (adapter / "ftpipe_train.json").write_text(json.dumps(train_record(method={"name": name, "type": "peft"})))
     assert not list(adapter.glob("model.safetensors"))  # only the adapter is saved
 
     inputs = {"input_ids": batch(tokenizer)["input_ids"]}

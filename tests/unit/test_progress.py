@@ -64,7 +64,7 @@ def test_a_short_slow_loop_prints_its_end_only_and_units_read_right():
 
 
 def test_a_loop_over_within_a_second_prints_nothing():
-    code = "from ftpipe import progress\nwith progress.bar(total=5, default='quick') as bar:\n    bar.update(5)\n"
+    code = "from ftpipe.core import progress\nwith progress.bar(total=5, default='quick') as bar:\n    bar.update(5)\n"
     assert python(code, FTPIPE_PROGRESS="lines").stderr == ""
 
 

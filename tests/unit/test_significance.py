@@ -10,6 +10,8 @@ import random
 import numpy as np
 import pytest
 
+from conftest import train_record
+
 from ftpipe.params import _validate
 from ftpipe.significance import mcnemar, paired_bootstrap
 from ftpipe.tasks import get_task, task_schema
@@ -112,7 +114,7 @@ def test_compare_writes_intervals_to_the_json_and_the_report(tmp_path):
         paths[which].write_text("".join(json.dumps(r) + "\n" for r in rows[which]))
         (tmp_path / f"{which}.json").write_text(json.dumps({k: v for k, v in task.metrics(rows[which]).items() if not isinstance(v, dict)}))
         (tmp_path / f"{which}_timing.json").write_text(json.dumps({"samples_per_second": 1.0}))
-    (tmp_path / "record.json").write_text(json.dumps({"method": {"name": "full"}}))
+    (tmp_path / "record.json").write_text(json.dumps(train_record()))
     compare(tmp_path / "base.json", tmp_path / "tuned.json", paths["base"], paths["tuned"], tmp_path / "compare.json",
             tmp_path / "compare.md", 2, (tmp_path / "base_timing.json", tmp_path / "tuned_timing.json"), tmp_path / "record.json",
             task, resamples=500, seed=0)
