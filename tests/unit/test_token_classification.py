@@ -11,7 +11,8 @@ from ftpipe.tasks.token_classification.entities import entities, score
 from ftpipe.params import _validate
 from ftpipe.tasks import get_task, task_schema
 from ftpipe.tasks.base import RecordError
-from ftpipe.tasks.token_classification import Task, word_of_tokens
+from ftpipe.tasks.token_classification import Task
+from ftpipe.tasks.token_classification.features import word_of_tokens
 from ftpipe.tasks.token_classification.conll import read_conll
 from ftpipe.tasks.token_classification.tags import words
 
