@@ -44,10 +44,6 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     pairs = [(base_rows[i], tuned_rows[i]) for i in tuned_rows if i in base_rows]
     tested = significance(task, pairs, resamples, seed) if task is not None else {}
     write_json(out_metrics, {**delta, **({"significance": tested} if tested else {})})
-    # Largest per-example score changes first: "fixed" went up with tuning, "broke" went down.
-    pairs.sort(key=lambda p: p[1]["score"] - p[0]["score"])
-    fixed = [p for p in reversed(pairs) if p[1]["score"] > p[0]["score"]][:n_examples]
-    broke = [p for p in pairs if p[1]["score"] < p[0]["score"]][:n_examples]
 
     lines = ["# Base vs tuned", "", "| metric | base | tuned | delta | 95% interval | p |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} | {_interval(tested.get(key))} |" for key in delta]
@@ -70,6 +66,18 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
         with atomic_output(speed_report) as tmp:
             tmp.write_text("\n".join(["# Evaluation speed", "", *speed[2:]]))
         lines += [f"Evaluation speed (it varies run to run): `{speed_report}`, a DVC-tracked output kept out of git.", ""]
+    lines += example_lines(pairs, n_examples)
+    with atomic_output(report) as tmp:
+        tmp.write_text("\n".join(lines))
+    return delta
+
+
+def example_lines(pairs: list[tuple[dict, dict]], n_examples: int) -> list[str]:
+    """The examples whose score changed most: "fixed" went up with tuning, "broken" went down."""
+    ranked = sorted(pairs, key=lambda p: p[1]["score"] - p[0]["score"])
+    fixed = [p for p in reversed(ranked) if p[1]["score"] > p[0]["score"]][:n_examples]
+    broke = [p for p in ranked if p[1]["score"] < p[0]["score"]][:n_examples]
+    lines = []
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
         if not chosen:
@@ -78,9 +86,7 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
             lines += [f"**{_md(t['id'])}**: {_md(t['input'])}", "",
                       f"- reference: {_md(t['reference'])}", f"- base: {_md(b['prediction'])}",
                       f"- tuned: {_md(t['prediction'])}", ""]
-    with atomic_output(report) as tmp:
-        tmp.write_text("\n".join(lines))
-    return delta
+    return lines
 
 
 def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int) -> dict:

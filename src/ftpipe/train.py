@@ -35,8 +35,6 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     (RunRecord) to `run_dir`. Returns the train record (None on the other processes)."""
     import datasets
 
-    from ftpipe import guards
-    from ftpipe.core import progress
     from ftpipe.methods import get_method
     from ftpipe.tasks import get_task
 
@@ -48,18 +46,8 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed
     tokenizer = load_tokenizer(base_dir, task, trust_remote_code=params.model.trust_remote_code)
 
-    # DVCLive writes beside the checkpoints and is copied into place at the end (atomic, like every
-    # output); each checkpoint carries a copy of it, so a resumed run continues the same history.
-    staging, live, callbacks = checkpoint_dir / "live", None, guards.callbacks()  # first: see ftpipe/guards.py
-    if state.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)
-        if resume_from:
-            shutil.copytree(resume_from / "live", staging)
-        live = Live(str(staging), resume=bool(resume_from), save_dvc_exp=False, dvcyaml=None, report=None)
-        callbacks.append(LiveLogger(live, staging))
-        callbacks.append(progress.trainer_callback())  # a bar, or plain lines in a log (FTPIPE_PROGRESS)
-    if params.train.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(params.train.early_stopping_patience))
+    staging = checkpoint_dir / "live"
+    live, callbacks = logging_callbacks(params, state, staging, resume_from)
     train_set, eval_set = split_validation(datasets.load_from_disk(str(Path(data_dir) / "train")),
                                            params.train.validation_fraction, params.train.seed, task)
     fitted = fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks,
@@ -79,6 +67,26 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     log.info("tuned model in %s", out_dir)
     state.wait_for_everyone()
     return made
+
+
+def logging_callbacks(params, state, staging: Path, resume_from: Path | None) -> tuple[Live | None, list]:
+    """(DVCLive, the Trainer's callbacks): the guards first (ftpipe/guards.py), then, on the main process,
+    DVCLive and progress; early stopping when asked. DVCLive writes into `staging`, beside the checkpoints,
+    copied into place at the end (atomic, like every output); each checkpoint carries a copy of it, so a
+    resumed run continues the same history."""
+    from ftpipe import guards
+    from ftpipe.core import progress
+
+    live, callbacks = None, guards.callbacks()
+    if state.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+        if resume_from:
+            shutil.copytree(resume_from / "live", staging)
+        live = Live(str(staging), resume=bool(resume_from), save_dvc_exp=False, dvcyaml=None, report=None)
+        callbacks += [LiveLogger(live, staging), progress.trainer_callback()]  # a bar, or plain lines (FTPIPE_PROGRESS)
+    if params.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(params.train.early_stopping_patience))
+    return live, callbacks
 
 
 def train_record(params, state, fitted, base_dir: Path, fingerprint: str) -> TrainRecord:

@@ -25,6 +25,21 @@ def words(text: str) -> tuple[list[str], list[int]]:
     return [m.group() for m in found], [m.start() for m in found]
 
 
+def _tag_name(tag, names: list[str], where, field: str) -> str:
+    """A tag as its name: an id (a number, or ASCII digits) is looked up in `names`; `where()` names the token."""
+    if tag is None:
+        raise RecordError(field, f"{where()}: no tag (a CoNLL line needs a label column after the token)")
+    if isinstance(tag, bool):
+        raise RecordError(field, f"{where()}: invalid tag {tag!r}")
+    # Only ASCII digits are an id: str.isdigit() is true of '²' and '١' too (int('١') == 1).
+    if isinstance(tag, (int, float)) or (isinstance(tag, str) and tag.strip().isascii() and tag.strip().isdigit()):
+        number = float(tag)
+        if not number.is_integer() or not 0 <= number < len(names):
+            raise RecordError(field, f"{where()}: tag id {tag!r} out of range 0..{len(names) - 1}")
+        tag = names[int(number)]
+    return str(tag).strip()
+
+
 def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, where, field: str) -> list[int]:
     """Tag ids (IOB2) from names or ids in `scheme`. `where(i)` names token i in an error about `field`.
 
@@ -42,17 +57,7 @@ def to_iob2(raw: list, ids: dict[str, int], scheme: str, repair: bool, stats, wh
         stats["tags_repaired"] += 1
 
     for i, tag in enumerate(raw):
-        if tag is None:
-            raise RecordError(field, f"{where(i)}: no tag (a CoNLL line needs a label column after the token)")
-        if isinstance(tag, bool):
-            raise RecordError(field, f"{where(i)}: invalid tag {tag!r}")
-        # Only ASCII digits are an id: str.isdigit() is true of '²' and '١' too (int('١') == 1).
-        if isinstance(tag, (int, float)) or (isinstance(tag, str) and tag.strip().isascii() and tag.strip().isdigit()):
-            number = float(tag)
-            if not number.is_integer() or not 0 <= number < len(names):
-                raise RecordError(field, f"{where(i)}: tag id {tag!r} out of range 0..{len(names) - 1}")
-            tag = names[int(number)]
-        tag = str(tag).strip()
+        tag = _tag_name(tag, names, lambda: where(i), field)
         prefix, _, kind = tag.partition("-")
         prefix = prefix.upper()
         if scheme == "bioes":
