@@ -71,3 +71,24 @@ def test_a_bad_record_is_one_line_naming_file_record_and_field(tmp_path, monkeyp
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: missing")
 
 
+
+
+def test_one_record_flags_are_the_tasks_own_inputs(monkeypatch):
+    """--context and --question fill QA's fields (Task.cli_inputs); given to a task without them they were an
+    AttributeError, now one line naming what the task takes."""
+    from types import SimpleNamespace
+
+    from ftpipe.core.errors import DataError
+    from ftpipe.params import validate
+    from ftpipe.tasks import get_task
+    from ftpipe.tools.predict import read_inputs
+
+    monkeypatch.chdir(REPO)
+    qa = get_task(validate({"task": {"type": "qa"}}, ("task",)).task)
+    args = lambda **flags: SimpleNamespace(**{"file": None, "text": None, "context": None, "question": None, **flags})  # noqa: E731
+    assert read_inputs(args(context="Paris is in France.", question="Where is Paris?"), qa) == (
+        [{"context": "Paris is in France.", "question": "Where is Paris?"}], "--context/--question")
+    with pytest.raises(DataError, match=r"^--question: a qa task takes --context and --question$"):
+        read_inputs(args(question="Where?"), qa)
+    with pytest.raises(DataError, match=r"^--context: a classification task takes --text or --file$"):
+        read_inputs(args(context="a passage"), classification_task())

@@ -163,6 +163,12 @@ class Task:
         """The record field that `--text` and a plain line on stdin fill; None: records only."""
         return None
 
+    @property
+    def cli_inputs(self) -> dict[str, str]:
+        """ftpipe-predict's one-record flags this task reads, by flag name (`context`, `question`), and the
+        record field each fills; {}: none (a flag given anyway is one line naming the task's inputs)."""
+        return {}
+
     def line_record(self, line: str) -> dict:
         """A record from one plain line of stdin."""
         return {self.cli_field: line}

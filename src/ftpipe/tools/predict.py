@@ -85,18 +85,28 @@ def clean(task, records: list[dict], source: str) -> list[dict]:
 
 
 # --- input and output --------------------------------------------------------------------------
+CLI_INPUTS = ("context", "question")  # flags a task may read (Task.cli_inputs): a record in one command line
 def read_inputs(args, task) -> tuple[list[dict], str]:
     if args.file and str(args.file) != "-":
         return [record for _, record in task.read(args.file, {})], str(args.file)
-    if args.file or (not args.text and not args.question and not sys.stdin.isatty()):
+    flags = {name: getattr(args, name) for name in CLI_INPUTS if getattr(args, name) is not None}
+    if args.file or (not args.text and not flags and not sys.stdin.isatty()):
         return read_stdin(sys.stdin.buffer.read(), task), STDIN
     if args.text:
         if task.cli_field is None:
-            raise DataError("--text", f"a {task.cfg.name} record has several fields: give --file, or --context and --question")
+            raise DataError("--text", f"a {task.cfg.name} record has several fields: give --file{_or_flags(task)}")
         return [{task.cli_field: text} for text in args.text], "--text"
-    if args.context is not None and args.question is not None:  # the fields a task names context_field and question_field
-        return [{task.cfg.context_field: args.context, task.cfg.question_field: args.question}], "--context/--question"
-    raise DataError("input", "give --file (or - for stdin), --text, or --context and --question")
+    if flags:  # the task's own one-record inputs (cli_inputs): QA's context and question
+        where = "/".join(f"--{name}" for name in flags)
+        if set(flags) != set(task.cli_inputs):
+            raise DataError(where, f"a {task.cfg.type} task takes " + (" and ".join(f"--{n}" for n in task.cli_inputs)
+                                                                     if task.cli_inputs else "--text or --file"))
+        return [{task.cli_inputs[name]: value for name, value in flags.items()}], where
+    raise DataError("input", f"give --file (or - for stdin){', --text' if task.cli_field else ''}{_or_flags(task)}")
+
+
+def _or_flags(task) -> str:
+    return f", or {' and '.join(f'--{n}' for n in task.cli_inputs)}" if task.cli_inputs else ""
 
 
 def read_stdin(data: bytes, task) -> list[dict]:

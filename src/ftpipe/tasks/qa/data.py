@@ -142,5 +142,9 @@ class Data:
         self.stats["answer_start_repaired"] += 1
         return min(found, key=lambda i: abs(i - (start or 0)))
 
+    @property
+    def cli_inputs(self):
+        return {"context": self.cfg.context_field, "question": self.cfg.question_field}
+
     def prediction_record(self, record):
         return {self.cfg.answers_field: NO_REFERENCE, **record}  # none needed, even in v1
