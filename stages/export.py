@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--tuned", type=Path, required=True, help="models/tuned from train")
     parser.add_argument("--base", type=Path, required=True, help="the base model an adapter was trained on")
     parser.add_argument("--out", type=Path, required=True, help="models/export: the merged model, the card with scores, the export record")
-    parser.add_argument("--run", type=Path, required=True, help="runs/train: the commit and experiment the card names")
+    parser.add_argument("--run-record", type=Path, required=True, help="runs/train: the commit and experiment the card names")
     for name in ("base-metrics", "tuned-metrics", "compare", "details", "preprocess"):
         parser.add_argument(f"--{name}", type=Path, required=True, help="what evaluate, compare and preprocess wrote: the card's scores")
     args = parser.parse_args()
@@ -30,7 +30,7 @@ def main() -> None:
     # record train wrote into models/tuned, so a train param reruns export only through models/tuned.
     params = load_params("export", "task", "model")
     files = {name: getattr(args, name) for name in ("base_metrics", "tuned_metrics", "compare", "details", "preprocess")}
-    export(params, args.tuned, args.base, args.out, evaluation_files=files, run_record=args.run)
+    export(params, args.tuned, args.base, args.out, evaluation_files=files, run_record=args.run_record)
 
 
 if __name__ == "__main__":

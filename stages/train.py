@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for the tuned model")
     parser.add_argument("--live", type=Path, required=True, help="DVCLive folder")
     parser.add_argument("--checkpoints", type=Path, required=True, help="Trainer checkpoints (for resume)")
-    parser.add_argument("--run", type=Path, required=True, help="runs/train: the run's record (durations, device, git state)")
+    parser.add_argument("--run-record", type=Path, required=True, help="runs/train: the run's record (durations, device, git state)")
     args = parser.parse_args()
     params = load_params("task", "model", "method", "train")
     relaunch(params.train)  # under torchrun / accelerate launch when train.launcher names one
@@ -25,7 +25,7 @@ def main() -> None:
     from ftpipe.training.run import process_state
 
     state = process_state(params.train)  # this process's rank in the launch, made once and passed on
-    train(params, state, args.data, args.base, args.out, args.live, args.checkpoints, args.run)
+    train(params, state, args.data, args.base, args.out, args.live, args.checkpoints, args.run_record)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ STAGES = {
     "evaluate": "python stages/evaluate_model.py --which tuned --model tests/bad_inputs/model_with_code --base models/base "
                 "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
-             "--live dvclive/train --checkpoints checkpoints/train --run runs/train",
+             "--live dvclive/train --checkpoints checkpoints/train --run-record runs/train",
 }
 
 

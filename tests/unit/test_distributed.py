@@ -139,3 +139,22 @@ def test_effective_batch_counts_every_process_and_accumulation_step():
 
     args = SimpleNamespace(per_device_train_batch_size=8, world_size=2, gradient_accumulation_steps=4)
     assert effective_batch(args) == 64
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_the_train_stages_flags_reach_the_script_through_each_launcher(launcher):
+    """relaunch puts the stage's own argv after the launcher's: a stage flag that abbreviates a launcher option
+    (`--run` and torchrun's `--run-path`) was taken by the launcher, which then refused the command."""
+    import shlex
+
+    script, *flags = shlex.split(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]["cmd"])[1:]
+    launcher_args = launch_prefix(launcher, 2, 1, 0, None).split()[1:]
+    if launcher == "torchrun":
+        from torch.distributed.run import get_args_parser
+
+        parsed = get_args_parser().parse_args([*launcher_args, script, *flags])
+    else:
+        from accelerate.commands.launch import launch_command_parser
+
+        parsed = launch_command_parser().parse_args([*launcher_args[1:], script, *flags])  # after `launch`
+    assert (parsed.training_script, parsed.training_script_args) == (script, flags)

@@ -170,7 +170,7 @@ def test_a_push_that_cannot_happen_is_one_line_before_any_work(tmp_path, monkeyp
     full.update({**OFFLINE, **env})
     scores = [arg for name in ("base-metrics", "tuned-metrics", "compare", "details", "preprocess") for arg in (f"--{name}", f"metrics/{name}.json")]
     out = subprocess.run([sys.executable, str(REPO / "stages/export.py"), "--tuned", "models/tuned", "--base", "models/base",
-                          "--out", "models/export", "--run", "runs/train", *scores], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
+                          "--out", "models/export", "--run-record", "runs/train", *scores], cwd=tmp_path, env=full, text=True, capture_output=True, timeout=300)
     assert out.returncode == 1, out.stderr
     errors = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: params.yaml: export.push_to_hub: " + message), out.stderr

@@ -73,7 +73,11 @@ class Record:
         return cls(**{name: value for name, value in data.items() if name in known})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        """Its fields, less those at a default of None: a file holds what was recorded, and loading gives the
+        defaults back."""
+        optional = {f.name for f in dataclasses.fields(self) if f.default is None}  # type: ignore[arg-type]
+        return {key: value for key, value in dataclasses.asdict(self).items()  # type: ignore[call-overload]
+                if not (value is None and key in optional)}
 
     def save(self, folder: str | Path) -> Path:
         """Into `folder` under its one name."""
