@@ -90,13 +90,28 @@ def validate(raw: dict, sections: tuple[str, ...]) -> Params:
         setattr(out, section, _validate(section, schema, raw[section]))
     if out.data is not None and out.data.source == "local":
         check_data_suffixes(out.data, raw.get("task"))
-    if out.task is not None and out.method is not None and out.method.tasks is not None and out.task.type not in out.method.tasks:
-        raise ConfigError("method", f"'{out.method.name}' does not fit a {out.task.type} task (it fits: {', '.join(out.method.tasks)})")
+    if out.task is not None and out.method is not None:
+        check_fit(out.task.type, out.method)
     if out.train is not None and out.method is not None:
         check_strategy(out.train.distributed, out.method)
     if out.train is not None and out.train.packing:
         check_packing(out.task, out.method)
     return out
+
+
+def check_fit(task_type: str, method) -> None:
+    """The method's needs against what the task offers (Task.capabilities): one line naming what is missing."""
+    from ftpipe.tasks import fitting, plugin_module
+    from ftpipe.tasks.base import CAPABILITIES
+
+    unknown = [need for need in method.needs if need not in CAPABILITIES]
+    if unknown:
+        raise ConfigError("method.needs", f"unknown capability {', '.join(unknown)} (known: {', '.join(CAPABILITIES)})")
+    missing = [need for need in method.needs if need not in plugin_module(task_type).Task.capabilities]
+    if missing:
+        raise ConfigError("method", f"'{method.name}' does not fit a {task_type} task: it needs "
+                                    + "; ".join(f"{need}, {CAPABILITIES[need]}" for need in missing)
+                                    + f" (task types that have it: {', '.join(fitting(method.needs)) or 'none'})")
 
 
 def check_data_suffixes(data, raw_task) -> None:

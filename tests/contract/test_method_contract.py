@@ -1,5 +1,5 @@
-"""The method contract, over the registries: every method config (conf/method/*.yaml) on every task type it
-declares it fits (its `tasks:`; none listed: every one), trained a few steps through the train() the stage
+"""The method contract, over the registries: every method config (conf/method/*.yaml) on every task type that
+has the capabilities it needs (its `needs:`, against each Task.capabilities; none: every task type), trained a few steps through the train() the stage
 calls on that task's tiny experiment (conf/experiment/test_tiny*.yaml, its reproduced base and data). What
 must train changed, what must stay fixed is bit-identical, and the tuned folder loads back through its
 recorded method. A new method or task type is picked up here without editing this file."""
@@ -27,9 +27,17 @@ def _task_types() -> dict[str, str]:
 
 
 TASK_OF = _task_types()
-FITS = {path.stem: (yaml.safe_load(path.read_text()) or {}).get("tasks") for path in sorted((REPO / "conf" / "method").glob("*.yaml"))}
+NEEDS = {path.stem: (yaml.safe_load(path.read_text()) or {}).get("needs") or [] for path in sorted((REPO / "conf" / "method").glob("*.yaml"))}
+
+
+def _fits(needs: list[str]) -> list[str]:
+    from ftpipe.tasks import fitting
+
+    return fitting(needs)
+
+
 PAIRS = [pytest.param(experiment, method, id=f"{task}-{method}") for experiment, task in TASK_OF.items()
-         for method, tasks in FITS.items() if tasks is None or task in tasks]
+         for method, needs in NEEDS.items() if task in _fits(needs)]
 
 
 def test_every_task_type_has_a_tiny_experiment():

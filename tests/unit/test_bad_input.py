@@ -148,7 +148,11 @@ CONFIG_CASES = [
     ConfigCase("unknown_task", "preprocess", {"task.type": "poetry"}, "params.yaml: task.type: unknown task type 'poetry'"),
     ConfigCase("unknown_model_source", "download_model", {"model.source": "ftp"}, "params.yaml: model.source: unknown source 'ftp'"),
     ConfigCase("unknown_method", "train", {"method.type": "magic"}, "params.yaml: method.type: unknown method type 'magic'"),
-    ConfigCase("method_misfits_task", "train", {"method.tasks": ["qa"]}, "params.yaml: method: 'full' does not fit a classification task (it fits: qa)"),
+    ConfigCase("method_misfits_task", "train", {"method.needs": ["causal_lm"]},
+               "params.yaml: method: 'full' does not fit a classification task: it needs causal_lm, causal-LM rows, a prompt and its "
+               "answer (a prefix of past key-values fits them) (task types that have it: summarization)"),
+    ConfigCase("method_needs_unknown", "train", {"method.needs": ["telepathy"]},
+               "params.yaml: method.needs: unknown capability telepathy (known: example_label, causal_lm, position_free_labels)"),
     ConfigCase("negative_lr", "train", {"train.lr": -1e-5}, "params.yaml: train.lr: must be > 0"),
     ConfigCase("non_numeric_lr", "train", {"train.lr": "fast"}, "params.yaml: train.lr"),
     ConfigCase("batch_size_0", "train", {"train.batch_size": 0}, "params.yaml: train.batch_size: must be >= 1"),

@@ -110,9 +110,11 @@ def test_method_that_misfits_the_task_is_a_config_error(monkeypatch):
     monkeypatch.chdir(REPO)
     with pytest.raises(ConfigError, match="'prefix_tuning' does not fit a classification task"):
         validate(compose(["experiment=test_tiny", "method=prefix_tuning"]), ("task", "method"))
-    for method in ("features", "prefix_tuning", "prompt_tuning", "qlora"):
-        with pytest.raises(ConfigError, match=f"'{method}' does not fit a qa task"):
+    # By capability (Task.capabilities against the method's needs), never by a list of task names.
+    for method, need in (("features", "example_label"), ("prefix_tuning", "causal_lm"), ("prompt_tuning", "position_free_labels")):
+        with pytest.raises(ConfigError, match=f"'{method}' does not fit a qa task: it needs {need}, "):
             validate(compose(["experiment=test_tiny_qa", f"method={method}"]), ("task", "method"))
+    validate(compose(["experiment=test_tiny_qa", "method=qlora"]), ("task", "method"))  # needs nothing: fits QA too
 
 
 def test_early_stopping_keeps_the_best_validated_step(tiny, tmp_path, monkeypatch):

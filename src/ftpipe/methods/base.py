@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -18,7 +18,7 @@ class MethodConfig:
 
     name: str = "full"  # the config's name (conf/method/<name>.yaml)
     type: str = "full"  # the plug-in module in ftpipe.methods
-    tasks: Optional[list[str]] = None  # the task types the method fits, where it does not fit every one
+    needs: list[str] = field(default_factory=list)  # task capabilities it needs (ftpipe.tasks.base.CAPABILITIES); [] fits every task
     lr: Optional[float] = None  # its default train.lr under an experiment written for another method (ftpipe_lr resolver)
 
     def packing_conflict(self) -> Optional[str]:

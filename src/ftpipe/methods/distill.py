@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Config(MethodConfig):
     type: str = "distill"
-    tasks: list[str] = field(default_factory=lambda: ["classification"])
+    needs: list[str] = field(default_factory=lambda: ["example_label"])  # its loss softens one class distribution per example
     teacher: dict[str, Any] = field(default_factory=dict)  # a model source: source, path, repo, revision, ...
     temperature: float = 2.0
     alpha: float = 0.5  # weight of the teacher's soft targets; 1 - alpha on the labels

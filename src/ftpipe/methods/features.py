@@ -29,7 +29,7 @@ SETTINGS = "features.json"
 @dataclass
 class Config(MethodConfig):
     type: str = "features"
-    tasks: list[str] = field(default_factory=lambda: ["classification"])
+    needs: list[str] = field(default_factory=lambda: ["example_label"])
     pooling: str = "mean"  # mean (over real tokens) | cls (first token) | last (last real token, for decoders)
     C: float = 1.0  # inverse regularisation strength of the logistic regression
     max_iter: int = 1000
@@ -38,7 +38,7 @@ class Config(MethodConfig):
     def __post_init__(self):
         check("method.pooling", self.pooling in ("mean", "cls", "last"), "mean, cls or last")
         check("method.C", self.C > 0, "must be > 0")
-        check("method.tasks", self.tasks == ["classification"], "features fits classification only")
+        check("method.needs", "example_label" in self.needs, "features pools an example's embedding for one label: needs example_label")
 
 
 class FeatureClassifier(torch.nn.Module):

@@ -19,6 +19,11 @@ def plugin_module(task_type: str):
     return importlib.import_module(TASK_TYPES[task_type])
 
 
+def fitting(needs) -> list[str]:
+    """The task types that offer every capability in `needs` (a method's), in name order."""
+    return [name for name in TASK_TYPES if set(needs) <= plugin_module(name).Task.capabilities]
+
+
 def task_schema(raw_task: dict):
     """The dataclass that validates a `task` params section."""
     return plugin_module((raw_task or {}).get("type", "<missing>")).Config

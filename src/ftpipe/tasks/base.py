@@ -40,6 +40,14 @@ def record_id(record: dict) -> str:
     return str(value or "")
 
 
+
+# The capabilities a task may offer (Task.capabilities) and a method need (MethodConfig.needs).
+CAPABILITIES = {
+    "example_label": "one class label per example (a classifier's logits to pool or distil)",
+    "causal_lm": "causal-LM rows, a prompt and its answer (a prefix of past key-values fits them)",
+    "position_free_labels": "labels that point at no token position (tokens prepended to the input leave them right)",
+}
+
 @dataclass
 class TaskConfig:
     """Fields every task section has; plug-ins extend it."""
@@ -100,6 +108,9 @@ class Task:
     # Training rows are causal-LM rows (input_ids, labels with -100 where nothing is learned) that
     # train.packing may flatten into one unpadded row per batch (ftpipe.packing).
     packs: bool = False
+    # What the task offers a method that needs more than a trainable model (a method's `needs`), from
+    # CAPABILITIES below: methods fit tasks by what they have, never by a list of task names.
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, cfg):
         self.cfg = cfg

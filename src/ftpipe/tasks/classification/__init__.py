@@ -44,6 +44,7 @@ class Task(Data, Features, Inference, Report, BaseTask):
     """The plug-in, by phase: records cleaned and labels resolved (data), texts to input ids (features),
     class probabilities (inference), accuracy and F1, plots and the card's example (report)."""
 
+    capabilities = frozenset({"example_label", "position_free_labels"})
     auto_class = "AutoModelForSequenceClassification"
     peft_task_type = "SEQ_CLS"
     input_fields = ("text",)

@@ -51,6 +51,7 @@ class Task(Data, Features, Inference, Report, BaseTask):
     """The plug-in, by phase: dialogues and references cleaned (data), prompt and summary as causal-LM rows
     with the prompt masked (features), greedy generation (inference), ROUGE, plots and the card's example (report)."""
 
+    capabilities = frozenset({"causal_lm", "position_free_labels"})
     auto_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
     input_fields = ("dialogue",)
