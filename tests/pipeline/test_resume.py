@@ -10,6 +10,7 @@ import re
 import pytest
 
 from conftest import kill_at_first_checkpoint, run, write_params
+from ftpipe.core.records import RunRecord
 
 pytestmark = pytest.mark.slow
 SAVE_STEPS = 20  # the tiny experiment trains 138 steps
@@ -29,7 +30,7 @@ def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tiny_pipeline):
     step = int(resumed.group(2))
     assert step >= SAVE_STEPS and step % SAVE_STEPS == 0
     info = json.loads((repo / "models/tuned/ftpipe_train.json").read_text())
-    assert json.loads((repo / "runs/train/ftpipe_run.json").read_text())["resumed_from_step"] == step
+    assert RunRecord.load(repo / "runs/train").resumed_from_step == step
     assert [p.name for p in (repo / "checkpoints/train").iterdir()] == ["fingerprint.json"]  # cleared on success
     resumed_weights = (repo / "models/tuned/model.safetensors").read_bytes()
     resumed_live = (repo / "dvclive/train/metrics.json").read_text()
@@ -38,7 +39,7 @@ def test_sigkill_then_repro_resumes_and_matches_uninterrupted(tiny_pipeline):
     # The same params, uninterrupted (checkpoints were cleared, so this starts from step 0).
     out = run("dvc repro -f -s train", repo)
     assert "resuming" not in out.stdout + out.stderr
-    assert json.loads((repo / "runs/train/ftpipe_run.json").read_text())["resumed_from_step"] is None
+    assert RunRecord.load(repo / "runs/train").resumed_from_step is None
     # Tolerance: none. On CPU a resumed run is bit-identical (RNG states, optimizer, data order restored).
     assert (repo / "models/tuned/model.safetensors").read_bytes() == resumed_weights
     # The whole DVCLive summary, train.loss included: it once averaged only the steps after the resume.
