@@ -263,15 +263,17 @@ def composed() -> dict:
         os.chdir(cwd)
 
 
-def kill_at_first_checkpoint(repo: Path, cmd: list[str]) -> Path:
+def kill_at_first_checkpoint(repo: Path, cmd: list[str], checkpoints: Path | None = None, env: dict | None = None) -> Path:
     """Run `cmd` (a `dvc repro`) in its own process group and SIGKILL the whole group, like a preempted
-    machine, as soon as one checkpoint is complete. Returns that checkpoint."""
-    env = {**os.environ, **OFFLINE, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    machine, as soon as one checkpoint is complete under `checkpoints` (default: the repository's
+    checkpoints/train). Returns that checkpoint."""
+    checkpoints = checkpoints or repo / "checkpoints/train"
+    env = {**os.environ, **OFFLINE, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen(cmd, cwd=repo, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
-        while not (done := sorted((repo / "checkpoints/train").glob("checkpoint-*/ftpipe_complete"))):
+        while not (done := sorted(checkpoints.glob("**/checkpoint-*/ftpipe_complete"))):
             assert proc.poll() is None, "the run ended before its first checkpoint: give it more steps"
             assert time.time() < deadline, "no checkpoint within 5 minutes"
             time.sleep(0.02)

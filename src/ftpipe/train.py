@@ -22,7 +22,7 @@ from ftpipe.precision import resolve as resolve_precision
 from ftpipe.core.stage import peak_rss_mb
 from ftpipe.training.arguments import effective_batch
 from ftpipe.training.provenance import library_versions, run_record
-from ftpipe.training.resume import LiveLogger, clear_checkpoints, find_checkpoint, run_fingerprint
+from ftpipe.training.resume import LiveLogger, checkpoint_location, clear_checkpoints, find_checkpoint, run_fingerprint
 from ftpipe.training.run import best_checkpoint, fit, split_validation
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,9 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     from ftpipe.tasks import get_task
 
     task, method = get_task(params.task), get_method(params.method)
-    checkpoint_dir = Path(checkpoint_dir)
     fingerprint = run_fingerprint(params, data_dir, base_dir)
+    # $FTPIPE_CHECKPOINTS: storage that outlives the machine (a spot instance's restart resumes from it)
+    checkpoint_dir = checkpoint_location(Path(checkpoint_dir), fingerprint, check=state.is_main_process)
     with state.main_process_first():  # the main process discards stale checkpoints before anyone looks
         resume_from = find_checkpoint(checkpoint_dir, fingerprint, cleanup=state.is_main_process)
     set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed

@@ -80,3 +80,26 @@ def test_killed_lora_run_resumes_from_its_checkpoint(dialogsum_pipeline):
     resumed = (repo / "models/tuned/adapter_model.safetensors").read_bytes()
     run("dvc repro -f -s train", repo)
     assert (repo / "models/tuned/adapter_model.safetensors").read_bytes() == resumed
+
+
+def test_a_preempted_run_resumes_on_a_fresh_clone_from_checkpoints_that_outlived_its_machine(tiny_pipeline, tmp_path):
+    """A spot instance: train with checkpoints on storage that outlives it ($FTPIPE_CHECKPOINTS), kill the whole
+    machine's process group at the first checkpoint, then a fresh clone on another machine, pointed at the same
+    storage, resumes from the last complete checkpoint and ends bit-identical to an uninterrupted run."""
+    repo, bucket = tiny_pipeline, tmp_path / "bucket"
+    write_params(repo, [f"train.save_steps={SAVE_STEPS}"])
+    run("git add -A && git commit -qm save-steps", repo)
+    kill_at_first_checkpoint(repo, ["dvc", "repro", "train"], checkpoints=bucket, env={"FTPIPE_CHECKPOINTS": str(bucket)})
+    assert not list((repo / "checkpoints").glob("train/checkpoint-*"))  # nothing on the lost machine's disk
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    out = run(["dvc", "repro", "train"], clone, env={"FTPIPE_CHECKPOINTS": str(bucket)})
+    resumed = re.search(r"resuming from \S+checkpoint-(\d+) \(step (\d+)\)", out.stdout + out.stderr)
+    assert resumed and str(bucket) in out.stdout + out.stderr, out.stdout[-3000:] + out.stderr[-3000:]
+    assert RunRecord.load(clone / "runs/train").resumed_from_step == int(resumed.group(2)) >= SAVE_STEPS
+    resumed_weights = (clone / "models/tuned/model.safetensors").read_bytes()
+
+    out = run("dvc repro -f -s train", clone)  # uninterrupted, checkpoints in the clone's own folder
+    assert "resuming" not in out.stdout + out.stderr
+    assert (clone / "models/tuned/model.safetensors").read_bytes() == resumed_weights

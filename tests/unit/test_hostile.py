@@ -804,3 +804,23 @@ def test_an_unwritable_home_names_the_variable_that_moves_the_cache(tmp_path):
     assert assert_one_line_error(results["not-a-folder/home"]) == (
         f"error: {tmp_path / 'not-a-folder/home'}: Not a directory (on the way to the Hugging Face cache "
         f"{tmp_path / 'not-a-folder/home/.cache/huggingface'}: set HF_HOME to a writable folder)")
+
+
+def test_checkpoints_go_where_the_machine_says_a_folder_per_run_or_one_line(tmp_path, monkeypatch, capsys):
+    """$FTPIPE_CHECKPOINTS puts a run's checkpoints on storage that outlives the machine, a folder per run
+    (its fingerprint), so runs sharing it never discard each other's; a path that is no writable folder is one line."""
+    from ftpipe.training.resume import CHECKPOINTS_ENV, checkpoint_location
+
+    default = tmp_path / "checkpoints/train"
+    monkeypatch.delenv(CHECKPOINTS_ENV, raising=False)
+    assert checkpoint_location(default, "ab" * 32) == default
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "bucket"))
+    first, second = checkpoint_location(default, "ab" * 32), checkpoint_location(default, "cd" * 32)
+    assert (first, second) == (tmp_path / "bucket" / ("ab" * 8), tmp_path / "bucket" / ("cd" * 8)) and first.is_dir()
+    assert not list(first.iterdir())  # the write test leaves nothing behind
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv(CHECKPOINTS_ENV, str(tmp_path / "a-file"))
+    assert checkpoint_location(default, "ab" * 32, check=False) == tmp_path / "a-file" / ("ab" * 8)  # other ranks: no I/O
+    line = stage_error(lambda: checkpoint_location(default, "ab" * 32), capsys)
+    assert line == (f"error: {CHECKPOINTS_ENV}={tmp_path / 'a-file'}: not a writable folder (Not a directory): "
+                    f"point it at one, or unset it to keep checkpoints in {default}")

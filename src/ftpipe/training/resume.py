@@ -13,6 +13,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import pickle
 import shutil
 from contextlib import contextmanager
@@ -40,6 +41,35 @@ def run_fingerprint(params, data_dir: Path, base_dir: Path) -> str:
             if size <= 64 << 20:
                 digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+CHECKPOINTS_ENV = "FTPIPE_CHECKPOINTS"
+
+
+def checkpoint_location(default: Path, fingerprint: str, check: bool = True) -> Path:
+    """Where this run keeps its checkpoints: the stage's own folder (checkpoints/train), or, with
+    $FTPIPE_CHECKPOINTS set, a folder per run under it (its fingerprint's first 16 hex digits) on storage
+    that outlives the machine (a bucket mount, a shared disk): a restarted job on a fresh machine resumes
+    from there, and runs of other params or data sharing the storage never touch each other's.
+
+    A machine's setting, not a param: where checkpoints live changes no result, so it is in no
+    fingerprint and reruns no stage. Not a writable folder: one line, before any work (`check`: the main
+    process; the others only read the path, as only the main process writes)."""
+    root = os.environ.get(CHECKPOINTS_ENV)
+    if not root:
+        return Path(default)
+    folder = Path(root) / fingerprint[:16]
+    if not check:
+        return folder
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise FtpipeError(f"{CHECKPOINTS_ENV}={shown(root, 200)}: not a writable folder ({err.strerror or type(err).__name__}): "
+                          f"point it at one, or unset it to keep checkpoints in {default}") from None
+    return folder
 
 
 def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True) -> Path | None:
