@@ -18,7 +18,6 @@ from ftpipe.core.errors import check, shown
 from ftpipe.core.train_config import PRECISIONS, SET_BY, DistributedConfig, TrainConfig  # noqa: F401
 
 
-
 @dataclass
 class DataConfig:
     """Where the raw dataset comes from (`download`) and how bad records are handled (`preprocess`)."""

@@ -54,7 +54,7 @@ def load_for_task(task, model_dir: Path, tokenizer, trust_remote_code: bool = Fa
 def base_identity(base_dir: Path) -> dict:
     """What `download_model` recorded of where the base came from (Hub id and commit, package, ...)."""
     identity = BaseRecord.load(base_dir, missing_ok=True) or BaseRecord(path=str(base_dir))
-    return {key: value for key, value in identity.to_dict().items() if value is not None}
+    return identity.to_dict()  # its fields, less those it never recorded
 
 
 def base_id(identity: dict) -> str:

@@ -8,6 +8,7 @@ tokenizer trained on the fly (tests).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import shutil
@@ -41,8 +42,8 @@ def download_model(cfg: ModelConfig, out_dir: Path) -> None:
         # The base's identity (Hub id or package, not a path in this repository): tuned models and
         # their cards name it. A Hub download adds the commit it resolved to (record_hub_source).
         found = BaseRecord.load(tmp, missing_ok=True) if cfg.source != "dvc" else None
-        identity = BaseRecord(**{**(found.to_dict() if found else {}),
-                                 "name": cfg.name, "source": cfg.source, "path": cfg.path, "revision": cfg.revision})
+        identity = dataclasses.replace(found or BaseRecord(), name=cfg.name, source=cfg.source, path=cfg.path,
+                                       revision=cfg.revision)
         if cfg.source == "dvc":  # a tuned model: name the run that made it and the base it was tuned from
             tuned = TrainRecord.load(tmp, missing_ok=True)
             identity.repo, identity.tuned_from = cfg.repo, tuned.base_model if tuned else None

@@ -40,13 +40,13 @@ def record_id(record: dict) -> str:
     return str(value or "")
 
 
-
 # The capabilities a task may offer (Task.capabilities) and a method need (MethodConfig.needs).
 CAPABILITIES = {
     "example_label": "one class label per example (a classifier's logits to pool or distil)",
     "causal_lm": "causal-LM rows, a prompt and its answer (a prefix of past key-values fits them)",
     "position_free_labels": "labels that point at no token position (tokens prepended to the input leave them right)",
 }
+
 
 @dataclass
 class TaskConfig:

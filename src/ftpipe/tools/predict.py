@@ -86,6 +86,8 @@ def clean(task, records: list[dict], source: str) -> list[dict]:
 
 # --- input and output --------------------------------------------------------------------------
 CLI_INPUTS = ("context", "question")  # flags a task may read (Task.cli_inputs): a record in one command line
+
+
 def read_inputs(args, task) -> tuple[list[dict], str]:
     if args.file and str(args.file) != "-":
         return [record for _, record in task.read(args.file, {})], str(args.file)
@@ -223,8 +225,6 @@ def check_head(model_dir: Path, task, params_path: Path) -> None:
     """A model ftpipe tuned (its train record beside it) has the task's head: a question-answering model run
     with classification params would predict from a freshly drawn classification head (or stop on a shape
     error deep in transformers). Any other folder (a base model: evaluate@base draws its head too) is taken as it is."""
-    import json
-
     from ftpipe.core.records import TrainRecord
 
     if not TrainRecord.exists(model_dir):

@@ -129,5 +129,3 @@ def checkpointing(cfg) -> dict:
     return {"eval_strategy": strategy, "save_strategy": strategy, "eval_steps": every or None, "save_steps": every or 500,
             "save_total_limit": 2, "load_best_model_at_end": True, "metric_for_best_model": cfg.best_metric,
             "greater_is_better": not cfg.best_metric.endswith("loss")}
-
-

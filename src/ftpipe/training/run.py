@@ -3,7 +3,6 @@ split, and `fit`, which builds the model, trains it and saves it, for the stage 
 
 from __future__ import annotations
 
-import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +16,6 @@ from ftpipe.methods.base import count_trainable
 from ftpipe.trainer import ResumableTrainer
 from ftpipe.training.arguments import training_arguments
 from ftpipe.training.resume import checkpoint_io
-
-log = logging.getLogger(__name__)
 
 
 def process_state(cfg):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 class Inference:
     """Classification's inference phase (mixed into the Task in __init__)."""
 

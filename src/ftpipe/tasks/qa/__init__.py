@@ -59,5 +59,3 @@ class Task(Data, Features, Inference, Report, BaseTask):
     score_scale = "exact match and F1 on a 0-100 scale"
     headline_metric = "f1"  # on a 0-100 scale, as the official SQuAD script reports it
     metric_scale = "0-100"
-
-

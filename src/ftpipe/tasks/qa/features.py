@@ -3,6 +3,7 @@ doc_stride), each labelled with the answer's token span or the CLS position."""
 
 from __future__ import annotations
 
+
 def _token_span(sequence_ids, offsets, texts, starts) -> tuple[int, int]:
     """Token positions of the first answer inside this window; (0, 0) = CLS when it is not inside."""
     if not texts:
