@@ -38,7 +38,7 @@ def read(path: Path) -> dict:
 
 def figures(repo: Path) -> dict:
     train = read(repo / "runs/train/ftpipe_run.json")
-    base, tuned = read(repo / "plots/base/timing.json"), read(repo / "plots/tuned/timing.json")
+    base, tuned = read(repo / "runs/evaluate/base/timing.json"), read(repo / "runs/evaluate/tuned/timing.json")
     return {"train_runtime_s": train.get("train_runtime"), "eval_base_samples_per_s": base.get("samples_per_second"),
             "eval_tuned_samples_per_s": tuned.get("samples_per_second"), "eval_precision": tuned.get("precision"),
             "accuracy_tuned": read(repo / "metrics/tuned.json").get("accuracy")}

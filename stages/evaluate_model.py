@@ -21,9 +21,11 @@ def main() -> None:
     parser.add_argument("--details", type=Path, help="every metric, per class too")
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--plots", type=Path, required=True)
+    parser.add_argument("--run-record", type=Path, required=True, help="runs/evaluate/<which>: speed and memory")
     args = parser.parse_args()
     params = load_params("task", "evaluate", "model")  # model: only trust_remote_code (dvc.yaml)
-    evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots, args.details)
+    evaluate(params, args.which, args.model, args.base, args.data, args.clean, args.metrics, args.predictions, args.plots,
+             args.run_record, args.details)
 
 
 if __name__ == "__main__":

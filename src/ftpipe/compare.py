@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftpipe.core.records import TimingRecord, TrainRecord
+from ftpipe.core.records import EVALUATION_RUNS, TimingRecord, TrainRecord
 from ftpipe.core.io import atomic_output, read_json, write_json
 from ftpipe.core.markdown import inert as _md, interval as _interval
 
@@ -121,7 +121,7 @@ def speed_lines(headline: str, base: dict, tuned: dict, timings: list[TimingReco
     lines = ["## Evaluation speed", "", f"| model | {headline} | eval samples/s | precision |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {_num(value)} | {_num(speed)} | {precision or ''} |" for name, value, speed, precision in rows]
     if teacher:
-        lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {TimingRecord.file_in('plots/tuned')})."]
+        lines += ["", f"The teacher's figures are from its own run (its metrics/tuned.json and {TimingRecord.file_in(EVALUATION_RUNS / 'tuned')})."]
     return lines + [""]
 
 

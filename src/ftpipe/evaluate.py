@@ -34,7 +34,7 @@ def headline(metrics: dict) -> dict:
 
 
 def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path, clean_dir: Path,
-             metrics_path: Path, predictions_path: Path, plots_dir: Path, details_path: Path | None = None) -> dict:
+             metrics_path: Path, predictions_path: Path, plots_dir: Path, run_dir: Path, details_path: Path | None = None) -> dict:
     import datasets
     from transformers import set_seed
 
@@ -60,7 +60,8 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     started = time.perf_counter()
     with autocast(precision), progress.named(f"evaluate {which}"):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)
-    # Speed and memory vary run to run: beside the plots, out of the metrics `dvc metrics diff` compares.
+    # Speed and memory vary run to run: in a run folder of their own, out of the metrics `dvc metrics diff`
+    # compares and out of the plots, whose hash then moves only with the predictions.
     seconds = time.perf_counter() - started
     timing = TimingRecord(samples_per_second=round(len(rows) / seconds, 2), seconds=round(seconds, 3),
                           peak_rss_mb=peak_rss_mb(), precision=precision)
@@ -68,11 +69,11 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
     metrics["examples"] = len(rows)
     log.info("%s: %s", which, {k: v for k, v in metrics.items() if not isinstance(v, dict)})
 
-    write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path)
+    write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, run_dir, details_path)
     return metrics
 
 
-def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, details_path=None) -> None:
+def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, plots_dir, run_dir, details_path=None) -> None:
     """Each output moves into place on its own, so the metrics go last: they never describe predictions
     and plots that are not there. A kill between the moves leaves new predictions beside old metrics,
     which DVC sees as out of date and the rerun replaces."""
@@ -81,6 +82,8 @@ def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, p
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
+    with atomic_output(run_dir) as tmp:
+        tmp.mkdir()
         timing.save(tmp)
     if details_path is not None:
         write_json(details_path, metrics)

@@ -30,18 +30,16 @@ def plugin(repo):
 def test_every_declared_plot_renders_from_what_evaluation_wrote(reproduced, experiment, tmp_path):
     repo = reproduced(experiment, tmp_path / "repo")
     plots = plugin(repo).PLOTS
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    assert [list(spec) for spec in params["plot_specs"]] == [list(spec) for spec in plots]  # composed from the plug-in
-    assert len(plots) == (REPO / "dvc.yaml").read_text().count("${plot_specs[")  # every slot of dvc.yaml filled
-    for spec in plots:
-        (props,) = spec.values()
-        for path, column in props["y"].items():
-            with open(repo / path) as fh:
+    specs = yaml.safe_load((repo / "params.yaml").read_text())["plot_specs"]
+    assert specs[:len(plots)] == [plot.spec() for plot in plots]  # composed from the plug-in, the rest training curves
+    for plot in plots:
+        for which in plot.models:  # evaluation wrote every file, with the columns the plot reads
+            with open(repo / "plots" / which / plot.file) as fh:
                 header = next(csv.reader(fh))
-            assert column in header and props["x"] in header, (path, spec, header)
+            assert plot.x in header and plot.y in header, (which, plot, header)
     shown = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)
     assert not shown.get("errors"), shown.get("errors")
-    assert {name for spec in plots for name in spec} <= set(shown["data"])
+    assert {plot.name for plot in plots} <= set(shown["data"])
     assert any(key.startswith("dvclive/train/plots/metrics") for key in shown["data"])  # training curves
 
 

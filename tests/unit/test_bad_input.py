@@ -26,10 +26,11 @@ STAGES = {
     "preprocess": PREPROCESS,
     "tokenize": "python stages/tokenize_text.py --clean data/clean --model tests/bad_inputs/model_512_positions --out data/tokenized",
     "compare": "python stages/compare.py " + " ".join(f"--{name} nope" for name in (
-        "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-timing", "tuned-timing", "tuned-record",
+        "base-metrics", "tuned-metrics", "base-predictions", "tuned-predictions", "base-run", "tuned-run", "tuned-record",
         "out", "report", "speed")),  # params load first: the files are never read
     "evaluate": "python stages/evaluate_model.py --which tuned --model tests/bad_inputs/model_with_code --base models/base "
-                "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned",
+                "--data data/subset --clean data/clean --metrics metrics/tuned.json --predictions predictions/tuned.jsonl --plots plots/tuned "
+                "--run-record runs/evaluate/tuned",
     "train": "python stages/train.py --data data/subset --base models/base --out models/tuned "
              "--live dvclive/train --checkpoints checkpoints/train --run-record runs/train",
 }

@@ -598,7 +598,8 @@ def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
 
     monkeypatch.setattr(evaluate, "write_json", disk_full)
     with pytest.raises(OSError):
-        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, TimingRecord(samples_per_second=1.0), metrics, predictions, plots, details)
+        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, TimingRecord(samples_per_second=1.0), metrics, predictions, plots,
+                              tmp_path / "run", details)
     assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
     assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them
 

@@ -114,3 +114,35 @@ def test_report_to_passes_other_trackers_and_keeps_dvclive_built_in(tmp_path):
         report_to(TrainConfig(report_to=[missing]), tmp_path)
 
 
+
+
+def test_every_task_types_plots_fill_dvc_yamls_slots_and_the_rest_show_training_curves():
+    from hydra_plugins.ftpipe_resolvers import PLOT_SLOTS, TRAINING_CURVES, plot_specs
+
+    from ftpipe.tasks import TASK_TYPES
+
+    assert (REPO / "dvc.yaml").read_text().count("${plot_specs[") == PLOT_SLOTS
+    for task_type in TASK_TYPES:
+        specs = plot_specs(task_type)
+        assert len(specs) == PLOT_SLOTS and specs[-1] == TRAINING_CURVES, task_type
+        names = [next(iter(spec)) for spec in specs if spec != TRAINING_CURVES]
+        assert names and all(name.replace("_", "").isalnum() for name in names), task_type
+        for spec in specs:  # relative to plots/<which>/, as Plot.spec writes them
+            paths = list(next(iter(spec.values())).get("y", {}))
+            assert all(path.startswith(("plots/base/", "plots/tuned/")) for path in paths), paths
+
+
+def test_a_task_with_more_plots_than_slots_is_one_line_naming_the_limit(monkeypatch):
+    import types
+
+    from hydra_plugins import ftpipe_resolvers
+
+    from ftpipe.tasks import TASK_TYPES
+    from ftpipe.tasks.base import Plot
+
+    crowded = types.ModuleType("crowded_task")
+    crowded.PLOTS = [Plot(f"p{i}", "x.csv", "a", "b", "linear", "t") for i in range(ftpipe_resolvers.PLOT_SLOTS)]
+    monkeypatch.setitem(sys.modules, "crowded_task", crowded)
+    monkeypatch.setitem(TASK_TYPES, "crowded", "crowded_task")
+    with pytest.raises(ValueError, match=r"task type crowded declares 8 plots; dvc.yaml has room for 7"):
+        ftpipe_resolvers.plot_specs("crowded")

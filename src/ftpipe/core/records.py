@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from ftpipe.core.errors import DataError
 
 R = TypeVar("R", bound="Record")
+EVALUATION_RUNS = Path("runs/evaluate")  # a folder per model evaluated (dvc.yaml): its TimingRecord
 
 
 class Record:
@@ -165,7 +166,8 @@ class ExportRecord(Record):
 
 @dataclass
 class TimingRecord(Record):
-    """plots/<which>: evaluation's speed and memory, which vary run to run."""
+    """runs/evaluate/<which>: evaluation's speed and memory, which vary run to run (out of plots/<which>, whose
+    hash is then the predictions')."""
 
     FILENAME: ClassVar[str] = "timing.json"
     WRITER: ClassVar[str] = "evaluate"

@@ -83,16 +83,16 @@ class Method(BaseMethod):
 
     def teacher_record(self, params: int) -> dict:
         """The teacher's source and size, and for an ftpipe run fetched through DVC its headline metrics
-        and evaluation speed as that run measured them (metrics/tuned.json, plots/tuned/timing.json at
-        the revision): the compare report sets the student beside its teacher."""
+        and evaluation speed as that run measured them (metrics/tuned.json, runs/evaluate/tuned/timing.json
+        at the revision): the compare report sets the student beside its teacher."""
         cfg = self.cfg.teacher
         record = {**{k: cfg[k] for k in ("source", "repo", "path", "revision", "name") if cfg.get(k)}, "params": params}
         if cfg.get("source") == "dvc":
             import dvc.api
 
-            from ftpipe.core.records import TimingRecord
+            from ftpipe.core.records import EVALUATION_RUNS, TimingRecord
 
-            for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(TimingRecord.file_in("plots/tuned")))):
+            for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(TimingRecord.file_in(EVALUATION_RUNS / "tuned")))):
                 try:
                     text = dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision"))
                     record[key] = (TimingRecord.parse(text, f"{path} at {cfg.get('revision')}").to_dict() if key == "timing"

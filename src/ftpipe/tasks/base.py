@@ -211,6 +211,25 @@ class Task:
         """Optional plot data for `dvc plots`."""
 
 
+@dataclass(frozen=True)
+class Plot:
+    """One `dvc plots` definition of a task: column `y` against column `x` of `file`, which evaluation writes
+    into plots/<which>/ (Task.write_plots) for each model in `models`, one series each."""
+
+    name: str
+    file: str  # relative to plots/<which>/
+    x: str
+    y: str
+    template: str
+    title: str
+    models: tuple[str, ...] = ("base", "tuned")
+
+    def spec(self) -> dict:
+        """The definition as dvc.yaml's top-level `plots` holds it."""
+        return {self.name: {"template": self.template, "x": self.x, "title": self.title,
+                            "y": {f"plots/{which}/{self.file}": self.y for which in self.models}}}
+
+
 def ratio(numerator, denominator):
     """numerator / denominator elementwise where the denominator is > 0, else 0 (sklearn's zero_division=0):
     for example_stats' metrics, on the sums of one evaluation set or of many resamples at once."""

@@ -65,9 +65,9 @@ def headline(metrics: dict) -> tuple[str, float]:
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
     metric, value = headline(read(f"metrics/{which}.json"))
-    from ftpipe.core.records import RunRecord, TimingRecord, TrainRecord
+    from ftpipe.core.records import EVALUATION_RUNS, RunRecord, TimingRecord, TrainRecord
 
-    timing = TimingRecord.load(f"plots/{which}", missing_ok=True)
+    timing = TimingRecord.load(EVALUATION_RUNS / which, missing_ok=True)
     made = TrainRecord.load("models/tuned") if which == "tuned" else None
     ran = RunRecord.load(RUN) if which == "tuned" else None
     tested = (read("metrics/compare.json").get("significance") or {}).get(metric, {}) if which == "tuned" else {}

@@ -33,19 +33,28 @@ if not OmegaConf.has_resolver("ftpipe_launch_prefix"):
     OmegaConf.register_new_resolver("ftpipe_launch_prefix", launch_prefix)
 
 
-def plot_specs(task_type):
-    """The `dvc plots` definitions of a task type (PLOTS in its plug-in package), for dvc.yaml's slots.
+PLOT_SLOTS = 8  # the `${plot_specs[i]}` entries of dvc.yaml's top-level plots
+TRAINING_CURVES = {"dvclive/train/plots/metrics": {"x": "step"}}
 
-    DVC's top-level plots cannot be chosen by task type, and a plot of a file the task never writes
-    is an error in `dvc plots show`; so dvc.yaml lists `${plot_specs[0]}`, `${plot_specs[1]}`, ...
-    and each task type fills every slot with a plot of its own files.
+
+def plot_specs(task_type):
+    """dvc.yaml's top-level plots: the task type's (PLOTS in its plug-in package), then the training curves.
+
+    DVC's top-level plots cannot be a list chosen by task type (the schema wants the list written out), and a
+    plot of a file the task never writes is an error in `dvc plots show`. So dvc.yaml lists PLOT_SLOTS
+    entries, `${plot_specs[0]}` ... , and the slots a task leaves free repeat the training curves: DVC keys
+    plots by name, so a repeated definition is shown once.
     """
     import importlib
 
     from ftpipe.tasks import TASK_TYPES
 
     module = TASK_TYPES.get(str(task_type))
-    return OmegaConf.create(list(getattr(importlib.import_module(module), "PLOTS", [])) if module else [])
+    plots = [plot.spec() for plot in getattr(importlib.import_module(module), "PLOTS", [])] if module else []
+    if len(plots) >= PLOT_SLOTS:
+        raise ValueError(f"task type {task_type} declares {len(plots)} plots; dvc.yaml has room for "
+                         f"{PLOT_SLOTS - 1} beside the training curves (PLOT_SLOTS in src/hydra_plugins)")
+    return OmegaConf.create(plots + [TRAINING_CURVES] * (PLOT_SLOTS - len(plots)))
 
 
 if not OmegaConf.has_resolver("ftpipe_plot_specs"):

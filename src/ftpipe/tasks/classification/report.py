@@ -6,22 +6,17 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ftpipe.tasks.base import load_metric
+from ftpipe.tasks.base import Plot, load_metric
 
 
 EXAMPLE = "The food was great but the service was painfully slow."  # the model card's example input
 
 
-# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
-# src/hydra_plugins from task.type): the tuned and base confusion matrices, recall per class.
+# `dvc plots` of this task type (dvc.yaml's `plot_specs` slots, filled from task.type by src/hydra_plugins).
 PLOTS = [
-    {"confusion_tuned": {"template": "confusion", "x": "actual", "y": {"plots/tuned/confusion.csv": "predicted"},
-                         "title": "Tuned model: confusion matrix"}},
-    {"confusion_base": {"template": "confusion", "x": "actual", "y": {"plots/base/confusion.csv": "predicted"},
-                        "title": "Base model: confusion matrix"}},
-    {"recall_by_class": {"template": "bar_horizontal", "x": "recall",
-                         "y": {"plots/base/per_class.csv": "class", "plots/tuned/per_class.csv": "class"},
-                         "title": "Recall by class (0-1), base and tuned"}},
+    Plot("confusion_tuned", "confusion.csv", "actual", "predicted", "confusion", "Tuned model: confusion matrix", ("tuned",)),
+    Plot("confusion_base", "confusion.csv", "actual", "predicted", "confusion", "Base model: confusion matrix", ("base",)),
+    Plot("recall_by_class", "per_class.csv", "recall", "class", "bar_horizontal", "Recall by class (0-1), base and tuned"),
 ]
 
 

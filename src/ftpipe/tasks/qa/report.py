@@ -7,23 +7,19 @@ import csv
 import re
 from pathlib import Path
 
-from ftpipe.tasks.base import load_metric
+from ftpipe.tasks.base import Plot, load_metric
 
 EXAMPLE = ("What is the capital of Norland?", "Norland is a small country in the north. Its capital is Vesta.")  # the card's
 
 
-# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
-# src/hydra_plugins from task.type): base and tuned side by side.
+# `dvc plots` of this task type (dvc.yaml's `plot_specs` slots, filled from task.type by src/hydra_plugins).
 PLOTS = [
-    {"f1_by_answer_length": {"template": "bar_horizontal", "x": "f1",
-                             "y": {"plots/base/by_answer_length.csv": "answer_words", "plots/tuned/by_answer_length.csv": "answer_words"},
-                             "title": "F1 (0-100) by reference answer length in words, base and tuned"}},
-    {"f1_by_question_type": {"template": "bar_horizontal", "x": "f1",
-                             "y": {"plots/base/by_question_type.csv": "question_type", "plots/tuned/by_question_type.csv": "question_type"},
-                             "title": "F1 (0-100) by question type, base and tuned"}},
-    {"exact_match_by_answer_length": {"template": "bar_horizontal", "x": "exact_match",
-                                      "y": {"plots/base/by_answer_length.csv": "answer_words", "plots/tuned/by_answer_length.csv": "answer_words"},
-                                      "title": "Exact match (0-100) by reference answer length in words, base and tuned"}},
+    Plot("f1_by_answer_length", "by_answer_length.csv", "f1", "answer_words", "bar_horizontal",
+         "F1 (0-100) by reference answer length in words, base and tuned"),
+    Plot("f1_by_question_type", "by_question_type.csv", "f1", "question_type", "bar_horizontal",
+         "F1 (0-100) by question type, base and tuned"),
+    Plot("exact_match_by_answer_length", "by_answer_length.csv", "exact_match", "answer_words", "bar_horizontal",
+         "Exact match (0-100) by reference answer length in words, base and tuned"),
 ]
 
 

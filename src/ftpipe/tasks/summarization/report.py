@@ -5,24 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftpipe.tasks.base import load_metric
+from ftpipe.tasks.base import Plot, load_metric
 
 
 EXAMPLE = "#Person1#: Are you coming to the party tonight?\\n#Person2#: Yes, I will bring some cake."  # the card's
 
 
-# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
-# src/hydra_plugins from task.type): base and tuned in each.
-_BOTH = ("plots/base/rouge.csv", "plots/tuned/rouge.csv")
-
-
+# `dvc plots` of this task type (dvc.yaml's `plot_specs` slots, filled from task.type by src/hydra_plugins).
 PLOTS = [
-    {"rougeL_per_example": {"template": "scatter", "x": "example", "y": {path: "rougeL" for path in _BOTH},
-                            "title": "ROUGE-L (0-1) per example, base and tuned"}},
-    {"summary_length": {"template": "scatter", "x": "reference_words", "y": {path: "prediction_words" for path in _BOTH},
-                        "title": "Summary length vs reference length (words), base and tuned"}},
-    {"rougeL_by_reference_length": {"template": "scatter", "x": "reference_words", "y": {path: "rougeL" for path in _BOTH},
-                                    "title": "ROUGE-L (0-1) vs reference length (words), base and tuned"}},
+    Plot("rougeL_per_example", "rouge.csv", "example", "rougeL", "scatter", "ROUGE-L (0-1) per example, base and tuned"),
+    Plot("summary_length", "rouge.csv", "reference_words", "prediction_words", "scatter",
+         "Summary length vs reference length (words), base and tuned"),
+    Plot("rougeL_by_reference_length", "rouge.csv", "reference_words", "rougeL", "scatter",
+         "ROUGE-L (0-1) vs reference length (words), base and tuned"),
 ]
 
 

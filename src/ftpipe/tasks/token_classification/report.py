@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ftpipe.tasks.base import load_metric
+from ftpipe.tasks.base import Plot, load_metric
 
 
 EXAMPLE = "Anna Berg flew from Lisbon to Oslo to meet the board of Acme Corp."  # the model card's
@@ -15,16 +15,13 @@ EXAMPLE = "Anna Berg flew from Lisbon to Oslo to meet the board of Acme Corp."  
 NONE = "(none)"  # no entity at that span
 
 
-# `dvc plots` definitions for this task type (the `plot_specs` slots of dvc.yaml, filled by
-# src/hydra_plugins from task.type).
+# `dvc plots` of this task type (dvc.yaml's `plot_specs` slots, filled from task.type by src/hydra_plugins).
 PLOTS = [
-    {"f1_by_entity_type": {"template": "bar_horizontal", "x": "f1",
-                           "y": {"plots/base/per_type.csv": "type", "plots/tuned/per_type.csv": "type"},
-                           "title": "Entity F1 (0-1) by type, base and tuned"}},
-    {"entity_confusion_tuned": {"template": "confusion", "x": "actual", "y": {"plots/tuned/confusion.csv": "predicted"},
-                                "title": "Tuned model: entity types, reference vs predicted at the same span"}},
-    {"entity_confusion_base": {"template": "confusion", "x": "actual", "y": {"plots/base/confusion.csv": "predicted"},
-                               "title": "Base model: entity types, reference vs predicted at the same span"}},
+    Plot("f1_by_entity_type", "per_type.csv", "f1", "type", "bar_horizontal", "Entity F1 (0-1) by type, base and tuned"),
+    Plot("entity_confusion_tuned", "confusion.csv", "actual", "predicted", "confusion",
+         "Tuned model: entity types, reference vs predicted at the same span", ("tuned",)),
+    Plot("entity_confusion_base", "confusion.csv", "actual", "predicted", "confusion",
+         "Base model: entity types, reference vs predicted at the same span", ("base",)),
 ]
 
 
