@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from ftpipe.core.records import RunRecord, TrainRecord
+from ftpipe.core.results import Evaluation
 from ftpipe.core.markdown import inert as _md, interval as _interval
 from ftpipe.models.loading import base_id
 
@@ -32,7 +33,7 @@ CARD_TRAIN_KEYS = ("lr", "epochs", "max_steps", "batch_size", "grad_accum", "wei
                    "label_smoothing", "validation_fraction", "packing")
 
 
-def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None, model_from: Path | None = None,
+def write_card(model_dir: Path, params, run=None, evaluation: Evaluation | None = None, model_from: Path | None = None,
                ran: RunRecord | None = None) -> Path:
     """Write `model_dir/README.md` from the task and model params and the record train wrote in the
     model folder (`model_from`, default `model_dir`: method and training settings); `evaluation`
@@ -51,7 +52,7 @@ def write_card(model_dir: Path, params, run=None, evaluation: dict | None = None
     meta = {"base_model": base, "library_name": "peft" if adapter else "transformers", "pipeline_tag": plugin.hub_pipeline_tag,
             "tags": ["ftpipe", task.name, method.get("name")], "datasets": data.get("datasets"), "metrics": list(plugin.hub_metrics)}
     if evaluation:
-        meta["model-index"] = model_index(f"{task.name}-{method.get('name', 'ftpipe')}", plugin, data, evaluation["tuned"])
+        meta["model-index"] = model_index(f"{task.name}-{method.get('name', 'ftpipe')}", plugin, data, evaluation.tuned)
     meta = {k: v for k, v in meta.items() if v}
     text = "\n".join([
         "---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
@@ -79,16 +80,15 @@ def model_index(name: str, plugin, data: dict, tuned: dict) -> list[dict]:
     return [{"name": name, "results": [{"task": {"type": plugin.hub_pipeline_tag}, "dataset": dataset, "metrics": metrics}]}]
 
 
-def _evaluation_lines(evaluation: dict | None, plugin) -> list[str]:
+def _evaluation_lines(evaluation: Evaluation | None, plugin) -> list[str]:
     if not evaluation:
         return ["Train writes this card before evaluation, so it holds no test scores: see `metrics/tuned.json`, "
                 "`metrics/base.json` and `reports/compare.md` in the repository the model came from, or this model's "
                 f"exported card (models/export/README.md) ({plugin.score_scale})."]
-    base, tuned, tested = evaluation["base"], evaluation["tuned"], evaluation.get("significance") or {}
-    sizes = evaluation.get("sizes") or {}
+    base, tuned, tested, examples = evaluation.base, evaluation.tuned, evaluation.significance, evaluation.eval_examples
     lines = [f"On the held-out evaluation set ({plugin.score_scale})"
-             + (f": {sizes['eval']:,} examples evaluated of {sizes.get('eval_records', sizes['eval']):,} clean records"
-                if sizes.get("eval") else "") + (f"; {sizes['train_records']:,} clean training records" if sizes.get("train_records") else "")
+             + (f": {examples:,} examples evaluated of {evaluation.eval_records or examples:,} clean records" if examples else "")
+             + (f"; {evaluation.train_records:,} clean training records" if evaluation.train_records else "")
              + ". The base is the same model before tuning (a fresh head where it had none).", "",
              "| metric | base | tuned | delta | 95% interval | p |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {_md(k)} | {base[k]:.4f} | {v:.4f} | {v - base[k]:+.4f} | {_interval(tested.get(k))} |" for k, v in tuned.items() if k in base]

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ftpipe.core.records import EVALUATION_RUNS, TimingRecord, TrainRecord
-from ftpipe.core.io import atomic_output, read_json, write_json
+from ftpipe.core.io import atomic_output
 from ftpipe.core.markdown import inert as _md, interval as _interval
-
+from ftpipe.core.records import EVALUATION_RUNS, TimingRecord, TrainRecord
+from ftpipe.core.results import Comparison, Interval, PredictionRow, Scores, read_predictions
 
 COUNTS = ("examples", "total")  # sizes, not scores: no delta for them
-
-
-def flatten(metrics: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = value
-    return out
-
-
-def read_rows(path: Path) -> dict[str, dict]:
-    with open(path) as fh:
-        return {row["id"]: row for row in map(json.loads, fh)}
+Pair = tuple[PredictionRow, PredictionRow]  # base's and tuned's row for one example
 
 
 def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tuned_predictions: Path,
@@ -36,23 +20,25 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     `task`: the plug-in whose example_stats the paired bootstrap redraws (None: no intervals);
     `speed_report`: where the evaluation speeds go (None: into the report). They vary run to run, so
     the pipeline keeps them out of the git-tracked report: rerunning evaluation leaves git clean."""
-    headline = next(iter(read_json(tuned_metrics)))  # metrics/tuned.json holds the headline first
-    base, tuned = flatten(read_json(base_metrics)), flatten(read_json(tuned_metrics))
+    tuned_scores = Scores.load_file(tuned_metrics)
+    headline = tuned_scores.headline  # metrics/tuned.json holds the headline first
+    base, tuned = Scores.load_file(base_metrics).numbers(), tuned_scores.numbers()
     delta = {key: tuned[key] - base[key] for key in tuned if key in base and key not in COUNTS}
 
-    base_rows, tuned_rows = read_rows(base_predictions), read_rows(tuned_predictions)
-    pairs = [(base_rows[i], tuned_rows[i]) for i in tuned_rows if i in base_rows]
-    tested = significance(task, pairs, resamples, seed) if task is not None else {}
-    write_json(out_metrics, {**delta, **({"significance": tested} if tested else {})})
+    base_rows = {row.id: row for row in read_predictions(base_predictions)}
+    pairs = [(base_rows[row.id], row) for row in read_predictions(tuned_predictions) if row.id in base_rows]
+    comparison = Comparison(delta, *significance(task, pairs, resamples, seed)) if task is not None else Comparison(delta)
+    comparison.write(out_metrics)
+    tested = comparison.significance
 
     lines = ["# Base vs tuned", "", "| metric | base | tuned | delta | 95% interval | p |", "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {_md(key)} | {base[key]:.4f} | {tuned[key]:.4f} | {delta[key]:+.4f} | {_interval(tested.get(key))} |" for key in delta]
-    lines += ["", f"Per example: tuning improved {sum(t['score'] > b['score'] for b, t in pairs)}, "
-              f"worsened {sum(t['score'] < b['score'] for b, t in pairs)}, of {len(pairs)}.", ""]
+    lines += ["", f"Per example: tuning improved {sum(t.score > b.score for b, t in pairs)}, "
+              f"worsened {sum(t.score < b.score for b, t in pairs)}, of {len(pairs)}.", ""]
     if tested:
         lines += [f"Intervals and p-values: a paired bootstrap over the {len(pairs)} examples ({resamples} resamples, seed {seed}), "
                   "each metric on its own (no correction for testing several); a p-value is never below 2 / (resamples + 1)."
-                  + (f" McNemar's exact test on right/wrong per example: p = {tested['mcnemar']['p_value']:.3g}." if "mcnemar" in tested else ""), ""]
+                  + (f" McNemar's exact test on right/wrong per example: p = {comparison.mcnemar_p:.3g}." if comparison.mcnemar_p is not None else ""), ""]
     timed = [TimingRecord.load_file(path) for path in timings]
     precisions = [t.precision for t in timed]
     if "int8" in precisions:  # deterministic per machine, so it may sit in the git-tracked report
@@ -72,39 +58,39 @@ def compare(base_metrics: Path, tuned_metrics: Path, base_predictions: Path, tun
     return delta
 
 
-def example_lines(pairs: list[tuple[dict, dict]], n_examples: int) -> list[str]:
+def example_lines(pairs: list[Pair], n_examples: int) -> list[str]:
     """The examples whose score changed most: "fixed" went up with tuning, "broken" went down."""
-    ranked = sorted(pairs, key=lambda p: p[1]["score"] - p[0]["score"])
-    fixed = [p for p in reversed(ranked) if p[1]["score"] > p[0]["score"]][:n_examples]
-    broke = [p for p in ranked if p[1]["score"] < p[0]["score"]][:n_examples]
+    ranked = sorted(pairs, key=lambda p: p[1].score - p[0].score)
+    fixed = [p for p in reversed(ranked) if p[1].score > p[0].score][:n_examples]
+    broke = [p for p in ranked if p[1].score < p[0].score][:n_examples]
     lines = []
     for title, chosen in (("Fixed by tuning", fixed), ("Broken by tuning", broke)):
         lines += [f"## {title}", ""]
         if not chosen:
             lines += ["(none)", ""]
         for b, t in chosen:
-            lines += [f"**{_md(t['id'])}**: {_md(t['input'])}", "",
-                      f"- reference: {_md(t['reference'])}", f"- base: {_md(b['prediction'])}",
-                      f"- tuned: {_md(t['prediction'])}", ""]
+            lines += [f"**{_md(t.id)}**: {_md(t.input)}", "",
+                      f"- reference: {_md(t.reference)}", f"- base: {_md(b.prediction)}",
+                      f"- tuned: {_md(t.prediction)}", ""]
     return lines
 
 
-def significance(task, pairs: list[tuple[dict, dict]], resamples: int, seed: int) -> dict:
-    """Each headline metric's delta with its 95% interval and p-value; McNemar's test where every
-    example's score is simply 0 or 1 (right or wrong)."""
+def significance(task, pairs: list[Pair], resamples: int, seed: int) -> tuple[dict[str, Interval], float | None]:
+    """Each headline metric's delta with its 95% interval and p-value; McNemar's p-value where every
+    example's score is simply 0 or 1 (right or wrong), else None."""
     import numpy as np
 
     from ftpipe.significance import mcnemar, paired_bootstrap
 
     if not pairs:
-        return {}
-    base_stats, to_metrics = task.example_stats([b for b, _ in pairs])
-    tuned_stats, _ = task.example_stats([t for _, t in pairs])
-    out = paired_bootstrap(base_stats, tuned_stats, to_metrics, resamples, seed)
-    scores = np.array([[b["score"], t["score"]] for b, t in pairs])
-    if np.isin(scores, (0.0, 1.0)).all():
-        out["mcnemar"] = {"p_value": mcnemar(scores[:, 0] == 1, scores[:, 1] == 1)}
-    return out
+        return {}, None
+    base_stats, to_metrics = task.example_stats([b.to_dict() for b, _ in pairs])
+    tuned_stats, _ = task.example_stats([t.to_dict() for _, t in pairs])
+    tested = {name: Interval(t["delta"], tuple(t["ci95"]), t["p_value"])
+              for name, t in paired_bootstrap(base_stats, tuned_stats, to_metrics, resamples, seed).items()}
+    scores = np.array([[b.score, t.score] for b, t in pairs])
+    right_or_wrong = np.isin(scores, (0.0, 1.0)).all()
+    return tested, mcnemar(scores[:, 0] == 1, scores[:, 1] == 1) if right_or_wrong else None
 
 
 def speed_lines(headline: str, base: dict, tuned: dict, timings: list[TimingRecord], record: TrainRecord) -> list[str]:

@@ -7,7 +7,6 @@ class too, and the counts) in metrics/details/, versioned beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ import torch
 
 from ftpipe.core import progress
 from ftpipe.core.records import TimingRecord
-from ftpipe.core.io import atomic_output, write_json
+from ftpipe.core.io import atomic_output
+from ftpipe.core.results import Scores, write_predictions
 from ftpipe.methods import load_tuned
 from ftpipe.models.loading import custom_code_refused, load_for_task, load_tokenizer
 from ftpipe.precision import autocast, for_inference
@@ -77,8 +77,7 @@ def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, p
     """Each output moves into place on its own, so the metrics go last: they never describe predictions
     and plots that are not there. A kill between the moves leaves new predictions beside old metrics,
     which DVC sees as out of date and the rerun replaces."""
-    with atomic_output(predictions_path) as tmp:
-        tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_predictions(predictions_path, rows)
     with atomic_output(plots_dir) as tmp:
         tmp.mkdir()
         task.write_plots(rows, tmp)
@@ -86,5 +85,5 @@ def write_outputs(task, rows, metrics, timing, metrics_path, predictions_path, p
         tmp.mkdir()
         timing.save(tmp)
     if details_path is not None:
-        write_json(details_path, metrics)
-    write_json(metrics_path, headline(metrics))
+        Scores(metrics).write(details_path)
+    Scores(headline(metrics)).write(metrics_path)

@@ -18,24 +18,25 @@ from pathlib import Path
 
 from ftpipe.core.records import ExportRecord, RunRecord
 from ftpipe.core.errors import ConfigError, FtpipeError
-from ftpipe.core.io import atomic_output, read_json
+from ftpipe.core.io import atomic_output
+from ftpipe.core.results import Evaluation
 
 log = logging.getLogger(__name__)
 # Not pushed: the Trainer's pickled arguments (the Hub gets no pickles) and this stage's own record.
 NOT_PUSHED = ["training_args.bin", ExportRecord.FILENAME, ".*"]
 
 
-def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, evaluation: dict | None = None,
+def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, evaluation: Evaluation | None = None,
            evaluation_files: dict | None = None, run_record: Path | None = None) -> ExportRecord:
     """Merge (if asked and there is an adapter), write the card with the test scores (`evaluation`, or
-    read from `evaluation_files`: see read_evaluation), push (if asked); `api` stands in for
+    read from `evaluation_files`: see core.results.Evaluation), push (if asked); `api` stands in for
     huggingface_hub.HfApi in tests."""
     from ftpipe.card import CARD, write_card
 
     cfg, tuned_dir = params.export, Path(tuned_dir)
     token = check_push(cfg) if cfg.push_to_hub else None  # before any work: a push that cannot happen is one line
     if evaluation_files:
-        evaluation = read_evaluation(**evaluation_files)
+        evaluation = Evaluation.load_files(**evaluation_files)
     adapter = (tuned_dir / "adapter_config.json").exists()
     ran = RunRecord.load(run_record) if run_record else None  # the commit and experiment, for the card
     with atomic_output(out_dir) as tmp:
@@ -57,15 +58,6 @@ def export(params, tuned_dir: Path, base_dir: Path, out_dir: Path, api=None, eva
     log.info("export: %s%s", "merged into " + str(out_dir) if record.merged else f"{tuned_dir} as it is",
              f"; pushed to {record.pushed['url']}" if record.pushed else "")
     return record
-
-
-def read_evaluation(base_metrics: Path, tuned_metrics: Path, compare: Path, details: Path, preprocess: Path) -> dict:
-    """The card's scores from what evaluate, compare and preprocess wrote: headline metrics of base and
-    tuned, their intervals, and the split sizes."""
-    sizes = read_json(preprocess)
-    return {"base": read_json(base_metrics), "tuned": read_json(tuned_metrics), "significance": read_json(compare).get("significance"),
-            "sizes": {"eval": read_json(details).get("examples"), "eval_records": sizes.get("eval", {}).get("records"),
-                      "train_records": sizes.get("train", {}).get("records")}}
 
 
 def check_push(cfg) -> str:

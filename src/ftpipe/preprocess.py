@@ -23,7 +23,8 @@ import numpy as np
 
 from ftpipe.core.errors import DataError
 from ftpipe.core.records import LocalFilesRecord
-from ftpipe.core.io import atomic_output, sha256_file, write_json
+from ftpipe.core.io import atomic_output, sha256_file
+from ftpipe.core.results import PreprocessCounts
 from ftpipe.tasks.base import RecordError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def preprocess(task, data_cfg, raw_dir: Path, out_dir: Path, metrics_path: Path)
                             "dropped_by_reason": dict(dropped[split]), **counts[split]}
             log.info("%s: %d records kept, %d dropped", split, output.rows, sum(dropped[split].values()))
         stats["overlap"] = _overlap(outputs["train"], outputs["eval"], raw_dir, data_cfg.on_overlap)
-    write_json(metrics_path, stats)
+    PreprocessCounts(stats).write(metrics_path)
     return stats
 
 

@@ -6,19 +6,21 @@ reads what earlier stages wrote and never fails a run: a summary it cannot make 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
+from ftpipe.core.records import ExportRecord
+from ftpipe.core.results import Comparison, Scores
 
 
 def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path | None = None,
               headline: str | None = None, scale: str = "0-1", compared: Path | None = None) -> list[str]:
     """`headline` and `scale`: the metric the task is judged by (None: the file's first) and its scale;
     `compared`: metrics/compare.json, whose paired-bootstrap interval goes beside the headline's delta."""
-    base_m, tuned_m = json.loads(Path(base).read_text()), json.loads(Path(tuned).read_text())
-    tested = json.loads(Path(compared).read_text()).get("significance", {}) if compared and Path(compared).exists() else {}
-    names = [k for k, v in tuned_m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k in base_m]
+    base_m, tuned_m = Scores.load_file(base).numbers(), Scores.load_file(tuned).numbers()
+    comparison = Comparison.load_file(compared, missing_ok=True) if compared else None
+    tested = comparison.significance if comparison else {}
+    names = [k for k in tuned_m if k in base_m]
     names.sort(key=lambda k: k != headline)  # stable: the rest keep the file's order
     if not names:
         return ["summary: no metric shared by the base and tuned metrics files"]
@@ -27,17 +29,15 @@ def summarize(base: Path, tuned: Path, report: Path, model: Path, export: Path |
     exp = os.environ.get("DVC_EXP_NAME")
     interval = ""
     if first in tested:
-        (low, high), p = tested[first]["ci95"], tested[first]["p_value"]
+        (low, high), p = tested[first].ci95, tested[first].p_value
         interval = f" [{low:+.3g}, {high:+.3g}], p {'< 0.001' if p < 0.001 else f'= {p:.2g}'}"
     lines = [f"{first} ({scale}): base {b:.4g} -> tuned {t:.4g} ({t - b:+.4g}{interval})"
              + (f"; {', '.join(f'{k} {base_m[k]:.4g} -> {tuned_m[k]:.4g}' for k in rest)}" if rest else "")
              + (f"  [experiment {exp}]" if exp else ""),
              f"report: {report}; tuned model and its card: {model}/README.md"]
-    record = Path(export) if export else None
-    if record and record.exists():
-        pushed = json.loads(record.read_text()).get("pushed")
-        if pushed:
-            lines.append(f"pushed to the Hub: {pushed.get('url') or pushed.get('repo_id')}")
+    record = ExportRecord.load_file(export) if export and Path(export).exists() else None
+    if record and record.pushed:
+        lines.append(f"pushed to the Hub: {record.pushed.get('url') or record.pushed.get('repo_id')}")
     return lines
 
 

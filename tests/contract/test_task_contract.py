@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cards import card_parts, follow_card
-from conftest import REPO, TINY_EXPERIMENTS, run
+from conftest import TINY_EXPERIMENTS, run
 
 pytestmark = pytest.mark.slow
 

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from conftest import OFFLINE, REPO
+from ftpipe.core.results import Evaluation, Interval
 
 LLAMA = {"model_type": "llama", "vocab_size": 800, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
          "num_key_value_heads": 2, "intermediate_size": 64, "max_position_embeddings": 256, "tie_word_embeddings": False}
@@ -86,9 +87,8 @@ class StubHub:
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/def", "oid": "def"})()
 
 
-EVALUATION = {"base": {"rougeL": 0.11}, "tuned": {"rougeL": 0.31},
-              "significance": {"rougeL": {"delta": 0.2, "ci95": [0.15, 0.25], "p_value": 0.0005}},
-              "sizes": {"eval": 40, "eval_records": 50, "train_records": 200}}
+EVALUATION = Evaluation({"rougeL": 0.11}, {"rougeL": 0.31}, {"rougeL": Interval(0.2, (0.15, 0.25), 0.0005)},
+                        eval_examples=40, eval_records=50, train_records=200)
 
 
 def test_the_exported_card_carries_the_scores_in_the_hubs_model_index(adapter, tmp_path):

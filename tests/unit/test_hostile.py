@@ -581,6 +581,7 @@ def test_atomic_output_keeps_a_complete_output_at_every_step(tmp_path, how, step
 
 def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
     from ftpipe import evaluate
+    from ftpipe.core import results
     from ftpipe.core.records import TimingRecord
 
     class Task:
@@ -596,11 +597,12 @@ def test_evaluate_moves_the_metrics_into_place_last(tmp_path, monkeypatch):
     def disk_full(path, obj):
         raise OSError("disk full")
 
-    monkeypatch.setattr(evaluate, "write_json", disk_full)
+    monkeypatch.setattr(results, "write_json", disk_full)
+    row = {"id": "a", "input": "x", "reference": "b", "prediction": "b", "score": 1.0}
     with pytest.raises(OSError):
-        evaluate.write_outputs(Task(), [{"id": "a"}], {"accuracy": 1.0}, TimingRecord(samples_per_second=1.0), metrics, predictions, plots,
-                              tmp_path / "run", details)
-    assert predictions.read_text() == '{"id": "a"}\n' and (plots / "plot.csv").read_text() == "new"
+        evaluate.write_outputs(Task(), [row], {"accuracy": 1.0}, TimingRecord(samples_per_second=1.0), metrics, predictions, plots,
+                               tmp_path / "run", details)
+    assert json.loads(predictions.read_text()) == row and (plots / "plot.csv").read_text() == "new"
     assert metrics.read_text() == "old" and details.read_text() == "old"  # the metrics never ran ahead of them
 
 

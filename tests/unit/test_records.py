@@ -74,3 +74,33 @@ def test_nothing_that_varies_with_identical_inputs_is_in_the_train_record():
     train_fields = {f.name for f in dataclasses.fields(records.TrainRecord)}
     assert not varying & train_fields
     assert varying - {"run"} <= {f.name for f in dataclasses.fields(records.RunRecord)}
+
+
+def test_a_broken_metrics_or_predictions_file_is_one_line_naming_file_row_and_field(tmp_path):
+    from ftpipe.core import results
+
+    (tmp_path / "tuned.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"tuned.json.*expected a JSON object, got list \(written by the evaluate stage"):
+        results.Scores.load_file(tmp_path / "tuned.json")
+    rows = tmp_path / "tuned.jsonl"
+    rows.write_text('{"id": "a", "input": "x", "reference": "r", "prediction": "p", "score": 1}\n{"id": "b", "input": "x"}\n')
+    with pytest.raises(DataError, match=r"tuned.jsonl, row 2.*field reference: missing \(rerun the evaluate stage\)") as info:
+        results.read_predictions(rows)
+    assert "\n" not in str(info.value)
+    (tmp_path / "compare.json").write_text(json.dumps({"accuracy": 0.1, "significance": {"accuracy": {"delta": 0.1}}}))
+    with pytest.raises(DataError, match=r"compare.json.*each metric needs delta, ci95 and p_value"):
+        results.Comparison.load_file(tmp_path / "compare.json")
+
+
+def test_metrics_and_comparison_round_trip_in_the_flat_shape_dvc_reads(tmp_path):
+    from ftpipe.core import results
+
+    written = {"accuracy": 0.5, "significance": {"accuracy": {"delta": 0.5, "ci95": [0.4, 0.6], "p_value": 0.002},
+                                                 "mcnemar": {"p_value": 1e-9}}}
+    (tmp_path / "compare.json").write_text(json.dumps(written))
+    loaded = results.Comparison.load_file(tmp_path / "compare.json")
+    assert loaded.significance["accuracy"].ci95 == (0.4, 0.6) and loaded.mcnemar_p == 1e-9
+    loaded.write(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == written
+    scores = results.Scores({"accuracy": 0.7, "per_class": {"a": 0.5}, "examples": 3, "flag": True})
+    assert scores.headline == "accuracy" and scores.numbers() == {"accuracy": 0.7, "per_class.a": 0.5, "examples": 3}

@@ -21,12 +21,12 @@ def inert(text, limit: int = 300) -> str:
     return re.sub(r"([\\`*_\[\]|])", r"\\\1", text)  # Markdown's own markup, backslash-escaped
 
 
-def interval(tested: dict | None) -> str:
-    """A delta's 95% interval and p-value as the last two cells of a table row (ftpipe.significance)."""
-    if not tested:
+def interval(tested) -> str:
+    """A delta's 95% interval and p-value (a core.results.Interval, or None) as the last two cells of a table row."""
+    if tested is None:
         return "– | –"
-    low, high = tested["ci95"]
-    return f"[{low:+.4f}, {high:+.4f}] | {p_value(tested['p_value'])}"
+    low, high = tested.ci95
+    return f"[{low:+.4f}, {high:+.4f}] | {p_value(tested.p_value)}"
 
 
 def p_value(p: float) -> str:

@@ -199,4 +199,25 @@ class ColumnsRecord(Record):
     stratify_column: str | None
 
 
-ALL = (TrainRecord, RunRecord, BaseRecord, ExportRecord, TimingRecord, LocalFilesRecord, ColumnsRecord)
+@dataclass
+class CheckpointStamp(Record):
+    """checkpoints/train: whose checkpoints these are (params, data and base); another run's are discarded."""
+
+    FILENAME: ClassVar[str] = "fingerprint.json"
+    WRITER: ClassVar[str] = "train"
+
+    fingerprint: str
+
+
+@dataclass
+class FeaturesRecord(Record):
+    """models/tuned of the `features` method: how its head pools the frozen base's hidden states."""
+
+    FILENAME: ClassVar[str] = "features.json"
+    WRITER: ClassVar[str] = "train"
+
+    pooling: str
+
+
+ALL = (TrainRecord, RunRecord, BaseRecord, ExportRecord, TimingRecord, LocalFilesRecord, ColumnsRecord, CheckpointStamp,
+       FeaturesRecord)

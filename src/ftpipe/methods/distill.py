@@ -9,7 +9,6 @@ The student saves as an ordinary full model.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +90,14 @@ class Method(BaseMethod):
             import dvc.api
 
             from ftpipe.core.records import EVALUATION_RUNS, TimingRecord
+            from ftpipe.core.results import Scores
 
             for key, path in (("metrics", "metrics/tuned.json"), ("timing", str(TimingRecord.file_in(EVALUATION_RUNS / "tuned")))):
                 try:
                     text = dvc.api.read(path, repo=cfg.get("repo") or ".", rev=cfg.get("revision"))
-                    record[key] = (TimingRecord.parse(text, f"{path} at {cfg.get('revision')}").to_dict() if key == "timing"
-                                   else json.loads(text))
+                    source = f"{path} at {cfg.get('revision')}"
+                    record[key] = (TimingRecord.parse(text, source).to_dict() if key == "timing"
+                                   else Scores.load_file(source, text).values)
                 except Exception as err:  # a run from before timing.json existed; the report shows a dash
                     log.warning("teacher: no %s at %s (%s)", path, cfg.get("revision"), " ".join(str(err).split())[:200])
         return record

@@ -8,7 +8,6 @@ evaluate, predict and compare treat it like any tuned classifier.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ import numpy as np
 import torch
 
 from ftpipe.core.errors import check
+from ftpipe.core.records import FeaturesRecord
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
 
 log = logging.getLogger(__name__)
 HEAD = "features_head.safetensors"
-SETTINGS = "features.json"
 
 
 @dataclass
@@ -98,13 +97,13 @@ class Method(BaseMethod):
         if run.is_main:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             save_file({"weight": model.head.weight.contiguous(), "bias": model.head.bias.contiguous()}, str(Path(out_dir) / HEAD))
-            (Path(out_dir) / SETTINGS).write_text(json.dumps({"pooling": model.pooling}, indent=2) + "\n")
+            FeaturesRecord(model.pooling).save(out_dir)
 
     @classmethod
     def load(cls, task, tuned_dir, base_dir, tokenizer, trust_remote_code=False):
         from safetensors.torch import load_file
 
-        pooling = json.loads((Path(tuned_dir) / SETTINGS).read_text())["pooling"]
+        pooling = FeaturesRecord.load(tuned_dir).pooling
         model = _classifier(task, base_dir, tokenizer, pooling, trust_remote_code)
         model.head.load_state_dict(load_file(str(Path(tuned_dir) / HEAD)))
         return model

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,11 +44,6 @@ COLUMNS = ["method", "experiment", "metric", "value", "ci95_low", "ci95_high", "
            "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb",
            "lr", "validation_metric", "validation_value", "lr_grid"]
 DEFAULT_GRID = "0.3,1,3"  # multipliers of each method's default train.lr
-
-
-def read(path: str) -> dict:
-    p = Path(path)
-    return json.loads(p.read_text()) if p.exists() else {}
 
 
 def headline(metrics: dict) -> tuple[str, float]:
@@ -64,16 +58,20 @@ def headline(metrics: dict) -> tuple[str, float]:
 
 
 def row(method: str, experiment: str, which: str = "tuned") -> dict:
-    metric, value = headline(read(f"metrics/{which}.json"))
     from ftpipe.core.records import EVALUATION_RUNS, RunRecord, TimingRecord, TrainRecord
+    from ftpipe.core.results import Comparison, Scores
+
+    metric, value = headline(Scores.load_file(f"metrics/{which}.json").numbers())
 
     timing = TimingRecord.load(EVALUATION_RUNS / which, missing_ok=True)
     made = TrainRecord.load("models/tuned") if which == "tuned" else None
     ran = RunRecord.load(RUN) if which == "tuned" else None
-    tested = (read("metrics/compare.json").get("significance") or {}).get(metric, {}) if which == "tuned" else {}
-    low, high = tested.get("ci95", [None, None])
-    interval = {"ci95_low": _round(low + value - tested["delta"]) if tested else None,  # the tuned value's interval: base + delta's
-                "ci95_high": _round(high + value - tested["delta"]) if tested else None, "p_vs_base": tested.get("p_value"), "vs_best": None}
+    compared = Comparison.load_file("metrics/compare.json", missing_ok=True) if which == "tuned" else None
+    tested = compared.significance.get(metric) if compared else None
+    low, high = tested.ci95 if tested else (None, None)
+    interval = {"ci95_low": _round(low + value - tested.delta) if tested else None,  # the tuned value's interval: base + delta's
+                "ci95_high": _round(high + value - tested.delta) if tested else None,
+                "p_vs_base": tested.p_value if tested else None, "vs_best": None}
     validated = next(iter(((made.best_metric if made else None) or {}).items()), (None, None))
     return {"method": method, "experiment": experiment, "metric": metric, "value": round(value, 4), **interval,
             "trainable_params": made.trainable_params if made else 0, "train_seconds": round(ran.train_runtime, 1) if ran else 0,
@@ -236,8 +234,9 @@ def write_report(rows: list[dict]) -> None:
 
 def workspace_predictions() -> dict:
     """The tuned predictions of the experiment just run: `dvc exp run` leaves them in the workspace."""
-    with open("predictions/tuned.jsonl") as fh:
-        return {r["id"]: r for r in map(json.loads, fh)}
+    from ftpipe.core.results import read_predictions
+
+    return {row.id: row.to_dict() for row in read_predictions("predictions/tuned.jsonl")}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftpipe.core.errors import FtpipeError, shown
+from ftpipe.core.errors import DataError, FtpipeError, shown
+from ftpipe.core.records import CheckpointStamp
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT = "fingerprint.json"
+FINGERPRINT = CheckpointStamp.FILENAME
 COMPLETE = "ftpipe_complete"  # written into a checkpoint after the Trainer has saved all of it
 
 
@@ -77,8 +78,11 @@ def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True
 
     With `cleanup` (the main process only), stale checkpoints are removed and the fingerprint written.
     """
-    stamp = checkpoint_dir / FINGERPRINT
-    same_run = stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+    try:
+        stamp = CheckpointStamp.load(checkpoint_dir, missing_ok=True)
+    except DataError:  # cut short by a kill or edited: whose checkpoints these are is unknown, so none is resumed
+        stamp = None
+    same_run = stamp is not None and stamp.fingerprint == fingerprint
     if same_run:
         done = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / COMPLETE).exists()]
         if done:
@@ -91,7 +95,7 @@ def find_checkpoint(checkpoint_dir: Path, fingerprint: str, cleanup: bool = True
         log.info("ignoring checkpoints in %s: they are from other params or data", checkpoint_dir)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     checkpoint_dir.mkdir(parents=True)
-    stamp.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    CheckpointStamp(fingerprint).save(checkpoint_dir)
     return None
 
 
