@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, ftpipe_trainer, gpu_peak_mb, scratch_dir, task_examples, timer, validated
+from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, ftpipe_fit, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import TokenCounter, eval_stats
 
 EVAL_SEED = 0  # ftpipe's evaluate.seed: the base model's fresh head
@@ -85,13 +85,14 @@ def timed_train(trainer, out: dict, device: str) -> None:
 
 
 def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None, trim: bool = True) -> dict:
+    import contextlib
     import dataclasses
     from collections import Counter
+    from unittest import mock
 
     import torch
-    from transformers import set_seed
+    from transformers import TrainerCallback, set_seed
 
-    from ftpipe.methods import get_method
     from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.precision import autocast, for_inference, resolve
     from ftpipe.tasks import get_task
@@ -118,18 +119,16 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
-    set_seed(train_cfg.seed)
-    model = get_method(p.method).build(task, spec.model_dir, tokenizer, p.model)
-    trainer = ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe")
-    if not trim:  # the ablation: glibc keeps what each step frees
-        trainer.remove_callback(ReturnFreedMemory)
-    trainer.data_collator = counter = TokenCounter(trainer.data_collator)
-    timed_train(trainer, out, spec.device)
+    with contextlib.ExitStack() as stack:
+        if not trim:  # the ablation: glibc keeps what each step frees
+            stack.enter_context(mock.patch.object(ReturnFreedMemory, "on_step_end", TrainerCallback.on_step_end))
+        model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, "ftpipe",
+                           spec.device, out).model
     evaluate(model, "tuned")
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     for which in ("base", "tuned"):
         out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
-    out.update(**counter.stats("train"), train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
+    out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
                torch_threads=torch.get_num_threads(), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision))

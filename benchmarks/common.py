@@ -238,15 +238,48 @@ def device_peak_tflops() -> float | None:
     return next((peak for gpu, peak in PEAK_BF16_TFLOPS.items() if gpu in name), None)
 
 
-def ftpipe_trainer(model, train_cfg, train_set, task, tokenizer, name: str):
-    """The Trainer ftpipe's train stage builds (ftpipe.training.run.Run.make_trainer): its ResumableTrainer,
-    its training arguments, its collator (the task's, or train.packing's) and its guard callbacks; no
-    validation split, DVCLive or progress bar."""
-    from ftpipe import guards
-    from ftpipe.packing import train_collator
-    from ftpipe.training.arguments import training_arguments
-    from ftpipe.trainer import ResumableTrainer
+def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, device: str, out: dict):
+    """Train as ftpipe's train stage does, through its own `ftpipe.training.run.fit` (method.build, the
+    Trainer its params describe, the task's or train.packing's collator, the stage's guard callbacks), on
+    `train_set` with no validation split, DVCLive or progress bar. Into `out`: the training's wall and
+    CPU seconds and peak RSS (from the Trainer's train begin to its end: model building and saving
+    left out), samples/s both ways, the final loss, and the tokens its batches computed (TokenCounter).
+    Returns fit's Fitted (the trained model in .model)."""
+    from transformers import set_seed
 
-    return ResumableTrainer(model=model, args=training_arguments(train_cfg, scratch_dir() / name), train_dataset=train_set,
-                            data_collator=train_collator(task, tokenizer, train_cfg.packing),
-                            processing_class=tokenizer, callbacks=guards.callbacks())
+    from benchmarks.utilization import TokenCounter
+    from ftpipe import guards, packing
+    from ftpipe.methods import get_method
+    from ftpipe.training.run import fit, process_state
+
+    counter = TokenCounter(packing.train_collator(task, tokenizer, params.train.packing))
+    timed = train_timer(device)
+    set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed, as in the stage
+    fitted = fit(task, get_method(params.method), params, train_set, None, tokenizer, process_state(params.train),
+                 [*guards.callbacks(), timed], base_dir=Path(model_dir), checkpoint_dir=scratch_dir() / name, collator=counter)
+    metrics = fitted.metrics
+    out.update(timed.figures, **counter.stats("train"), train_loss=round(metrics["train_loss"], 4),
+               train_samples_per_s=round(metrics["train_samples_per_second"], 3),
+               train_samples_per_cpu_s=round(metrics["train_samples_per_second"] * metrics["train_runtime"] / timed.figures["train_cpu_s"], 3))
+    return fitted
+
+
+def train_timer(device: str):
+    """A Trainer callback that times training alone, as `timer` would around it: wall and CPU seconds and
+    peak RSS, in its `figures`. (Made here: transformers is imported only once the process is set up.)"""
+    from transformers import TrainerCallback
+
+    class TrainTimer(TrainerCallback):
+        figures: dict = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            sync(device)
+            reset_phase_peak()
+            self.start, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            sync(device)
+            self.figures = {"train_s": round(time.perf_counter() - self.start, 3),
+                            "train_cpu_s": round(time.process_time() - self.cpu, 3), "train_peak_rss_mb": phase_peak_rss_mb()}
+
+    return TrainTimer()

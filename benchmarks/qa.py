@@ -29,8 +29,8 @@ from itertools import islice
 import numpy as np
 
 from benchmarks.arms import EVAL_SEED, TRAIN_SEED
-from benchmarks.common import Spec, compose_params, ftpipe_trainer, gpu_peak_mb, prepare_model, scratch_dir, task_examples, timer, validated
-from benchmarks.utilization import TokenCounter, eval_stats
+from benchmarks.common import Spec, compose_params, ftpipe_fit, gpu_peak_mb, prepare_model, scratch_dir, task_examples, timer, validated
+from benchmarks.utilization import eval_stats
 
 # The QA workload as ftpipe runs it (model=minilm; tiny_bert for the smoke test).
 QA_OVERRIDES = ["experiment=squad_bert", "data=squad_local"]
@@ -161,7 +161,6 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     import torch
     from transformers import set_seed
 
-    from ftpipe.methods import get_method
     from ftpipe.models.loading import load_for_task, load_tokenizer
     from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
@@ -189,18 +188,13 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
-    set_seed(train_cfg.seed)
-    model = get_method(p.method).build(task, spec.model_dir, tokenizer, p.model)
-    trainer = ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe-qa")
-    trainer.data_collator = counter = TokenCounter(trainer.data_collator)
-    with timer(out, "train_s", spec.device):
-        metrics = trainer.train().metrics
+    model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, "ftpipe-qa",
+                       spec.device, out).model
     _rates(out, "train", len(features["train"]) * spec.qa_epochs, len(examples["train"]) * spec.qa_epochs)
-    out["train_loss"] = round(metrics["train_loss"], 4)
     evaluate(model, "tuned")
     for which in ("base", "tuned"):
         out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
-    out.update(**counter.stats("train"), train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
+    out.update(train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
                train_features=len(features["train"]), eval_features=len(features["eval"]),
                tokens_per_train_feature=round(float(np.mean([len(ids) for ids in features["train"]["input_ids"]])), 1),
                epochs=spec.qa_epochs, gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads(),

@@ -16,7 +16,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from benchmarks.common import Spec, compose_params, ftpipe_trainer, isolated, prepare_model, scratch_dir, task_examples, timer, validated
+from benchmarks.common import Spec, compose_params, ftpipe_fit, isolated, prepare_model, scratch_dir, task_examples, timer, validated
 
 # task -> (its workload's overrides, the tiny model that stands in for the real one)
 TASKS = {
@@ -36,9 +36,6 @@ def length_overrides(task_name: str, max_length: int | None) -> list[str]:
 
 def point(spec: Spec, task_name: str, model_dir: str, rows: int, max_length: int | None) -> dict:
     """Tokenize `rows` training rows and train on them for one epoch; time and peak RSS of each phase."""
-    from transformers import set_seed
-
-    from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.tasks import get_task
 
@@ -51,12 +48,8 @@ def point(spec: Spec, task_name: str, model_dir: str, rows: int, max_length: int
     out: dict = {"task": task_name, "rows": rows, "max_length": p.task.max_length}
     with timer(out, "tokenize_s"):
         features = task.tokenize(raw, tokenizer, "train", p.tokenize.num_proc, p.tokenize.batch_size)
-    set_seed(p.train.seed)
-    model = get_method(p.method).build(task, model_dir, tokenizer, p.model)
     train_cfg = dataclasses.replace(p.train, epochs=1, max_steps=-1, validation_fraction=0)
-    trainer = ftpipe_trainer(model, train_cfg, features, task, tokenizer, "scaling")
-    with timer(out, "train_s", spec.device):
-        trainer.train()
+    ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features, model_dir, "scaling", spec.device, out)
     out.update(features=len(features), tokens=int(sum(len(ids) for ids in features["input_ids"])),
                train_ms_per_row=round(1000 * out["train_s"] / rows, 2))
     return out

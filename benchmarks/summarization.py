@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.arms import TRAIN_SEED, timed_train
-from benchmarks.common import Spec, compose_params, ftpipe_trainer, gpu_peak_mb, scratch_dir, task_examples, timer, validated
+from benchmarks.common import Spec, compose_params, ftpipe_fit, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import TokenCounter, WeightReads
 
 EXPERIMENT = "experiment=dialogsum_smollm2_lora"
@@ -104,11 +104,16 @@ def counting_generate(model, eos: list[int]) -> list[int]:
     return counts
 
 
-def train(trainer, out: dict, device: str) -> None:
-    """arms.timed_train, plus optimizer steps per second and the tokens its batches computed."""
+def recipe_train(trainer, out: dict, device: str) -> None:
+    """The recipe's Trainer: arms.timed_train, the tokens its batches computed, and step_figures."""
     trainer.data_collator = counter = TokenCounter(trainer.data_collator)
     timed_train(trainer, out, device)
     out |= counter.stats("train")
+    step_figures(out, trainer)
+
+
+def step_figures(out: dict, trainer) -> None:
+    """Optimizer steps (and per second) and the training rows' mean length, of a trained Trainer."""
     args = trainer.args
     out["effective_batch"] = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     out["train_steps"] = trainer.state.global_step
@@ -155,7 +160,7 @@ def recipe(spec: Spec) -> dict:
         logging_steps=10, seed=TRAIN_SEED, save_strategy="no", report_to="none", disable_tqdm=True,
         use_cpu=spec.device == "cpu",
     )
-    train(Trainer(model=model, args=args, train_dataset=train_tok, data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False)),
+    recipe_train(Trainer(model=model, args=args, train_dataset=train_tok, data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False)),
           out, spec.device)
 
     # The tutorial's loop, one dialogue at a time; greedy, with ftpipe's max_new_tokens, so outputs compare.
@@ -179,10 +184,7 @@ def recipe(spec: Spec) -> dict:
 
 def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     import torch
-    from transformers import set_seed
 
-    from ftpipe.methods import get_method
-    from ftpipe.methods.base import count_trainable
     from ftpipe.models.loading import load_tokenizer
     from ftpipe.precision import autocast, resolve
     from ftpipe.tasks import get_task
@@ -199,10 +201,9 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     with timer(out, "tokenize_s"):
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
-    set_seed(train_cfg.seed)
-    model = get_method(p.method).build(task, model_dir, tokenizer, p.model)
-    out["trainable_params"] = count_trainable(model)["trainable_params"]
-    train(ftpipe_trainer(model, train_cfg, features["train"], task, tokenizer, "ftpipe"), out, spec.device)
+    fitted = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], model_dir, "ftpipe", spec.device, out)
+    step_figures(out, fitted.run.trainer)
+    model, out["trainable_params"] = fitted.model, fitted.trainable["trainable_params"]
 
     counts = counting_generate(model, eos_ids(model, tokenizer))
     reads = WeightReads(model, resolve(p.evaluate.precision))
@@ -216,11 +217,8 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
 
 
 def packing_arm(spec: Spec, packing: bool, group_by_length: bool = True) -> dict:
-    from transformers import set_seed
 
-    from ftpipe.methods import get_method
     from ftpipe.models.loading import load_tokenizer
-    from ftpipe.packing import check_model, train_collator
     from ftpipe.precision import resolve
     from ftpipe.tasks import get_task
 
@@ -233,11 +231,9 @@ def packing_arm(spec: Spec, packing: bool, group_by_length: bool = True) -> dict
     task = get_task(p.task)
     tokenizer = load_tokenizer(model_dir, task)
     features = task.tokenize(dialogues(spec, params)["train"], tokenizer, "train", p.tokenize.num_proc, p.tokenize.batch_size)
-    set_seed(train_cfg.seed)
-    model = get_method(p.method).build(task, model_dir, tokenizer, p.model)
-    if packing:
-        check_model(model, train_collator(task, tokenizer, packing))  # as the train stage does, before the timed part
-    train(ftpipe_trainer(model, train_cfg, features, task, tokenizer, out["arm"]), out, spec.device)  # counts its tokens
+    # fit checks a packed model's attention before training, as the train stage does; the timing starts after
+    step_figures(out, ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features, model_dir, out["arm"],
+                                 spec.device, out).run.trainer)
     real, computed = out["train_real_tokens"], out["train_computed_tokens"]
     out.update(real_tokens=real, computed_tokens=computed, padding_waste=round(computed / real - 1, 4),
                real_tokens_per_s=round(real / out["train_s"], 1), real_tokens_per_cpu_s=round(real / out["train_cpu_s"], 1),

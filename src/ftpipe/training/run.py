@@ -90,12 +90,15 @@ class Fitted:
 
 
 def fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks, *, base_dir: Path,
-        checkpoint_dir: Path, resume_from: Path | None = None) -> Fitted:
+        checkpoint_dir: Path, resume_from: Path | None = None, collator=None) -> Fitted:
     """Build the method's model on the base, train it with the Trainer the params describe, and save it into
-    `checkpoint_dir`/final. A checkpoint that cannot be read or written is one line (resume.checkpoint_io)."""
+    `checkpoint_dir`/final. A checkpoint that cannot be read or written is one line (resume.checkpoint_io).
+
+    `collator`: the batches' collator (default: the task's, or train.packing's flattened batches); the
+    benchmarks pass that one wrapped, to count what each batch computes."""
     from ftpipe import packing
 
-    collator = packing.train_collator(task, tokenizer, params.train.packing)  # the task's, or flattened batches
+    collator = collator or packing.train_collator(task, tokenizer, params.train.packing)
     args = training_arguments(params.train, checkpoint_dir, processes=state.num_processes)
     run = Run(state, args, train_set, collator, tokenizer, callbacks, resume_from, eval_set)
     model = method.build(task, base_dir, tokenizer, params.model, run)
