@@ -253,7 +253,7 @@ def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, de
     from ftpipe.training.run import fit, process_state
 
     counter = TokenCounter(packing.train_collator(task, tokenizer, params.train.packing))
-    timed = train_timer(device)
+    timed = train_timer(device, counter)
     set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed, as in the stage
     fitted = fit(task, get_method(params.method), params, train_set, None, tokenizer, process_state(params.train),
                  [*guards.callbacks(), timed], base_dir=Path(model_dir), checkpoint_dir=scratch_dir() / name, collator=counter)
@@ -264,9 +264,11 @@ def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, de
     return fitted
 
 
-def train_timer(device: str):
+def train_timer(device: str, counter):
     """A Trainer callback that times training alone, as `timer` would around it: wall and CPU seconds and
-    peak RSS, in its `figures`. (Made here: transformers is imported only once the process is set up.)"""
+    peak RSS, in its `figures`; and starts `counter` (a TokenCounter) from zero there, so what ran through
+    the collator before training (train.packing's check of the model) is not counted. (Made here:
+    transformers is imported only once the process is set up.)"""
     from transformers import TrainerCallback
 
     class TrainTimer(TrainerCallback):
@@ -275,6 +277,7 @@ def train_timer(device: str):
         def on_train_begin(self, args, state, control, **kwargs):
             sync(device)
             reset_phase_peak()
+            counter.reset()
             self.start, self.cpu = time.perf_counter(), time.process_time()
 
         def on_train_end(self, args, state, control, **kwargs):

@@ -67,6 +67,9 @@ class TokenCounter:
 
     def __init__(self, collator):
         self.collator = collator
+        self.reset()
+
+    def reset(self) -> None:
         self.computed = self.real = self.squared = 0
 
     def __call__(self, features):
