@@ -60,7 +60,7 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def sky_tasks():
+def sky_tasks(tmp_path_factory):
     if not SKY_PYTHON.exists():
         pytest.fail(f"{SKY_PYTHON} is missing: run bash scripts/setup.sh (it installs SkyPilot there)")
     nodes = {"single": {"SKYPILOT_NODE_RANK": "0", "SKYPILOT_NUM_NODES": "1", "SKYPILOT_NODE_IPS": "10.0.0.1",
@@ -68,8 +68,7 @@ def sky_tasks():
              **{str(rank): {**TWO_NODES, "SKYPILOT_NODE_RANK": str(rank)} for rank in (0, 1)}}
     request = {"paths": [str(p) for p in TASKS], "nodes": nodes,
                "envs": {**SPOT_ENVS, "FTPIPE_OVERRIDES": "\n".join(OVERRIDES)}}
-    home = Path(os.environ.get("TMPDIR", "/tmp")) / f"sky-home-{os.getpid()}"  # SkyPilot writes ~/.sky on import
-    home.mkdir(exist_ok=True)
+    home = tmp_path_factory.mktemp("sky-home")  # SkyPilot writes ~/.sky on import
     out = subprocess.run([str(SKY_PYTHON), "-c", SKY_SCRIPT], input=json.dumps(request), capture_output=True,
                          text=True, env={"PATH": os.environ["PATH"], "HOME": str(home)}, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
