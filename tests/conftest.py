@@ -17,7 +17,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # What a pipeline run needs from the repository; outputs, caches and the venv stay behind.
 PROJECT_FILES = ["conf", "stages", "src", "data/inputs", "dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml",
-                 "tests/fixtures"]  # the small files the tiny experiments read (52 KB)
+                 "tests/fixtures",  # the small files the tiny experiments read (52 KB)
+                 "scripts"]  # the runners' scripts, which run in the repository they serve
 CORPUS = REPO / "tests" / "bad_inputs"  # bad input of every kind, per task type
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 os.environ.update(OFFLINE)  # this process too (stages run in it by run_stage): before any Hub library is imported
