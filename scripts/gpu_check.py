@@ -373,6 +373,9 @@ class Runner:
         except subprocess.TimeoutExpired:
             self.stop()
             return "timeout"
+        except BaseException:  # the check itself was ended (SIGTERM, Ctrl-C): the step goes with it
+            self.stop()
+            raise
         finally:
             self.proc = None
 
@@ -484,7 +487,6 @@ def run(args) -> None:
         for step in steps(work, args.mode, have_bnb):
             run_step(runner, step, work, env, args.mode, manifest)
     finally:
-        runner.stop()
         record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
         runner.save()
         if (work / "gpu-quick.json").is_file():

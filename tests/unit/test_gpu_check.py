@@ -105,6 +105,29 @@ def test_a_step_past_its_cap_is_ended_with_everything_it_started(tmp_path):
         pytest.fail(f"the step's child {child} outlived the step's cap")
 
 
+def test_a_terminated_check_ends_the_running_step_too(tmp_path):
+    """The device tool ends a command at its limit with SIGTERM: the step's processes must not run on."""
+    pidfile = tmp_path / "child.pid"
+    driver = (f"import os, signal, sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import gpu_check\n"
+              "signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))  # as gpu_check.run sets it\n"
+              f"runner = gpu_check.Runner(gpu_check.Path({str(tmp_path)!r}), budget=60)\n"
+              f"runner.call(['bash', '-c', 'sleep 60 & echo $! > {pidfile}; wait'], gpu_check.Path({str(tmp_path)!r}), dict(os.environ), cap=50)")
+    check = subprocess.Popen([sys.executable, "-c", driver])
+    for _ in range(100):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        time.sleep(0.1)
+    check.terminate()
+    assert check.wait(timeout=30) != 0
+    child = int(pidfile.read_text())
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the step's child {child} outlived the terminated check")
+
+
 def test_a_failed_step_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
     gc = gpu_check_module()
     monkeypatch.chdir(REPO)  # steps copy the project from the repository root, as the script runs them
