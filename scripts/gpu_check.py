@@ -14,8 +14,8 @@ and pyarrow, no network, and a working tree of 64 MiB at most travels to it. The
   data/               the Yelp sample and 400 + 200 DialogSum dialogues, from ../shared/data
   manifest.json       every file's size and sha256, and what was left out and why
 Modes of `run`: check (on the GPU: install the wheels, every step at full size on CUDA), rehearse (this
-CPU and this venv, every step shrunk: seconds, not minutes) and dry-run (prepare, compose and validate
-each step's params, print its commands, run none).
+CPU and this venv, every step run but shrunk: 5 minutes on 2 cores) and dry-run (prepare, compose and
+validate each step's params, print its commands, run none).
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ def steps(work: Path, mode: str, have_bnb: bool) -> list[dict]:
     """Each step: the params overrides composed in its own copy of the project, its commands, its cap (s).
 
     Ordered by what a cut-short run should still have: the quickstart, the cheap benchmark, then
-    summarization. A rehearsal shrinks every step to seconds on a CPU."""
+    summarization. A rehearsal shrinks every step to what a CPU runs in a minute or two."""
     smollm2, rehearse = str(work / "models" / "smollm2"), mode == "rehearse"
     bf16 = ["train.precision=bf16", "evaluate.precision=bf16"]
     repro = [["python", "-m", "dvc", "repro"]]

@@ -5,14 +5,14 @@
 #   scripts/gpu_check.sh --fetch       here, with PyPI: fill .gpu-carry/ with what that machine lacks
 #   scripts/gpu_check.sh --dry-run     here, on a CPU: check .gpu-carry/ (fetched if absent), then compose,
 #                                      validate and print every step's commands, running none of them
-#   scripts/gpu_check.sh --rehearse    here, on a CPU: every step shrunk to seconds, on this venv's packages
+#   scripts/gpu_check.sh --rehearse    here, on a CPU: every step for real but shrunk, on this venv's packages
 #   scripts/gpu_check.sh               on the GPU machine, .gpu-carry carried: install what it lacks, run
 #                                      every step; JSON and log to --out (default $OUT, which comes back)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARRY=${GPU_CHECK_CARRY:-.gpu-carry}
 PYTHON=${PYTHON:-python3}  # on the GPU machine, the python3 that holds its torch
-mode=check out=${OUT:-.scratch/gpu-check} budget=450  # 7.5 min for the steps: the machine gives about 8
+mode=check out=${OUT:-.scratch/gpu-check} budget=450  # 7.5 min for install and steps: the machine gives about 8
 
 while [ $# -gt 0 ]; do
     case $1 in
