@@ -136,3 +136,15 @@ def test_the_report_says_training_noise_is_not_covered_with_one_run_per_arm():
     assert result["margin"] == 0.01 and "p (equivalent within ±0.01)" in text
     markdown = render(result, markdown=True)
     assert markdown.splitlines()[1].startswith("|---|")
+
+
+def test_a_run_without_predictions_is_one_line_saying_evaluate_never_ran(tmp_path, monkeypatch):
+    from ftpipe.tools.runs import load
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RunError, match="^workspace: no predictions/tuned.jsonl: evaluate never ran there"):
+        load("workspace", None)
+    (tmp_path / "predictions").mkdir()
+    (tmp_path / "predictions" / "tuned.jsonl").write_text('{"id": "a", "input": "x"}\n')
+    with pytest.raises(RunError, match="row 1.*field reference: missing"):
+        load("workspace", None)

@@ -115,26 +115,34 @@ def render(result: dict, markdown: bool) -> str:
     rows = [[name, _cell(m["a"]), _cell(m["b"]), f"{m['delta']:+.4f}", f"[{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}]",
              p_value(m["p_value"]), p_value(m["p_equivalent"]), m["verdict"]] for name, m in result["metrics"].items()]
     lines = _table(head, rows, markdown)
-    several = min(len(r) for r in result["runs"]) > 1
-    lines += ["", _coverage(result, several)]
+    lines += ["", _coverage(result)]
     for name, m in result["metrics"].items():
         if m["variance"]:
             v = m["variance"]
             lines.append(f"{name}: {100 * v['seed_share']:.0f}% of a run's variance is the training seed's "
                          f"(seed variance {v['seed']:.2e}, example variance {v['sample']:.2e}).")
     why = result["why"]
-    lines += ["", f"Why {result['runs'][0][0]} and {result['runs'][1][0]} differ: {why['label']}."]
+    grouped = " (the first run of each arm)" if max(len(r) for r in result["runs"]) > 1 else ""
+    lines += ["", f"Why {result['runs'][0][0]} and {result['runs'][1][0]} differ{grouped}: {why['label']}."]
     shown = [[d["kind"], d["key"], _text(d["a"]), _text(d["b"])] for d in why["differences"]]
     if shown:
         lines += [""] + _table(["what", "key", result["runs"][0][0], result["runs"][1][0]], shown, markdown)
     return "\n".join(lines)
 
 
-def _coverage(result: dict, several: bool) -> str:
+def _coverage(result: dict) -> str:
     paired = "paired: the same examples in both" if result["paired"] else "UNPAIRED: the evaluation sets differ, each arm's examples drawn on their own"
     examples = result["examples"] if result["paired"] else " and ".join(map(str, result["examples"]))
-    seeds = ("over the runs of each arm too (training seeds)" if several else
-             "with one run per arm, so training noise (the seed) is not covered: repeat each arm over seeds (train.seed) to include it")
+    counts = {name: len(runs) for name, runs in zip(result["labels"], result["runs"])}
+    single = [name for name, k in counts.items() if k == 1]
+    if not single:
+        seeds = "and over each arm's runs (training seeds)"
+    elif len(single) == 2:
+        seeds = "with one run per arm, so training noise (the seed) is not covered: repeat each arm over seeds (train.seed) to include it"
+    else:
+        several = next(name for name in counts if name not in single)
+        seeds = (f"and over {several}'s {counts[several]} runs (training seeds); {single[0]} has one run, "
+                 "so its training noise is not covered")
     return (f"Intervals: a bootstrap over {examples} examples ({paired}; {result['resamples']} resamples, seed {result['seed']}), "
             f"{seeds}. Equivalence: two one-sided tests against ±{result['margin']:g}, at 5%.")
 
