@@ -58,3 +58,67 @@ def mcnemar(base_right: np.ndarray, tuned_right: np.ndarray) -> float:
     only_tuned = int(np.sum(~base_right & tuned_right))
     return 1.0 if only_base + only_tuned == 0 else float(binomtest(only_tuned, only_base + only_tuned, 0.5).pvalue)
 
+
+
+def run_bootstrap(a_runs: list[np.ndarray], b_runs: list[np.ndarray], to_metrics: Callable, resamples: int, seed: int,
+                  paired: bool = True, resample_seeds: bool = True) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """B minus A where each arm is one or more runs (training seeds): the observed delta of the arms' mean
+    metrics, and `resamples` bootstrap replicates of it.
+
+    Each run is one row of additive statistics per example (Task.example_stats). A replicate redraws the
+    examples (paired: one draw for every run, which all scored the same examples in the same order;
+    unpaired: a draw per arm) and, where an arm has several runs, that arm's runs too (the seed level).
+    Before the seed draw each run's deviation from its arm's mean is scaled by sqrt(K / (K - 1)): a
+    bootstrap of K values understates their variance by (K - 1) / K, which matters at K = 3. With one run
+    per arm and `paired`, the replicates are those of paired_bootstrap for the same seed. Without
+    `resample_seeds`, the runs stay as they are: the example-only interval of the same comparison.
+    """
+    example_rng, seed_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
+    arms = [np.stack(a_runs).astype(np.float64), np.stack(b_runs).astype(np.float64)]  # (runs, examples, statistics)
+    full = [_run_metrics(arm.sum(1), to_metrics, arm.shape[1]) for arm in arms]  # {metric: (runs,)}
+    observed = {k: float(full[1][k].mean() - full[0][k].mean()) for k in full[1]}
+    replicates: dict[str, list] = {k: [] for k in observed}
+    for start in range(0, resamples, CHUNK):
+        size = min(CHUNK, resamples - start)
+        draws = [example_rng.multinomial(arm.shape[1], np.full(arm.shape[1], 1.0 / arm.shape[1]), size=size).astype(np.float64)
+                 for arm in (arms if not paired else arms[:1])]
+        values = []
+        for i, arm in enumerate(arms):
+            counts = draws[0 if paired else i]
+            metrics = _run_metrics(np.einsum("cn,rnd->rcd", counts, arm), to_metrics, arm.shape[1])  # {metric: (runs, size)}
+            runs = arm.shape[0] if resample_seeds else 1
+            scale = np.sqrt(runs / (runs - 1)) - 1 if runs > 1 else 0.0
+            picks = seed_rng.integers(runs, size=(size, runs)) if runs > 1 else np.tile(np.arange(arm.shape[0]), (size, 1))
+            values.append({k: (v + scale * (full[i][k] - full[i][k].mean())[:, None])[picks.T, np.arange(size)].mean(0)
+                           for k, v in metrics.items()})
+        for key in observed:
+            replicates[key].append(values[1][key] - values[0][key])
+    return observed, {k: np.concatenate(v) for k, v in replicates.items()}
+
+
+def _run_metrics(sums: np.ndarray, to_metrics: Callable, n: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, dtype=np.float64) for k, v in to_metrics(sums, n).items()}
+
+
+def interval_and_tests(observed: float, replicates: np.ndarray, margin: float) -> dict:
+    """The 95% percentile interval of a delta, its two-sided p-value against 0 (as paired_bootstrap's), and
+    the equivalence test against ±`margin`: two one-sided tests, the p-value the larger of the shares of
+    replicates at or beyond -margin and +margin (each counted as (k + 1) / (resamples + 1)); equivalent
+    at the 5% level when it is below 0.05, which is the 90% interval lying inside ±margin."""
+    low, high = np.percentile(replicates, [2.5, 97.5])
+    total = len(replicates) + 1
+    tail = min(int(np.sum(replicates <= 0)), int(np.sum(replicates >= 0)))
+    p_equivalent = max((int(np.sum(replicates <= -margin)) + 1) / total, (int(np.sum(replicates >= margin)) + 1) / total)
+    return {"delta": observed, "ci95": [float(low), float(high)], "p_value": min(1.0, 2 * (tail + 1) / total),
+            "margin": margin, "p_equivalent": min(1.0, p_equivalent)}
+
+
+def verdict(tested: dict, names: tuple[str, str] = ("A", "B")) -> str:
+    """B better, A better (the 95% interval excludes 0), equivalent within ±margin (the equivalence test
+    at 5%), or within noise: neither a difference nor equivalence is shown."""
+    low, high = tested["ci95"]
+    if low > 0 or high < 0:
+        return f"{names[1] if low > 0 else names[0]} better"
+    if tested["p_equivalent"] < 0.05:
+        return f"equivalent within ±{tested['margin']:g}"
+    return "within noise"

@@ -134,6 +134,7 @@ class RunRecord(Record):
     dvc_exp_name: str | None = None  # set by `dvc exp run`; absent under `dvc repro`
     dvc_exp_baseline: str | None = None
     resumed_from_step: int | None = None
+    machine: dict | None = None  # CPU model, its matmul flags, torch threads, GPU: what makes kernels differ
 
 
 @dataclass

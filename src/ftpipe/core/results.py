@@ -140,16 +140,21 @@ class PredictionRow:
 def read_predictions(path: str | Path) -> list[PredictionRow]:
     if not Path(path).is_file():
         raise DataError(path, "not found (written by the evaluate stage: rerun it)")
-    rows = []
     with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(path, f"row {number}: malformed JSON at column {err.colno} (rerun the evaluate stage)") from None
-            if not isinstance(row, dict):
-                raise DataError(path, f"row {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(PredictionRow.from_dict(row, f"{path}, row {number}"))
+        return parse_predictions(fh, path)
+
+
+def parse_predictions(lines, source: str | Path) -> list[PredictionRow]:
+    """The rows of a predictions file's lines (read at another git revision, say); `source` names it in errors."""
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(source, f"row {number}: malformed JSON at column {err.colno} (rerun the evaluate stage)") from None
+        if not isinstance(row, dict):
+            raise DataError(source, f"row {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(PredictionRow.from_dict(row, f"{source}, row {number}"))
     return rows
 
 

@@ -46,7 +46,27 @@ def run_record(metrics: dict, peak_rss_mb: float, resumed_from: Path | None) -> 
         git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no", "--", *DEFINES_RUN)),
         # Set by `dvc exp run`; absent under `dvc repro`. Only these names are read: never the whole environment.
         dvc_exp_name=os.environ.get("DVC_EXP_NAME"), dvc_exp_baseline=os.environ.get("DVC_EXP_BASELINE_REV"),
-        resumed_from_step=int(resumed_from.name.split("-")[1]) if resumed_from else None)
+        resumed_from_step=int(resumed_from.name.split("-")[1]) if resumed_from else None, machine=machine())
+
+
+# CPU features that change which matmul kernels run, and so the last bits of a result.
+MATMUL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni")
+
+
+def machine() -> dict:
+    """The hardware a run's numbers came from: CPU model and matmul flags, torch threads, the GPU if any."""
+    info: dict = {"torch_threads": torch.get_num_threads(),
+                  "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux: the platform's word for it
+        import platform
+
+        return {**info, "cpu": platform.processor() or None}
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
+    flags = set(fields.get("flags", "").split())
+    return {**info, "cpu": fields.get("model name") or None,
+            "cpu_flags": [flag for flag in MATMUL_FLAGS if flag in flags]}
 
 
 def _git(*args: str) -> str | None:
