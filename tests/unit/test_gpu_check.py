@@ -4,7 +4,7 @@ recorded while the next runs. The real fetch and dry run: tests/pipeline/test_gp
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -18,11 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 MIB = 2**20
 
 
-def gpu_check_module():
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def gpu_steps(monkeypatch):
+    """scripts/gpu_steps.py, imported as scripts/gpu_check.py imports it: from its folder, beside gpu_carry.py."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    return importlib.import_module("gpu_steps")
 
 
 def script(*args: str, carry: Path, out: Path) -> subprocess.CompletedProcess:
@@ -89,8 +89,8 @@ def test_verify_refuses_wheels_that_would_fail_on_the_gpu_machine(tmp_path, extr
         assert result.returncode != 0 and problem in result.stderr, result.stderr
 
 
-def test_a_step_past_its_cap_is_ended_with_everything_it_started(tmp_path):
-    runner = gpu_check_module().Runner(tmp_path, budget=60)
+def test_a_step_past_its_cap_is_ended_with_everything_it_started(tmp_path, gpu_steps):
+    runner = gpu_steps.Runner(tmp_path, budget=60)
     pidfile = tmp_path / "child.pid"
     started = time.perf_counter()
     # a grandchild that would outlive a plain kill of the step's own process
@@ -108,10 +108,10 @@ def test_a_step_past_its_cap_is_ended_with_everything_it_started(tmp_path):
 def test_a_terminated_check_ends_the_running_step_too(tmp_path):
     """The device tool ends a command at its limit with SIGTERM: the step's processes must not run on."""
     pidfile = tmp_path / "child.pid"
-    driver = (f"import os, signal, sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import gpu_check\n"
-              "signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))  # as gpu_check.run sets it\n"
-              f"runner = gpu_check.Runner(gpu_check.Path({str(tmp_path)!r}), budget=60)\n"
-              f"runner.call(['bash', '-c', 'sleep 60 & echo $! > {pidfile}; wait'], gpu_check.Path({str(tmp_path)!r}), dict(os.environ), cap=50)")
+    driver = (f"import os, signal, sys; sys.path.insert(0, {str(REPO / 'scripts')!r}); import gpu_steps\n"
+              "signal.signal(signal.SIGTERM, lambda *_: sys.exit('terminated'))  # as gpu_steps.run sets it\n"
+              f"runner = gpu_steps.Runner(gpu_steps.Path({str(tmp_path)!r}), budget=60)\n"
+              f"runner.call(['bash', '-c', 'sleep 60 & echo $! > {pidfile}; wait'], gpu_steps.Path({str(tmp_path)!r}), dict(os.environ), cap=50)")
     check = subprocess.Popen([sys.executable, "-c", driver])
     for _ in range(100):
         if pidfile.exists() and pidfile.read_text().strip():
@@ -128,22 +128,21 @@ def test_a_terminated_check_ends_the_running_step_too(tmp_path):
         pytest.fail(f"the step's child {child} outlived the terminated check")
 
 
-def test_a_failed_step_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch):
-    gc = gpu_check_module()
+def test_a_failed_step_is_recorded_and_the_next_one_runs(tmp_path, monkeypatch, gpu_steps):
     monkeypatch.chdir(REPO)  # steps copy the project from the repository root, as the script runs them
     work, out = tmp_path / "work", tmp_path / "out"
-    env = dict(os.environ, PATH=f"{gc.python_shim(work / 'bin')}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(work / "site"))
+    env = dict(os.environ, PATH=f"{gpu_steps.python_shim(work / 'bin')}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(work / "site"))
     out.mkdir()
     params_before = (REPO / "params.yaml").read_bytes()
-    runner = gc.Runner(out, budget=300)
+    runner = gpu_steps.Runner(out, budget=300)
     manifest = {"missing_data": []}
     python = "python"  # the shim's: what dvc.yaml's commands find on PATH
-    gc.run_step(runner, {"name": "first", "cap": 120, "overrides": [], "commands": [[python, "-c", "raise SystemExit(3)"]]},
+    gpu_steps.run_step(runner, {"name": "first", "cap": 120, "overrides": [], "commands": [[python, "-c", "raise SystemExit(3)"]]},
                 work, env, "rehearse", manifest)
-    gc.run_step(runner, {"name": "second", "cap": 120, "overrides": ["train.epochs=1"], "commands": [[python, "-c", "pass"]]},
+    gpu_steps.run_step(runner, {"name": "second", "cap": 120, "overrides": ["train.epochs=1"], "commands": [[python, "-c", "pass"]]},
                 work, env, "rehearse", manifest)
     runner.deadline = time.monotonic() + 5  # under the 30 s a step needs to be started
-    gc.run_step(runner, {"name": "third", "cap": 120, "overrides": [], "commands": [[python, "-c", "pass"]]},
+    gpu_steps.run_step(runner, {"name": "third", "cap": 120, "overrides": [], "commands": [[python, "-c", "pass"]]},
                 work, env, "rehearse", manifest)
     steps = json.loads((out / "gpu_check.json").read_text())["steps"]
     assert steps["first"]["status"] == "failed" and steps["first"]["exit"] == 3
