@@ -103,7 +103,8 @@ def test_why_names_the_changed_param_alone_and_labels_a_seed_change_seed_only():
     assert label(differences(run("a", PARAMS, lock=lock), run("b", with_train(seed=7), lock=retrained))) == "seed only"
     code = {"stages": {**lock["stages"], "train": {**lock["stages"]["train"], "deps": [{"path": "src/ftpipe/train.py", "md5": "2"}]}}}
     data = {"stages": {**lock["stages"], "subset": {"deps": [], "outs": [{"path": "data/subset", "md5": "t"}]}}}
-    assert [(d.kind, d.key) for d in differences(run("a", PARAMS, lock=lock), run("b", PARAMS, lock=code))] == [("code", "train")]
+    assert [(d.kind, d.key, d.a) for d in differences(run("a", PARAMS, lock=lock), run("b", PARAMS, lock=code))] == [
+        ("code", "src/ftpipe/train.py", "read by train")]
     assert [(d.kind, d.key) for d in differences(run("a", PARAMS, lock=lock), run("b", PARAMS, lock=data))] == [("data", "data/subset")]
 
 

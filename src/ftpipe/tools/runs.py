@@ -129,5 +129,10 @@ def _rows(name: str, path: str, text: str) -> list[PredictionRow]:
 
 
 def _record(kind, folder: Path, read, name: str):
-    text = read(str(kind.file_in(folder)))
+    """A record of the run, or None where it has none or its output is not in this clone's cache: the records
+    feed the list of differences (an unknown shows as a dash), the predictions alone the statistics."""
+    try:
+        text = read(str(kind.file_in(folder)))
+    except RunError:
+        return None
     return kind.parse(text, f"{name}:{kind.file_in(folder)}") if text is not None else None

@@ -2,7 +2,7 @@
 
 - evaluation set: not the same examples or references (then nothing else is comparable; listed first);
 - params: flattened keys whose values differ (the seed among them);
-- code: per stage, the code files (src/, stages/) whose hashes differ;
+- code: the code files (src/, stages/) whose hashes differ, with the stages that read them;
 - data: the data stages' outputs that differ (inputs, raw, clean, tokenized, subset, the base model);
 - environment: library versions, the machine (device, CPU, matmul flags, torch threads), the precision
   `auto` resolved to in training and evaluation, processes, effective batch, a resumed step.
@@ -71,19 +71,26 @@ def flatten(tree, prefix: str = "") -> dict:
 
 
 def lock_differences(lock_a: dict, lock_b: dict) -> list[Difference]:
-    """Code deps per stage, then the data stages' outputs, whose hashes differ between two dvc.lock files."""
+    """The code files (deps under src/, stages/) whose hashes differ, each with the stages that read it,
+    then the data stages' outputs that differ, between two dvc.lock files."""
     stages_a, stages_b = lock_a.get("stages") or {}, lock_b.get("stages") or {}
-    code, data = [], []
+    readers: dict[str, list[str]] = {}
+    data = []
     for stage in sorted(set(stages_a) | set(stages_b)):
         deps_a, deps_b = _hashes(stages_a.get(stage), "deps"), _hashes(stages_b.get(stage), "deps")
-        changed = sorted(p for p in set(deps_a) | set(deps_b) if p.startswith(CODE_PREFIXES) and deps_a.get(p) != deps_b.get(p))
-        if changed:
-            code.append(Difference("code", stage, ", ".join(changed), ""))
+        for path in sorted(set(deps_a) | set(deps_b)):
+            if path.startswith(CODE_PREFIXES) and deps_a.get(path) != deps_b.get(path):
+                readers.setdefault(path, []).append(stage)
         if stage.split("@")[0] in DATA_STAGES:
             outs_a, outs_b = _hashes(stages_a.get(stage), "outs"), _hashes(stages_b.get(stage), "outs")
             data += [Difference("data", path, outs_a.get(path), outs_b.get(path))
                      for path in sorted(set(outs_a) | set(outs_b)) if outs_a.get(path) != outs_b.get(path)]
+    code = [Difference("code", path, f"read by {_few(stages)}", "") for path, stages in sorted(readers.items())]
     return code + data
+
+
+def _few(stages: list[str]) -> str:
+    return ", ".join(stages) if len(stages) <= 3 else f"{len(stages)} stages: {', '.join(stages[:3])}, ..."
 
 
 def _hashes(stage: dict | None, section: str) -> dict[str, str | None]:
