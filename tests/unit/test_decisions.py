@@ -149,3 +149,38 @@ def test_a_run_without_predictions_is_one_line_saying_evaluate_never_ran(tmp_pat
     (tmp_path / "predictions" / "tuned.jsonl").write_text('{"id": "a", "input": "x"}\n')
     with pytest.raises(RunError, match="row 1.*field reference: missing"):
         load("workspace", None)
+
+
+def test_the_ladder_calls_a_method_best_only_when_the_seed_aware_test_separates_it(monkeypatch):
+    from ftpipe.tools.ladder_report import versus_best
+
+    class Task:  # right or wrong per example
+        def example_stats(self, rows):
+            return np.array([[r["score"]] for r in rows], dtype=np.float64), lambda sums, n: {"accuracy": sums[..., 0] / n}
+
+    rng = np.random.default_rng(3)
+
+    def runs(skill: float, seeds: int) -> list[dict]:
+        return [{str(i): {"score": float(rng.random() < skill + shift)} for i in range(600)}
+                for shift in rng.normal(0, 0.01, size=seeds)]
+
+    def table(predictions):
+        rows = [{"method": m, "metric": "accuracy", "value": float(np.mean([np.mean([r["score"] for r in run.values()]) for run in ps])),
+                 "vs_best": None} for m, ps in predictions.items()]
+        versus_best(rows, predictions, Task(), 500, 0)
+        return {r["method"]: r["vs_best"] for r in rows}
+
+    clear = table({"full": runs(0.8, 3), "lora": runs(0.6, 3)})
+    assert clear["full"] == "best" and clear["lora"].startswith("differs")
+    close = table({"full": runs(0.7, 3), "lora": runs(0.69, 3)})
+    assert close["full"] == "top, within noise of lora" or close["lora"] == "top, within noise of full"
+    one = table({"full": runs(0.8, 1), "lora": runs(0.6, 1)})
+    assert one["full"].startswith("top (one seed per method") and one["lora"].startswith("differs")
+
+    from ftpipe.tools.ladder_report import seed_intervals
+
+    seeded = runs(0.8, 3)
+    row = {"method": "full", "metric": "accuracy", "value": float(np.mean([np.mean([r["score"] for r in run.values()]) for run in seeded])),
+           "ci95_low": None, "ci95_high": None, "p_vs_base": None}
+    seed_intervals([row], {"full": seeded}, runs(0.5, 1)[0], Task(), 500, 0)
+    assert row["ci95_low"] < row["value"] < row["ci95_high"] and row["p_vs_base"] < 0.01

@@ -183,8 +183,9 @@ def test_ladder_gives_each_method_the_shared_overrides_then_its_own(monkeypatch)
     monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method})
     monkeypatch.setattr(ladder, "write_report", lambda rows: None)
     monkeypatch.setattr(ladder, "exp_ref", lambda name: f"refs/exps/{name}")
-    monkeypatch.setattr(ladder, "workspace_predictions", dict)  # a clean clone has no predictions/ before a run
+    monkeypatch.setattr(ladder, "workspace_predictions", lambda which="tuned": {})  # a clean clone has no predictions/
     monkeypatch.setattr(ladder, "versus_best", lambda *args: None)
+    monkeypatch.setattr(ladder, "seed_intervals", lambda *args: None)
     ladder.main(["--methods", "distill,full,lora", "-S", "data=yelp_local", "--for", "lora", "train.lr=5e-4"])
     assert calls == [("full", ["data=yelp_local"]), ("lora", ["data=yelp_local", "train.lr=5e-4"]),
                      ("distill", ["data=yelp_local", "method.teacher.revision=refs/exps/ladder-full"])]
@@ -217,9 +218,10 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     monkeypatch.setattr(ladder, "validation", validation)
     monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method, "experiment": name, "lr": seen["lr"],
                                                                          "validation_metric": None, "validation_value": None})
-    monkeypatch.setattr(ladder, "workspace_predictions", lambda: {"run": seen["name"]})
+    monkeypatch.setattr(ladder, "workspace_predictions", lambda which="tuned": {"run": seen["name"]})
     monkeypatch.setattr(ladder, "exp_ref", lambda name: f"refs/exps/{name}")
     monkeypatch.setattr(ladder, "versus_best", lambda rows_, predictions, *args: seen.update(predictions=dict(predictions)))
+    monkeypatch.setattr(ladder, "seed_intervals", lambda *args: None)  # the decisions: tests/unit/test_decisions.py
     monkeypatch.setattr(ladder, "write_report", lambda rows_: rows.append(list(rows_)))
     ladder.main(["--methods", "distill,features,full,lora", "--tune", "--grid", "0.3,1,3", "-S", "experiment=yelp_bert"])
     # Yelp's full rate is 5e-5; every other method's is its own default (conf/method/*.yaml), without --for.
@@ -237,7 +239,7 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     assert (final["lora"]["experiment"], final["lora"]["lr"]) == ("ladder-lora-lr0.0015", 1.5e-3)
     assert final["lora"]["validation_metric"] == "eval_loss" and final["lora"]["lr_grid"] == "0.00015:2 0.0005:1.47712 0.0015:1"
     assert final["distill"]["experiment"] == "ladder-distill-lr0.0001" and final["features"].get("lr_grid") is None
-    assert seen["predictions"]["lora"] == {"run": "ladder-lora-lr0.0015"}  # the chosen run's predictions, not the last run's
+    assert seen["predictions"]["lora"] == [{"run": "ladder-lora-lr0.0015"}]  # the chosen run's predictions, not the last run's
 
     # A shorter sweep: each point runs train.epochs=1, then the chosen rate trains at the full length as ladder-<method>.
     calls.clear()
@@ -248,7 +250,21 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
                      ("lora", ["experiment=yelp_bert", "train.lr=0.0003"], "ladder-lora")]
     lora = rows[-1][-1]
     assert (lora["experiment"], lora["lr"], lora["lr_grid"]) == ("ladder-lora", 3e-4, "0.0001:2.17609 0.0003:1.69897")
-    assert seen["predictions"]["lora"] == {"run": "ladder-lora"}
+    assert seen["predictions"]["lora"] == [{"run": "ladder-lora"}]
+
+    # --seeds 3: the chosen rate twice more, at train.seed + 1 and + 2; the row is their mean with the seeds' SD.
+    calls.clear()
+    monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method, "experiment": name, "lr": seen["lr"],
+                                                                         "value": 0.5 + 0.1 * name.endswith("-s43"),
+                                                                         "validation_metric": None, "validation_value": None})
+    ladder.main(["--methods", "lora", "--tune", "--grid", "1", "--seeds", "3", "-S", "experiment=yelp_bert"])
+    assert [(n, [o for o in overrides if o.startswith(("train.seed", "train.lr"))]) for _, overrides, n in calls] == [
+        ("ladder-lora-lr0.0005", ["train.lr=0.0005"]), ("ladder-lora-lr0.0005-s43", ["train.lr=0.0005", "train.seed=43"]),
+        ("ladder-lora-lr0.0005-s44", ["train.lr=0.0005", "train.seed=44"])]
+    lora = rows[-1][-1]
+    assert (lora["value"], lora["seed_sd"], lora["seeds"]) == (0.5333, 0.0577, 3) and len(seen["predictions"]["lora"]) == 3
+    with pytest.raises(SystemExit, match="--seeds 0: at least 1"):
+        ladder.main(["--methods", "lora", "--seeds", "0"])
     with pytest.raises(SystemExit, match="--grid 0,1"):
         ladder.main(["--methods", "lora", "--tune", "--grid", "0,1"])
     with pytest.raises(SystemExit, match="train.validation_fraction=0"):

@@ -28,21 +28,24 @@ the row is exactly the run the choice was made on. `--tune-epochs N` makes the s
 trains the chosen rate at full length as `ladder-<method>`; a short sweep may favour a rate that
 learns fast over one that ends best. The table records the rate, the choice's validation score and
 every point of the grid with its score. `features` has no rate and runs once.
+
+`--seeds K` runs each method K times, at its train.seed and the K - 1 after it (`<experiment>-s<seed>`,
+after --tune at the chosen rate): its row is the mean with the seeds' standard deviation, and its
+interval against the base and its test against the top method cover the seeds too
+(ftpipe.tools.ladder_report). "best" is declared only when that test separates the top method from
+every other; with one run per method the top row says it was not tested over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import subprocess
 import sys
 from pathlib import Path
 
-REPORT, TABLE = Path("reports/methods.md"), Path("reports/methods.csv")
+from ftpipe.tools.ladder_report import seed_intervals, versus_best, write_report
+
 RUN = Path("runs/train")  # where the train stage leaves its RunRecord (dvc.yaml): durations and peak memory
-COLUMNS = ["method", "experiment", "metric", "value", "ci95_low", "ci95_high", "p_vs_base", "vs_best",
-           "trainable_params", "train_seconds", "eval_samples_per_s", "train_peak_rss_mb", "eval_peak_rss_mb",
-           "lr", "validation_metric", "validation_value", "lr_grid"]
 DEFAULT_GRID = "0.3,1,3"  # multipliers of each method's default train.lr
 
 
@@ -83,36 +86,6 @@ def row(method: str, experiment: str, which: str = "tuned") -> dict:
 
 def _round(value):
     return None if value is None else round(value, 4)
-
-
-def versus_best(rows: list[dict], predictions: dict[str, dict], task, resamples: int, seed: int) -> None:
-    """Fill `vs_best` for the tuned rows: does each method differ from the best one at the 5% level?
-
-    A paired bootstrap over the evaluation examples (as compare's) of each method against the best,
-    the p-values Holm-corrected for the number of methods compared (it controls the chance of any
-    false "differs" at 5%)."""
-    from ftpipe.significance import paired_bootstrap
-
-    tuned = [r for r in rows if r["method"] in predictions]
-    if not tuned:
-        return
-    best = max(tuned, key=lambda r: r["value"])
-    raw = {}
-    for r in tuned:
-        if r is best:
-            continue
-        ids = [i for i in predictions[best["method"]] if i in predictions[r["method"]]]
-        mine, _ = task.example_stats([predictions[r["method"]][i] for i in ids])
-        theirs, to_metrics = task.example_stats([predictions[best["method"]][i] for i in ids])
-        tested = paired_bootstrap(mine, theirs, to_metrics, resamples, seed)
-        raw[r["method"]] = (tested.get(best["metric"]) or next(iter(tested.values())))["p_value"]
-    adjusted, running = {}, 0.0
-    for k, (method, p) in enumerate(sorted(raw.items(), key=lambda item: item[1])):  # Holm's step-down
-        running = max(running, min(1.0, (len(raw) - k) * p))
-        adjusted[method] = running
-    for r in tuned:
-        r["vs_best"] = "best" if r is best else (f"{'differs' if adjusted[r['method']] < 0.05 else 'within noise'} "
-                                                 f"(Holm p {adjusted[r['method']]:.3g})")
 
 
 def run_one(method: str, overrides: list[str], name: str | None = None) -> str:
@@ -204,39 +177,29 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
     return name, chosen, predictions
 
 
-def write_report(rows: list[dict]) -> None:
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    with open(TABLE, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    metric = rows[0]["metric"]
-    lines = ["# Methods compared", "", f"Same data, base model and seeds; `{metric}` on the evaluation set (QA F1 is 0-100, other metrics 0-1),",
-             "with its 95% interval (paired bootstrap against the base, as in reports/compare.md) and whether it differs",
-             "from the best method at the 5% level (paired bootstrap against the best, Holm-corrected for the methods compared).",
-             "lr: the run's learning rate; validation: its best validation score (the held-out part of the training subset,",
-             "never the evaluation set); lr grid: with --tune, each rate tried and its validation score, the lowest loss",
-             "(or highest score) chosen.", "",
-             f"| method | {metric} | 95% interval | p vs base | vs best | lr | validation | lr grid (validation) | trainable params "
-             "| train s | eval samples/s | train peak MB | eval peak MB |",
-             "|---|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        interval = f"[{r['ci95_low']}, {r['ci95_high']}]" if r["ci95_low"] is not None else ""
-        p = "" if r["p_vs_base"] is None else ("< 0.001" if r["p_vs_base"] < 0.001 else f"{r['p_vs_base']:.3g}")
-        lr = "" if r.get("lr") is None else f"{r['lr']:g}"
-        validated = "" if r.get("validation_value") is None else f"{r['validation_metric']} {r['validation_value']}"
-        lines.append(f"| {r['method']} | {r['value']} | {interval} | {p} | {r['vs_best'] or ''} | {lr} | {validated} | {r.get('lr_grid') or ''} "
-                     f"| {r['trainable_params']:,} | {r['train_seconds']} | {r['eval_samples_per_s']} | {r['train_peak_rss_mb'] or ''} "
-                     f"| {r['eval_peak_rss_mb']} |")
-    REPORT.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
-
-
-def workspace_predictions() -> dict:
-    """The tuned predictions of the experiment just run: `dvc exp run` leaves them in the workspace."""
+def workspace_predictions(which: str = "tuned") -> dict:
+    """The predictions of the experiment just run: `dvc exp run` leaves them in the workspace."""
     from ftpipe.core.results import read_predictions
 
-    return {row.id: row.to_dict() for row in read_predictions("predictions/tuned.jsonl")}
+    return {row.id: row.to_dict() for row in read_predictions(f"predictions/{which}.jsonl")}
+
+
+def more_seeds(method: str, overrides: list[str], result: dict, predictions: dict, seeds: int) -> tuple[dict, list[dict]]:
+    """The method's run again at seeds + 1 ... + seeds - 1 (after the one at its own train.seed, `result`):
+    its row becomes their mean, with the seeds' standard deviation; the predictions one dict per run."""
+    import statistics
+
+    if seeds == 1:
+        return result, [predictions]
+    first = int(composed(method, overrides)["train"]["seed"])
+    values, runs = [result["value"]], [predictions]
+    for k in range(1, seeds):
+        name = run_one(method, [*overrides, f"train.seed={first + k}"], f"{result['experiment']}-s{first + k}")
+        values.append(row(method, name)["value"])
+        runs.append(workspace_predictions())
+    result.update(value=round(statistics.fmean(values), 4), seed_sd=round(statistics.stdev(values), 4), seeds=seeds,
+                  experiment=f"{result['experiment']} (+{seeds - 1} seeds)")
+    return result, runs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -250,8 +213,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", default=DEFAULT_GRID, help=f"--tune's multipliers of each method's default lr (default {DEFAULT_GRID})")
     parser.add_argument("--tune-epochs", type=float, help="--tune's sweep runs this many epochs (at least 1: validation is per "
                                                           "epoch), then the chosen rate trains at full length (default: full-length sweep)")
+    parser.add_argument("--seeds", type=int, default=1, help="runs per method at train.seed, +1, ...: the table's mean, "
+                                                              "seed SD and seed-aware tests (default 1)")
     args = parser.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods, grid = [m.strip() for m in args.methods.split(",") if m.strip()], check_args(args)
+
+    from ftpipe.params import load_params
+    from ftpipe.tasks import get_task
+
+    rows, predictions, names, base = [], {}, {}, {}
+
+    def first_run(name: str) -> None:  # the base model's row and predictions, from the first experiment's evaluation of it
+        if not rows:
+            rows.append(row("base model", name, "base"))
+            base.update(workspace_predictions("base"))
+
+    for method in sorted(methods, key=lambda m: m == "distill"):  # the teacher first
+        overrides = args.overrides + [o for m, o in args.per_method if m == method]
+        if method == "distill":
+            overrides.append(f"method.teacher.revision={args.teacher or exp_ref(names.get('full', 'ladder-full'))}")
+        if args.tune and composed(method, overrides)["method"].get("type") != "features":  # features: no gradient steps, no rate
+            name, result, ran = tune(method, overrides, grid, args.tune_epochs, first_run)
+            overrides = [*overrides, f"train.lr={result['lr']:g}"]  # the seeds repeat the chosen rate
+        else:
+            name = run_one(method, overrides)
+            first_run(name)
+            result, ran = row(method, name), workspace_predictions()
+        result, predictions[method] = more_seeds(method, overrides, result, ran, args.seeds)
+        names[method] = name
+        rows.append(result)
+        params = load_params("task", "evaluate")
+        task, resamples, seed = get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed
+        seed_intervals(rows, predictions, base, task, resamples, seed)
+        versus_best(rows, predictions, task, resamples, seed)
+        write_report(rows)  # after every run: a ladder cut short still leaves its table
+
+
+def check_args(args) -> list[float]:
+    """--tune's grid, once every option is known to make sense: else one line naming it."""
     try:
         grid = [float(g) for g in args.grid.split(",") if g.strip()]
     except ValueError:
@@ -260,34 +259,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: --grid {args.grid}: positive multipliers of the default lr, such as {DEFAULT_GRID}")
     if args.tune_epochs is not None and args.tune_epochs < 1:
         sys.exit("error: --tune-epochs must be at least 1 (validation runs once per epoch)")
+    if args.seeds < 1:
+        sys.exit(f"error: --seeds {args.seeds}: at least 1 run per method")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods + [m for m, _ in args.per_method] if not Path(f"conf/method/{m}.yaml").exists()]
     if unknown:
         sys.exit(f"error: no conf/method/{unknown[0]}.yaml (known: {', '.join(sorted(p.stem for p in Path('conf/method').glob('*.yaml')))})")
-
-    from ftpipe.params import load_params
-    from ftpipe.tasks import get_task
-
-    rows, predictions, names = [], {}, {}
-
-    def first_run(name: str) -> None:  # the base model's row, from the first experiment's evaluation of it
-        if not rows:
-            rows.append(row("base model", name, "base"))
-
-    for method in sorted(methods, key=lambda m: m == "distill"):  # the teacher first
-        overrides = args.overrides + [o for m, o in args.per_method if m == method]
-        if method == "distill":
-            overrides.append(f"method.teacher.revision={args.teacher or exp_ref(names.get('full', 'ladder-full'))}")
-        if args.tune and composed(method, overrides)["method"].get("type") != "features":  # features: no gradient steps, no rate
-            name, result, predictions[method] = tune(method, overrides, grid, args.tune_epochs, first_run)
-        else:
-            name = run_one(method, overrides)
-            first_run(name)
-            result, predictions[method] = row(method, name), workspace_predictions()
-        names[method] = name
-        rows.append(result)
-        params = load_params("task", "evaluate")
-        versus_best(rows, predictions, get_task(params.task), params.evaluate.bootstrap_resamples, params.evaluate.seed)
-        write_report(rows)  # after every run: a ladder cut short still leaves its table
+    return grid
 
 
 if __name__ == "__main__":
