@@ -5,7 +5,6 @@ written, builds its Trainer)."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from conftest import REPO
 
