@@ -145,10 +145,10 @@ def test_the_ladder_calls_a_method_different_from_the_best_only_past_holms_corre
         return {f"r{i}": {"reference": "pos" if t else "neg", "prediction": ("pos" if t else "neg") if ok else ("neg" if t else "pos"),
                           "score": float(ok)} for i, (t, ok) in enumerate(zip(truth, right))}
 
-    preds = {"full": predictions(0.9), "lora": predictions(0.89), "freeze": predictions(0.6)}
-    rows = [{"method": m, "metric": "accuracy", "value": float(np.mean([r["score"] for r in p.values()]))} for m, p in preds.items()]
+    preds = {"full": [predictions(0.9)], "lora": [predictions(0.89)], "freeze": [predictions(0.6)]}  # one run each
+    rows = [{"method": m, "metric": "accuracy", "value": float(np.mean([r["score"] for r in p[0].values()]))} for m, p in preds.items()]
     versus_best(rows, preds, task, resamples=1000, seed=0)
     by = {r["method"]: r["vs_best"] for r in rows}
     best = max(rows, key=lambda r: r["value"])["method"]
-    assert by[best] == "best" and by["freeze"].startswith("differs")
+    assert by[best].startswith("top (one seed per method") and by["freeze"].startswith("differs")
     assert by["lora" if best == "full" else "full"].startswith("within noise")

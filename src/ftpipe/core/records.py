@@ -23,6 +23,18 @@ from typing import Any, ClassVar, TypeVar
 from ftpipe.core.errors import DataError
 
 R = TypeVar("R", bound="Record")
+
+
+def json_object(text: str, source: str | Path, writer: str = "") -> dict:
+    """The JSON object in `text`, or one line naming `source`, what is wrong and, if known, the stage to rerun."""
+    rerun = f" (written by the {writer} stage: rerun it)" if writer else ""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(source, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}{rerun}") from None
+    if not isinstance(data, dict):
+        raise DataError(source, f"expected a JSON object, got {type(data).__name__}{rerun}")
+    return data
 EVALUATION_RUNS = Path("runs/evaluate")  # a folder per model evaluated (dvc.yaml): its TimingRecord
 
 
@@ -59,12 +71,7 @@ class Record:
     def parse(cls: type[R], text: str, source: str | Path) -> R:
         """The record from its text (read at another git revision, say); `source` names it in errors.
         Keys it does not know are left out: a newer ftpipe's record still loads."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise DataError(source, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
-        if not isinstance(data, dict):
-            raise DataError(source, f"expected a JSON object, got {type(data).__name__}")
+        data = json_object(text, source)
         known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         missing = [name for name, f in known.items() if name not in data
                    and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]

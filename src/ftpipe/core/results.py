@@ -16,22 +16,16 @@ from typing import Any
 
 from ftpipe.core.errors import DataError
 from ftpipe.core.io import atomic_output, write_json
+from ftpipe.core.records import json_object
 
 
 def _object(path: str | Path, text: str | None = None, writer: str = "") -> dict:
     """The JSON object in `path` (or `text`, read elsewhere and named by `path`), or one line saying why not."""
-    rerun = f" (written by the {writer} stage: rerun it)" if writer else ""
     if text is None:
         if not Path(path).is_file():
-            raise DataError(path, f"not found{rerun}")
+            raise DataError(path, f"not found (written by the {writer} stage: rerun it)")
         text = Path(path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataError(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}{rerun}") from None
-    if not isinstance(data, dict):
-        raise DataError(path, f"expected a JSON object, got {type(data).__name__}{rerun}")
-    return data
+    return json_object(text, path, writer)
 
 
 def _number(value) -> bool:
@@ -146,16 +140,8 @@ def read_predictions(path: str | Path) -> list[PredictionRow]:
 
 def parse_predictions(lines, source: str | Path) -> list[PredictionRow]:
     """The rows of a predictions file's lines (read at another git revision, say); `source` names it in errors."""
-    rows = []
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(source, f"row {number}: malformed JSON at column {err.colno} (rerun the evaluate stage)") from None
-        if not isinstance(row, dict):
-            raise DataError(source, f"row {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(PredictionRow.from_dict(row, f"{source}, row {number}"))
-    return rows
+    return [PredictionRow.from_dict(json_object(line, f"{source}, row {number}", "evaluate"), f"{source}, row {number}")
+            for number, line in enumerate(lines, 1)]
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:
