@@ -24,7 +24,7 @@ from ftpipe.core.errors import FtpipeError, fail
 from ftpipe.core.markdown import inert, p_value
 from ftpipe.tools import runs as runs_io
 from ftpipe.tools.runs import Run, RunError
-from ftpipe.tools.why import differences, label
+from ftpipe.tools.why import differences, eval_set, label
 
 
 def parse_arm(spec: str, default: str) -> tuple[str, list[str]]:
@@ -44,7 +44,7 @@ def check_comparable(arms: list[list[Run]], unpaired: bool) -> bool:
         raise RunError(" vs ".join(run.name for run in everyone), f"runs of different task types ({', '.join(sorted(types))}): nothing to compare")
     first = everyone[0]
     for run in everyone[1:]:
-        found = [d for d in differences(first, run) if d.kind == "evaluation set"]
+        found = eval_set(first, run)
         if found and not unpaired:
             raise RunError(f"{first.name} vs {run.name}", f"not comparable: the eval sets differ ({found[0].key}: {found[0].a} vs {found[0].b}); "
                                                           "--unpaired compares them as independent samples")
