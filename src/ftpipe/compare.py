@@ -86,8 +86,7 @@ def significance(task, pairs: list[Pair], resamples: int, seed: int) -> tuple[di
         return {}, None
     base_stats, to_metrics = task.example_stats([b.to_dict() for b, _ in pairs])
     tuned_stats, _ = task.example_stats([t.to_dict() for _, t in pairs])
-    tested = {name: Interval(t["delta"], tuple(t["ci95"]), t["p_value"])
-              for name, t in paired_bootstrap(base_stats, tuned_stats, to_metrics, resamples, seed).items()}
+    tested = {name: Interval.from_dict(t) for name, t in paired_bootstrap(base_stats, tuned_stats, to_metrics, resamples, seed).items()}
     scores = np.array([[b.score, t.score] for b, t in pairs])
     right_or_wrong = np.isin(scores, (0.0, 1.0)).all()
     return tested, mcnemar(scores[:, 0] == 1, scores[:, 1] == 1) if right_or_wrong else None

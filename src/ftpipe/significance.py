@@ -22,32 +22,14 @@ CHUNK = 100  # resamples drawn at once: bounds memory at CHUNK x examples counts
 def paired_bootstrap(base: np.ndarray, tuned: np.ndarray, to_metrics: Callable, resamples: int, seed: int) -> dict:
     """{metric: {delta, ci95: [low, high], p_value}} for every metric `to_metrics(sums, n)` returns.
 
-    `base`, `tuned`: one row of additive statistics per example, in the same example order.
+    `base`, `tuned`: one row of additive statistics per example, in the same example order: run_bootstrap
+    with one run per arm.
     """
-    n = len(base)
-    if n == 0 or resamples < 1:
+    if len(base) == 0 or resamples < 1:
         return {}
-    observed = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in _delta(base.sum(0)[None], tuned.sum(0)[None], to_metrics, n).items()}
-    rng = np.random.default_rng(seed)
-    deltas: dict[str, list] = {k: [] for k in observed}
-    for start in range(0, resamples, CHUNK):
-        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(CHUNK, resamples - start)).astype(np.float64)
-        for key, value in _delta(counts @ base, counts @ tuned, to_metrics, n).items():
-            deltas[key].append(np.asarray(value, dtype=np.float64))
-    out = {}
-    for key, delta in observed.items():
-        resampled = np.concatenate(deltas[key])
-        low, high = np.percentile(resampled, [2.5, 97.5])
-        # (count + 1) / (resamples + 1): a p-value from resamples is never 0, only below their resolution.
-        tail = min(int(np.sum(resampled <= 0)), int(np.sum(resampled >= 0)))
-        p = min(1.0, 2 * (tail + 1) / (len(resampled) + 1))
-        out[key] = {"delta": delta, "ci95": [float(low), float(high)], "p_value": p}
-    return out
-
-
-def _delta(base_sums, tuned_sums, to_metrics, n) -> dict:
-    base_m, tuned_m = to_metrics(base_sums, n), to_metrics(tuned_sums, n)
-    return {k: tuned_m[k] - base_m[k] for k in tuned_m}
+    observed, replicates = run_bootstrap([base], [tuned], to_metrics, resamples, seed)
+    return {key: {name: value for name, value in interval_and_tests(delta, replicates[key], 0.0).items()
+                  if name in ("delta", "ci95", "p_value")} for key, delta in observed.items()}
 
 
 def mcnemar(base_right: np.ndarray, tuned_right: np.ndarray) -> float:
@@ -57,7 +39,6 @@ def mcnemar(base_right: np.ndarray, tuned_right: np.ndarray) -> float:
     only_base = int(np.sum(base_right & ~tuned_right))
     only_tuned = int(np.sum(~base_right & tuned_right))
     return 1.0 if only_base + only_tuned == 0 else float(binomtest(only_tuned, only_base + only_tuned, 0.5).pvalue)
-
 
 
 def run_bootstrap(a_runs: list[np.ndarray], b_runs: list[np.ndarray], to_metrics: Callable, resamples: int, seed: int,
@@ -85,7 +66,7 @@ def run_bootstrap(a_runs: list[np.ndarray], b_runs: list[np.ndarray], to_metrics
         values = []
         for i, arm in enumerate(arms):
             counts = draws[0 if paired else i]
-            metrics = _run_metrics(np.einsum("cn,rnd->rcd", counts, arm), to_metrics, arm.shape[1])  # {metric: (runs, size)}
+            metrics = _run_metrics(np.stack([counts @ run for run in arm]), to_metrics, arm.shape[1])  # {metric: (runs, size)}
             runs = arm.shape[0] if resample_seeds else 1
             scale = np.sqrt(runs / (runs - 1)) - 1 if runs > 1 else 0.0
             picks = seed_rng.integers(runs, size=(size, runs)) if runs > 1 else np.tile(np.arange(arm.shape[0]), (size, 1))

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 from ftpipe.core.errors import DataError
 
 R = TypeVar("R", bound="Record")
+EVALUATION_RUNS = Path("runs/evaluate")  # a folder per model evaluated (dvc.yaml): its TimingRecord
 
 
 def json_object(text: str, source: str | Path, writer: str = "") -> dict:
@@ -35,7 +36,6 @@ def json_object(text: str, source: str | Path, writer: str = "") -> dict:
     if not isinstance(data, dict):
         raise DataError(source, f"expected a JSON object, got {type(data).__name__}{rerun}")
     return data
-EVALUATION_RUNS = Path("runs/evaluate")  # a folder per model evaluated (dvc.yaml): its TimingRecord
 
 
 class Record:

@@ -70,6 +70,11 @@ class Interval:
     ci95: tuple[float, float]
     p_value: float
 
+    @classmethod
+    def from_dict(cls, tested: dict) -> Interval:
+        """From the {delta, ci95, p_value} that ftpipe.significance gives and metrics/compare.json holds."""
+        return cls(tested["delta"], tuple(tested["ci95"]), tested["p_value"])
+
 
 @dataclass
 class Comparison:
@@ -88,7 +93,7 @@ class Comparison:
         tested = dict(data.pop("significance", None) or {})
         mcnemar = tested.pop("mcnemar", None) or {}
         try:
-            significance = {name: Interval(t["delta"], tuple(t["ci95"]), t["p_value"]) for name, t in tested.items()}
+            significance = {name: Interval.from_dict(t) for name, t in tested.items()}
         except (KeyError, TypeError, ValueError):
             raise DataError(path, "significance: each metric needs delta, ci95 and p_value (rerun the compare stage)") from None
         return cls({k: v for k, v in data.items() if _number(v)}, significance, mcnemar.get("p_value"))
