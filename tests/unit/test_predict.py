@@ -92,3 +92,46 @@ def test_one_record_flags_are_the_tasks_own_inputs(monkeypatch):
         read_inputs(args(question="Where?"), qa)
     with pytest.raises(DataError, match=r"^--context: a classification task takes --text or --file$"):
         read_inputs(args(context="a passage"), classification_task())
+
+
+def test_chat_flags_fit_only_tasks_that_converse():
+    import argparse
+
+    from ftpipe.core.errors import DataError
+    from ftpipe.tools.converse import check_chat
+
+    args = argparse.Namespace(chat=False, system="Be brief.", text=None, context=None, question=None)
+    with pytest.raises(DataError, match="--system: sets the system prompt of a conversation: give --chat too"):
+        check_chat(args, classification_task())
+    args.chat = True
+    with pytest.raises(DataError, match="--chat: a classification task does not converse"):
+        check_chat(args, classification_task())
+
+
+def test_chat_loop_answers_each_line_as_the_next_user_turn():
+    from ftpipe.tools.converse import converse
+
+    class Talker:  # a task that converses: its record is the conversation, its answer counts the turns seen
+        converses = True
+
+        def chat_record(self, record, system=None):
+            return {**record, "system": system}
+
+        def prediction_record(self, record):
+            return record
+
+        def clean(self, record, data_cfg):
+            return dict(record)
+
+    seen = []
+
+    def answer(rows):
+        seen.append(rows[0])
+        return [{"prediction": f"reply {len(rows[0]['messages'])}"}]
+
+    out = io.StringIO()
+    converse(answer, Talker(), "Be brief.", io.StringIO("hello\nand then?\n/reset\nagain\n\nignored\n"), out)
+    assert out.getvalue().splitlines() == ["reply 1", "reply 3", "reply 1"]
+    assert seen[1]["messages"] == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "reply 1"},
+                                   {"role": "user", "content": "and then?"}]
+    assert all(row["system"] == "Be brief." for row in seen)

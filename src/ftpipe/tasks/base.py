@@ -111,6 +111,9 @@ class Task:
     # What the task offers a method that needs more than a trainable model (a method's `needs`), from
     # CAPABILITIES below: methods fit tasks by what they have, never by a list of task names.
     capabilities: frozenset[str] = frozenset()
+    # Records are conversations whose last user turn the model answers: ftpipe-predict --chat (a turn at a
+    # time from a terminal, or one conversation per record of --file) and --system (chat_record below).
+    converses: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -188,6 +191,12 @@ class Task:
         """A record to predict, completed with what `clean` requires and prediction never reads
         (a label, a reference): tokenize then treats it as an evaluation row."""
         return record
+
+    def chat_record(self, record: dict, system: str | None = None) -> dict:
+        """A record in this task's own format, made ready to answer its last user turn, with `system` as its
+        system prompt where it has none (tasks that `converse` only). ftpipe-predict's terminal loop hands
+        its conversation so far in OpenAI's form: {"messages": [{"role": ..., "content": ...}, ...]}."""
+        raise NotImplementedError
 
     # --- model card ---------------------------------------------------------------
     def card_example(self, adapter: bool) -> tuple[list[str], list[str]]:

@@ -5,6 +5,7 @@
     cat reviews.txt | ftpipe-predict --model models/tuned --file -                  # stdin: one text per line, or JSONL
     ftpipe-predict --model models/tuned --context "Paris is the capital of France." --question "What is the capital of France?"
     ftpipe-predict --model models/tuned --file dialogues.jsonl --json               # summarization
+    ftpipe-predict --model models/tuned --chat --system "Answer briefly."          # a conversation, a turn a line
 
 Classification needs only the text field (no label) and gives the predicted class with the
 probability of every class; QA gives the answer span; summarization generates with the
@@ -26,6 +27,7 @@ from pathlib import Path
 from ftpipe.core import offline  # noqa: F401  (before transformers/datasets)
 from ftpipe.core.errors import DataError, FtpipeError, fail
 from ftpipe.core.io import decoded_lines
+from ftpipe.tools.converse import check_chat, converse
 
 STDIN = "<stdin>"
 
@@ -35,6 +37,17 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
             precision: str | None = None) -> list[dict]:
     """One output row per record. Trust for remote code comes only from the caller (the command-line flag);
     `precision` (default: evaluate.precision) as in evaluation, int8 included."""
+    from ftpipe.params import load_params
+    from ftpipe.tasks import get_task
+
+    rows = clean(get_task(load_params("task", path=params_path).task), records, source)  # a bad record before the model loads
+    return predictor(model_dir, params_path, base_dir, trust_remote_code, precision)(rows)
+
+
+def predictor(model_dir: Path, params_path: Path = Path("params.yaml"), base_dir: Path = Path("models/base"),
+              trust_remote_code: bool = False, precision: str | None = None):
+    """The model loaded once, as a function from clean rows (`clean`) to output rows: for a file, or for each
+    turn of a conversation (--chat)."""
     import datasets
     import torch
 
@@ -47,7 +60,6 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
 
     params = load_params("task", "evaluate", path=params_path)
     task = get_task(params.task)
-    rows = clean(task, records, source)
     if not Path(model_dir).is_dir():  # else transformers would look for a Hub repo of that name
         raise DataError(model_dir, "no such model folder")
     if not any((Path(model_dir) / name).is_file() for name in TOKENIZER_FILES):  # transformers would build an empty one:
@@ -58,10 +70,14 @@ def predict(model_dir: Path, records: list[dict], params_path: Path = Path("para
         model.to("cuda")
     precision = resolve_precision(precision or params.evaluate.precision)
     model = for_inference(model, precision)
-    examples = datasets.Dataset.from_list(rows)
-    features = task.tokenize(examples, tokenizer, "eval", None, 1000)  # as evaluation tokenizes (windows, prompt)
-    with autocast(precision):
-        return task.infer(model, tokenizer, features, examples, params.evaluate)
+
+    def answer(rows: list[dict]) -> list[dict]:
+        examples = datasets.Dataset.from_list(rows)
+        features = task.tokenize(examples, tokenizer, "eval", None, 1000)  # as evaluation tokenizes (windows, prompt)
+        with autocast(precision):
+            return task.infer(model, tokenizer, features, examples, params.evaluate)
+
+    return answer
 
 
 def clean(task, records: list[dict], source: str) -> list[dict]:
@@ -174,6 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--text", action="append", help="a text to classify or a dialogue to summarize (repeatable)")
     parser.add_argument("--context", help="QA: the passage")
     parser.add_argument("--question", help="QA: the question")
+    parser.add_argument("--chat", action="store_true", help="converse: a user turn a line (or --file: answer each conversation)")
+    parser.add_argument("--system", help="--chat: the system prompt of a conversation that has none")
     parser.add_argument("--out", type=Path, help="write the predictions here: .csv or .jsonl (default: stdout)")
     parser.add_argument("--json", action="store_true", help="print one JSON row per record (JSONL) instead of a table")
     parser.add_argument("--csv", action="store_true", help="print CSV")
@@ -188,7 +206,13 @@ def main(argv: list[str] | None = None) -> None:
 
         task = get_task(load_params("task", path=args.params).task)
         check_head(args.model, task, args.params)
+        if args.chat or args.system is not None:
+            check_chat(args, task)
+            if not args.file:  # a conversation on the terminal (or piped in), a user turn a line
+                return converse(predictor(args.model, args.params, args.base, args.trust_remote_code, args.precision), task, args.system)
         records, source = read_inputs(args, task)
+        if args.chat:
+            records = [task.chat_record(record, args.system) for record in records]
         if args.out and args.out.suffix.lower() not in (".csv", ".jsonl"):
             raise DataError(args.out, "write predictions to a .csv or .jsonl file")
         rows = predict(args.model, records, args.params, args.base, args.trust_remote_code, source, args.precision)
