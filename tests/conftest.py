@@ -144,7 +144,7 @@ def _build(experiment: str, repo: Path) -> None:
 # names the build in a parameter called `experiment`. The builds the session's tests need are known at
 # collection: a worker waiting for one that another worker is building builds another one meanwhile.
 PIPELINE_FIXTURES = {"tiny_pipeline": "test_tiny", "dialogsum_pipeline": "test_tiny_dialogsum",
-                     "qa_pipeline": "test_tiny_qa", "ner_pipeline": "test_tiny_ner"}
+                     "qa_pipeline": "test_tiny_qa", "ner_pipeline": "test_tiny_ner", "chat_pipeline": "test_tiny_chat"}
 _NEEDED: list[str] = []
 
 
@@ -221,7 +221,7 @@ def _copy_of(experiment: str):
     return copy
 
 
-# tiny_pipeline, dialogsum_pipeline, qa_pipeline, ner_pipeline: one fixture per entry.
+# tiny_pipeline, dialogsum_pipeline, qa_pipeline, ner_pipeline, chat_pipeline: one fixture per entry.
 for _fixture, _experiment in PIPELINE_FIXTURES.items():
     globals()[_fixture] = pytest.fixture(_copy_of(_experiment), name=_fixture)
 

@@ -130,6 +130,20 @@ DATA_CASES += [
     DataCase("tag_id_out_of_range.jsonl", "field 'tags': token 2 ('left'): tag id 9 out of range 0..6", record=1, **NER),
     DataCase("empty_token.jsonl", "field 'tokens': token 2 is empty, invisible or not a string (' ')", record=1, **NER),
 ]
+CHAT = {"task": "chat", "experiment": "test_tiny_chat"}
+DATA_CASES += [  # issue 31: conversations (the first record of each file is good)
+    DataCase("unknown_role.jsonl", "field 'messages': turn 2: unknown role 'bot' (system, user, assistant; ShareGPT: human, gpt)",
+             record=2, **CHAT),
+    DataCase("empty_content.jsonl", "field 'messages': turn 2: empty assistant content", record=2, **CHAT),
+    DataCase("no_assistant.jsonl", "field 'conversations': no assistant turn: nothing to learn or to score", record=2, **CHAT),
+    DataCase("not_alternating.jsonl", "field 'messages': turn 2: a second user turn in a row (the turns do not alternate; "
+             "task.consecutive_turns=merge joins them)", record=2, overrides={"task.consecutive_turns": "error"}, **CHAT),
+    DataCase("multimodal_content.jsonl", "field 'messages': turn 1: content is a list of parts (multimodal?), not text", record=2, **CHAT),
+    DataCase("system_not_first.jsonl", "field 'messages': turn 2: a system turn after the first turn", record=2, **CHAT),
+    DataCase("content_not_text.jsonl", "field 'instruction/output': turn 2: content is int, not text", record=2, **CHAT),
+    DataCase("no_conversation.jsonl", "field 'messages': no conversation: expected messages (OpenAI), conversations (ShareGPT) or "
+             "instruction/output (Alpaca) (columns: id, dialog", record=2, **CHAT),
+]
 
 MODEL_WITHOUT_WEIGHTS = "tests/bad_inputs/model_without_weights"  # made by the fixture
 MODEL_WITH_PICKLE = "tests/bad_inputs/model_with_pickle"  # only a pytorch_model.bin: refused
@@ -151,7 +165,7 @@ CONFIG_CASES = [
     ConfigCase("unknown_method", "train", {"method.type": "magic"}, "params.yaml: method.type: unknown method type 'magic'"),
     ConfigCase("method_misfits_task", "train", {"method.needs": ["causal_lm"]},
                "params.yaml: method: 'full' does not fit a classification task: it needs causal_lm, causal-LM rows, a prompt and its "
-               "answer (a prefix of past key-values fits them) (task types that have it: summarization)"),
+               "answer (a prefix of past key-values fits them) (task types that have it: chat, summarization)"),
     ConfigCase("method_needs_unknown", "train", {"method.needs": ["telepathy"]},
                "params.yaml: method.needs: unknown capability telepathy (known: example_label, causal_lm, position_free_labels)"),
     ConfigCase("negative_lr", "train", {"train.lr": -1e-5}, "params.yaml: train.lr: must be > 0"),
@@ -196,7 +210,7 @@ CONFIG_CASES = [
       for seed in (-1, 2**32)],
     # issue 22: padding-free packing is for causal-LM rows only
     ConfigCase("packing_classification", "train", {"train.packing": True},
-               "params.yaml: train.packing: a classification task cannot pack (causal-LM tasks can: summarization); set train.packing=false"),
+               "params.yaml: train.packing: a classification task cannot pack (causal-LM tasks can: chat, summarization); set train.packing=false"),
     ConfigCase("negative_report_examples", "compare", {"evaluate.report_examples": -1},
                "params.yaml: evaluate.report_examples: must be >= 0, got -1"),
     ConfigCase("tokenize_batch_size_0", "tokenize", {"tokenize.batch_size": 0}, "params.yaml: tokenize.batch_size: must be >= 1, got 0"),
