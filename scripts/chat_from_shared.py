@@ -1,6 +1,6 @@
 """The shared datasets as conversations, for the chat task (conf/experiment/chat_smollm2_lora.yaml).
 
-    python scripts/chat_from_shared.py [--shared ../shared/data] [--out data/chat] [--train 200] [--eval 50] [--seed 0]
+    python scripts/chat_from_shared.py [--shared ../shared/data] [--out data/chat] [--train 150] [--eval 30] [--seed 0]
 
 Three jobs, each in one of the three formats the chat task reads, each with a system prompt:
 - summarise a DialogSum dialogue (OpenAI `messages`, JSONL): train from dialogsum.train, eval from dialogsum.dev;
@@ -8,8 +8,8 @@ Three jobs, each in one of the three formats the chat task reads, each with a sy
   dev-v1.1, every annotator's answer kept as a reference;
 - say a tweet's sentiment and quote the words that carry it (Alpaca, Parquet): train and eval drawn apart
   from tweet_sentiment_extraction/train.csv.
-Dialogues over 1,200 characters and contexts over 900 are skipped (a conversation must fit task.max_length
-whole to be trained on). The files go to a git-ignored folder: third-party data is never committed.
+Dialogues over 700 characters and passages over 600 are skipped: short conversations keep a CPU run within
+minutes (and a conversation must fit task.max_length whole to be trained on). The files go to a git-ignored folder: third-party data is never committed.
 """
 
 import argparse
@@ -23,7 +23,7 @@ SYSTEM = "You are a concise assistant. Answer in one short sentence or phrase, w
 
 def dialogsum(path: Path, n: int, rng: random.Random) -> list[dict]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if len(r["dialogue"]) <= 1200]
+    rows = [r for r in rows if len(r["dialogue"]) <= 700]
     return [{"id": f"dialogsum-{r['fname']}", "messages": [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": f"Summarise this dialogue in one sentence.\n\n{r['dialogue']}"},
@@ -32,7 +32,7 @@ def dialogsum(path: Path, n: int, rng: random.Random) -> list[dict]:
 
 def squad(path: Path, n: int, rng: random.Random) -> list[dict]:
     questions = [(p["context"], q) for article in json.loads(path.read_text(encoding="utf-8"))["data"]
-                 for p in article["paragraphs"] if len(p["context"]) <= 900 for q in p["qas"] if q["answers"]]
+                 for p in article["paragraphs"] if len(p["context"]) <= 600 for q in p["qas"] if q["answers"]]
     out = []
     for context, q in rng.sample(questions, min(n, len(questions))):
         answers = list(dict.fromkeys(a["text"].strip() for a in q["answers"]))
@@ -57,8 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=Path("data/chat"))
-    parser.add_argument("--train", type=int, default=200, help="conversations per job for training")
-    parser.add_argument("--eval", type=int, default=50, help="conversations per job for evaluation")
+    parser.add_argument("--train", type=int, default=150, help="conversations per job for training")
+    parser.add_argument("--eval", type=int, default=30, help="conversations per job for evaluation")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     import pandas as pd
