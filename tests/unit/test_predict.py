@@ -127,11 +127,11 @@ def test_chat_loop_answers_each_line_as_the_next_user_turn():
 
     def answer(rows):
         seen.append(rows[0])
-        return [{"prediction": f"reply {len(rows[0]['messages'])}"}]
+        return [{"prediction": "" if rows[0]["messages"][-1]["content"] == "mute" else f"reply {len(rows[0]['messages'])}"}]
 
     out = io.StringIO()
-    converse(answer, Talker(), "Be brief.", io.StringIO("hello\nand then?\n/reset\nagain\n\nignored\n"), out)
-    assert out.getvalue().splitlines() == ["reply 1", "reply 3", "reply 1"]
-    assert seen[1]["messages"] == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "reply 1"},
+    converse(answer, Talker(), "Be brief.", io.StringIO("hello\nmute\nand then?\n/reset\nagain\n\nignored\n"), out)
+    assert out.getvalue().splitlines() == ["reply 1", "(no answer)", "reply 3", "reply 1"]
+    assert seen[2]["messages"] == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "reply 1"},
                                    {"role": "user", "content": "and then?"}]
     assert all(row["system"] == "Be brief." for row in seen)

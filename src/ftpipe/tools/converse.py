@@ -45,5 +45,8 @@ def converse(answer, task, system: str | None, lines=None, out=None) -> None:
             continue
         messages.append({"role": "user", "content": line.strip()})
         row = answer(clean(task, [task.chat_record({"messages": list(messages)}, system)], f"--chat turn {len(messages) // 2 + 1}"))[0]
-        messages.append({"role": "assistant", "content": row["prediction"]})
-        print(row["prediction"], file=out, flush=True)
+        if row["prediction"]:
+            messages.append({"role": "assistant", "content": row["prediction"]})
+        else:  # an empty reply cannot stand as a turn: the question is taken back, so the next line replaces it
+            messages.pop()
+        print(row["prediction"] or "(no answer)", file=out, flush=True)
