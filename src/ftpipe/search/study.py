@@ -57,10 +57,14 @@ def open_storage(spec: str):
     return storage
 
 
-def sampler(cfg: SearchConfig):
+def sampler(cfg: SearchConfig, offset: int = 0):
+    """The config's sampler. A seed is offset by the trials the study already holds: a fresh search is
+    reproducible, and a resumed or second process draws a new stream instead of repeating the first draws."""
     import optuna
 
     options = {k: v for k, v in cfg.sampler.items() if k != "name"}
+    if options.get("seed") is not None:
+        options["seed"] = int(options["seed"]) + offset
     kinds = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     try:
         if cfg.sampler["name"] == "grid":
@@ -78,6 +82,8 @@ def open_study(cfg: SearchConfig, name: str, spec: str):
     storage = open_storage(spec)
     study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=cfg.direction,
                                 sampler=sampler(cfg), pruner=make_pruner(cfg.pruner))
+    if study.trials:
+        study.sampler = sampler(cfg, offset=len(study.trials) + os.getpid() % 1000 * 1000)
     found = study.user_attrs.get(SPACE_ATTR)
     if found is None:
         study.set_user_attr(SPACE_ATTR, cfg.fingerprint())
@@ -113,8 +119,11 @@ def reap_interrupted(study) -> list[int]:
         owner = str(trial.user_attrs.get(WORKER_ATTR, ""))
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+            try:  # another process resuming at the same moment may have reaped it first: the storage refuses a second tell
+                study.tell(trial.number, state=TrialState.FAIL)
+            except (RuntimeError, ValueError):
+                continue
             study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
-            study.tell(trial.number, state=TrialState.FAIL)
             if trial.params:
                 study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
             reaped.append(trial.number)

@@ -38,12 +38,14 @@ def validation_score(metric: str) -> float | None:
     return None if value is None else float(value)
 
 
-def run_trial(study, trial, cfg: SearchConfig, fixed: list[str], storage: str) -> str:
-    """Draw the trial's params, run it through DVC, tell the study; returns its final state's name."""
+def run_trial(study, trial, cfg: SearchConfig, fixed: list[str], storage: str, name=None) -> str:
+    """Draw the trial's params, run it through DVC, tell the study; returns its final state's name.
+    `name`: values -> the experiment's name (default search-<study>-<number>)."""
     from optuna.trial import TrialState
 
-    settings = overrides(suggest(trial, cfg.space))
-    name = f"search-{study.study_name}-{trial.number}"
+    values = suggest(trial, cfg.space)
+    settings = overrides(values)
+    name = name(values) if name else f"search-{study.study_name}-{trial.number}"
     trial.set_user_attr("experiment", name)
     trial.set_user_attr("overrides", settings)
     link = TrialLink(storage, study.study_name, trial._trial_id, trial.number, cfg.metric, cfg.pruner)

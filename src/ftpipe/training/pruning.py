@@ -122,7 +122,8 @@ class PruningCallback(TrainerCallback):
             if value is not None:
                 self.trial.report(float(value), state.global_step)
                 self.record.reported[str(state.global_step)] = float(value)
-                pruned = self.trial.should_prune()
+                # At the last step there is nothing left to stop: the run is a finished one whatever the pruner says.
+                pruned = state.global_step < state.max_steps and self.trial.should_prune()
         if self.state.num_processes > 1:  # the main process decides for all: each must stop at the same step
             from accelerate.utils import broadcast_object_list
 
