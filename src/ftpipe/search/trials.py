@@ -52,19 +52,19 @@ def run_trial(study, trial, cfg: SearchConfig, fixed: list[str], storage: str, n
     started = time.time()
     status = experiment_run(name, [*fixed, *settings], link.to_env())
     trial.set_user_attr("seconds", round(time.time() - started, 1))
-    score = validation_score(cfg.metric) if status == 0 else None
-    if score is None:
-        trial.set_user_attr("error", f"dvc exp run exited {status}" if status else "no validation score recorded")
-        study.tell(trial, state=TrialState.FAIL)
-        return "FAIL"
-    record = TrialRecord.load(RUN, missing_ok=True)
+    record = TrialRecord.load(RUN, missing_ok=True) if status == 0 else None
     if record is not None:
         trial.set_user_attr("steps", record.step)
         trial.set_user_attr("max_steps", record.max_steps)
         if record.number != trial.number:
             trial.set_user_attr("restored_from", record.number)  # DVC's run cache: the same params ran as that trial
-    if record is not None and record.pruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        return "PRUNED"
+        if record.pruned:  # its score is a partial one: Optuna keeps it as an intermediate value only
+            study.tell(trial, state=TrialState.PRUNED)
+            return "PRUNED"
+    score = validation_score(cfg.metric) if status == 0 else None
+    if score is None:
+        trial.set_user_attr("error", f"dvc exp run exited {status}" if status else "no validation score recorded")
+        study.tell(trial, state=TrialState.FAIL)
+        return "FAIL"
     study.tell(trial, score)
     return "COMPLETE"
