@@ -51,7 +51,10 @@ def open_storage(spec: str):
     try:
         storage = optuna.storages.get_storage(storage_from(spec))
         storage.get_all_studies()
+    except ImportError as err:  # the URL's database driver (psycopg2, pymysql, ...) is not installed here
+        raise SearchError(f"--storage {shown_storage(spec)}", f"unreachable: its driver {shown(err.name)} is not installed") from None
     except Exception as err:  # noqa: BLE001  (SQLAlchemy's, a driver's or the file system's errors)
+        # A URL's error text may carry the URL with its password: only the error's kind is shown.
         reason = type(err).__name__ if "://" in spec else " ".join(str(err).split())[:120]
         raise SearchError(f"--storage {shown_storage(spec)}", f"unreachable ({reason})") from None
     return storage
