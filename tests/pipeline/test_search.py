@@ -39,8 +39,27 @@ def trials(journal: Path):
     return optuna.load_study(study_name="ci", storage=storage).trials
 
 
+def group(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.getpgid(int(entry)) == pgid:
+                out.append(int(entry))
+        except ProcessLookupError:
+            pass
+    return out
+
+
 def kill_while_training(proc: subprocess.Popen, repo: Path, journal: Path, number: int) -> None:
-    """SIGKILL the search's whole process group once trial `number` has started training (a preempted machine)."""
+    """SIGKILL the search's whole process group once trial `number` has started training (a preempted machine).
+
+    The search's `dvc exp run` and its stage are orphaned by the kill; a machine's init reaps them at once,
+    but some containers' PID 1 reaps late, and until then DVC's stage lock and ftpipe's workspace check see
+    a zombie's PID as a live run. So this process adopts them (PR_SET_CHILD_SUBREAPER) and reaps them."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of this process's descendants come here
     deadline = time.time() + 300
     try:
         while not (journal.exists() and len(trials(journal)) > number and (repo / "checkpoints/train/live").exists()):
@@ -48,8 +67,15 @@ def kill_while_training(proc: subprocess.Popen, repo: Path, journal: Path, numbe
             assert time.time() < deadline, f"trial {number} never started training"
             time.sleep(0.2)
     finally:
+        members = group(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        for pid in members:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # the search itself, reaped above, or one its parent reaped
+                pass
+        prctl(36, 0, 0, 0, 0)
 
 
 def test_a_search_prunes_resumes_after_a_kill_shares_a_journal_and_promotes_beyond_noise(reproduced, tmp_path):

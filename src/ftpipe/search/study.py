@@ -103,13 +103,17 @@ def worker() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` runs: a zombie (killed, not yet reaped by its new parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): kill's answer stands
+        return True
 
 
 def reap_interrupted(study) -> list[int]:
@@ -122,11 +126,11 @@ def reap_interrupted(study) -> list[int]:
         owner = str(trial.user_attrs.get(WORKER_ATTR, ""))
         owner_host, _, pid = owner.rpartition(":")
         if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            try:  # another process resuming at the same moment may have reaped it first: the storage refuses a second tell
+            try:  # another process resuming at the same moment may have reaped it first: a finished trial refuses both
+                study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
                 study.tell(trial.number, state=TrialState.FAIL)
             except (RuntimeError, ValueError):
                 continue
-            study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED_ATTR, True)
             if trial.params:
                 study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number})
             reaped.append(trial.number)
