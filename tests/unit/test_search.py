@@ -148,3 +148,22 @@ def test_the_ladders_grid_cell_gives_a_pruned_rate_its_step():
 
     points = [Point(1e-3, "ladder-full-lr0.001", "COMPLETE", 1.5, 46), Point(4e-3, "ladder-full-lr0.004", "PRUNED", 1.7, 23)]
     assert grid_note(points) == "0.001:1.5 0.004:pruned@23"
+
+
+def test_a_trial_whose_search_died_is_marked_failed_once_and_its_params_asked_again(tmp_path):
+    import socket
+
+    from ftpipe.search.study import claim, counted, reap_interrupted
+
+    study = optuna.create_study(storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "j"))))
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a PID that no longer runs
+    trial = study.ask()
+    trial.suggest_float("train.lr", 1e-4, 1e-2, log=True)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{gone.pid}")
+    assert reap_interrupted(study) == [0] and reap_interrupted(study) == []
+    assert study.trials[0].state.name == "FAIL" and study.trials[0].user_attrs["interrupted"]
+    rerun = claim(study, 1)  # the budget of one is not spent by the interrupted trial: its params come back
+    assert rerun.suggest_float("train.lr", 1e-4, 1e-2, log=True) == trial.params["train.lr"]
+    assert [t.number for t in counted(study.trials)] == [1] and claim(study, 1) is None

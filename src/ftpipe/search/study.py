@@ -147,7 +147,9 @@ def claim(study, n_trials: int):
     at once: a trial numbered past the budget (counting only trials before it) is given back as surplus."""
     from optuna.trial import TrialState
 
-    if len(counted(study.get_trials(deepcopy=False))) >= n_trials or _grid_done(study):
+    trials = counted(study.get_trials(deepcopy=False))
+    taken = [t for t in trials if t.state != TrialState.WAITING]  # a waiting rerun is what the next ask gets
+    if len(taken) >= n_trials or (_grid_done(study) and len(taken) == len(trials)):
         return None
     trial = study.ask()
     trial.set_user_attr(WORKER_ATTR, worker())
