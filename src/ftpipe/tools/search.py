@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
         study = open_study(cfg, name, storage)
         reaped = reap_interrupted(study)
         if reaped:
-            print(f"search: trials {', '.join(map(str, reaped))} were interrupted: marked failed, rerun next", flush=True)
+            print(f"search: interrupted trial(s) {', '.join(map(str, reaped))}: marked failed, their params run next", flush=True)
         run_trials(study, cfg, args.overrides, storage)
         if args.no_promote:
             return
