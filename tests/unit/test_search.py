@@ -167,3 +167,20 @@ def test_a_trial_whose_search_died_is_marked_failed_once_and_its_params_asked_ag
     rerun = claim(study, 1)  # the budget of one is not spent by the interrupted trial: its params come back
     assert rerun.suggest_float("train.lr", 1e-4, 1e-2, log=True) == trial.params["train.lr"]
     assert [t.number for t in counted(study.trials)] == [1] and claim(study, 1) is None
+
+
+def test_the_grid_gives_each_point_once_to_processes_sharing_a_study_and_ends_by_itself(tmp_path):
+    """Two studies opened on one journal stand in for two processes: the second's sampler is made after trials exist."""
+    from ftpipe.search.study import claim, open_study
+
+    cfg = parse({"sampler": {"name": "grid", "seed": 5}, "space": {"train.lr": {"choices": [1, 2, 3, 4]}}}, "g.yaml", "g")
+    first = open_study(cfg, "g", str(tmp_path / "j"))
+    trial = claim(first, 4)
+    drawn = [suggest(trial, cfg.space)["train.lr"]]
+    first.tell(trial, 1.0)
+    second = open_study(cfg, "g", str(tmp_path / "j"))
+    for study in (second, first, second):
+        trial = claim(study, 4)
+        drawn.append(suggest(trial, cfg.space)["train.lr"])
+        study.tell(trial, 1.0)  # the last point: Optuna's own GridSampler would call study.stop() here, and raise
+    assert sorted(drawn) == [1, 2, 3, 4] and claim(first, 10) is None and claim(second, 10) is None

@@ -15,6 +15,8 @@ import os
 import socket
 from pathlib import Path
 
+from optuna.samplers import GridSampler
+
 from ftpipe.core.errors import shown
 from ftpipe.search.space import SearchConfig, SearchError, grid
 from ftpipe.training.pruning import make_pruner, storage_from
@@ -66,15 +68,23 @@ def sampler(cfg: SearchConfig, offset: int = 0):
     import optuna
 
     options = {k: v for k, v in cfg.sampler.items() if k != "name"}
-    if options.get("seed") is not None:
-        options["seed"] = int(options["seed"]) + offset
-    kinds = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
     try:
-        if cfg.sampler["name"] == "grid":
-            return optuna.samplers.GridSampler(grid(cfg), **options)
+        if cfg.sampler["name"] == "grid":  # its seed orders the grid, which every process must share: never offset
+            return AskTellGrid(grid(cfg), **options)
+        if options.get("seed") is not None:
+            options["seed"] = int(options["seed"]) + offset
+        kinds = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
         return kinds[cfg.sampler["name"]](**options)
     except TypeError as err:
         raise SearchError(f"{cfg.source}: sampler", " ".join(str(err).split())[:160]) from None
+
+
+class AskTellGrid(GridSampler):
+    """GridSampler driven by ask and tell: on the last point it stops an optimize loop (study.stop), which
+    outside one raises; claim() asks is_exhausted instead."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def open_study(cfg: SearchConfig, name: str, spec: str):
@@ -162,6 +172,4 @@ def claim(study, n_trials: int):
 
 
 def _grid_done(study) -> bool:
-    from optuna.samplers import GridSampler
-
     return isinstance(study.sampler, GridSampler) and study.sampler.is_exhausted(study)
