@@ -72,7 +72,8 @@ def promote(study, fixed: list[str], seeds: int, baseline: str | None, params: d
                      int(evaluate.get("seed", 0)), unpaired=False)
     headline = result["metrics"][result["headline"]]
     low, high = headline["ci95"]
-    counted = f"over {len(default)} and {len(chosen)} seeds" if len(default) != len(chosen) else f"over {len(chosen)} seeds"
+    counted = (f"over {len(default)} and {len(chosen)} seeds" if len(default) != len(chosen)
+               else f"over {len(chosen)} seed{'s' if len(chosen) > 1 else ''}")
     shown = f"{result['headline']} {headline['delta']:+.4f} [{low:+.4f}, {high:+.4f}] {counted}"
     verdict = (f"adopt: better by {shown}" if headline["verdict"] == "best better"
                else f"not shown better than the default ({headline['verdict']}: {shown})")
