@@ -217,9 +217,10 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     def rate_sweep(method, settings, lrs, metric, **options):  # the search (ftpipe.search.sweep), each point run_one's
         from ftpipe.search.sweep import Point
 
+        assert settings[0] == f"method={method}"  # the search's runs name the method, as run_one's do
         budget = [s for s in settings if s.startswith("train.epochs=")]
         for lr in lrs:
-            name = run_one(method, [*[s for s in settings if s not in budget], f"train.lr={lr:g}", *budget], f"ladder-{method}-lr{lr:g}")
+            name = run_one(method, [*[s for s in settings[1:] if s not in budget], f"train.lr={lr:g}", *budget], f"ladder-{method}-lr{lr:g}")
             yield Point(lr, name, "COMPLETE", validation()[1], None)
 
     import ftpipe.search.sweep as sweep

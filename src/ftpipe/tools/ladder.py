@@ -145,7 +145,7 @@ def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: floa
     fixed = [o for o in overrides if not o.startswith("train.lr=")]  # the sweep sets the rate
     budget = [f"train.epochs={tune_epochs:g}"] if tune_epochs else []
     points, rows = [], {}
-    for point in rate_sweep(method, [*fixed, *budget], grid_lrs(float(params["train"]["lr"]), grid), metric):
+    for point in rate_sweep(method, [f"method={method}", *fixed, *budget], grid_lrs(float(params["train"]["lr"]), grid), metric):
         first_run(point.name)
         points.append(point)
         if point.state == "COMPLETE" and not tune_epochs:  # the row while its run is in the workspace
