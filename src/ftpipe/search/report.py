@@ -93,7 +93,8 @@ def write_report(study, cfg, promotion, interrupted: int) -> Path:
         lines.append(f"| {r['number']} | {r['state'].lower()} | {_cell(r['value'])} | {steps} | {_cell(r['seconds'])} | "
                      + " | ".join(_cell(r.get(p)) for p in params) + f" | {inert(r['experiment'])} |")
     found = importances(study)
-    lines += ["", "## Parameter importances", "", "Optuna's fANOVA over the finished trials (parameters every one of them has):", ""]
+    lines += ["", "## Parameter importances", "",
+              "Optuna's fANOVA over the finished trials (pruned ones have no final score; with few finished trials, a rough guide):", ""]
     lines += [f"- {inert(k)}: {v:.3f}" for k, v in found.items()] or ["- not enough finished trials (two or more, with differing scores)"]
     lines += ["", "Plots: `dvc plots show reports/search/history.csv -x number -y best` (the history) and "
               "`dvc plots show reports/search/trials.csv -x <param> -y value` (a parameter against the score).", ""]
