@@ -22,6 +22,7 @@ from ftpipe.precision import resolve as resolve_precision
 from ftpipe.core.stage import peak_rss_mb
 from ftpipe.training.arguments import effective_batch
 from ftpipe.training.provenance import library_versions, run_record
+from ftpipe.training.pruning import pruning_callbacks
 from ftpipe.training.resume import LiveLogger, checkpoint_location, clear_checkpoints, find_checkpoint, run_fingerprint
 from ftpipe.training.run import best_checkpoint, fit, split_validation
 
@@ -49,9 +50,10 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
 
     staging = checkpoint_dir / "live"
     live, callbacks = logging_callbacks(params, state, staging, resume_from)
+    trial = pruning_callbacks(state)  # inside an ftpipe-search trial only ($FTPIPE_TRIAL): none otherwise
     train_set, eval_set = split_validation(datasets.load_from_disk(str(Path(data_dir) / "train")),
                                            params.train.validation_fraction, params.train.seed, task)
-    fitted = fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks,
+    fitted = fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks + trial,
                  base_dir=base_dir, checkpoint_dir=checkpoint_dir, resume_from=resume_from)
     if not state.is_main_process:
         state.wait_for_everyone()
@@ -64,6 +66,8 @@ def train(params, state, data_dir: Path, base_dir: Path, out_dir: Path, live_dir
     with atomic_output(run_dir) as tmp:
         tmp.mkdir()
         run_record(fitted.metrics, peak_rss_mb(), resume_from).save(tmp)
+        for pruning in trial:  # the trial, pruned or not, and its last step: beside the run's record, not the model's
+            pruning.record.save(tmp)
     clear_checkpoints(checkpoint_dir)
     log.info("tuned model in %s", out_dir)
     state.wait_for_everyone()

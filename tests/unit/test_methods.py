@@ -214,8 +214,19 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
     def validation():  # lowest at the method's best rate; the evaluation set is never read
         return ("eval_loss", 1 + abs(math.log10(seen["lr"] / best_lr[seen["method"]]))) if seen["lr"] else None
 
+    def rate_sweep(method, settings, lrs, metric, **options):  # the search (ftpipe.search.sweep), each point run_one's
+        from ftpipe.search.sweep import Point
+
+        assert settings[0] == f"method={method}"  # the search's runs name the method, as run_one's do
+        budget = [s for s in settings if s.startswith("train.epochs=")]
+        for lr in lrs:
+            name = run_one(method, [*[s for s in settings[1:] if s not in budget], f"train.lr={lr:g}", *budget], f"ladder-{method}-lr{lr:g}")
+            yield Point(lr, name, "COMPLETE", validation()[1], None)
+
+    import ftpipe.search.sweep as sweep
+
     monkeypatch.setattr(ladder, "run_one", run_one)
-    monkeypatch.setattr(ladder, "validation", validation)
+    monkeypatch.setattr(sweep, "rate_sweep", rate_sweep)
     monkeypatch.setattr(ladder, "row", lambda method, name, which="tuned": {"method": method, "experiment": name, "lr": seen["lr"],
                                                                          "validation_metric": None, "validation_value": None})
     monkeypatch.setattr(ladder, "workspace_predictions", lambda which="tuned": {"run": seen["name"]})

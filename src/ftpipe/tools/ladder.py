@@ -17,9 +17,11 @@ Each method trains at its own default rate (`lr` in conf/method/<name>.yaml: the
 full fine-tuning barely moves a LoRA adapter or a lone classification head); `-S train.lr=...`
 sets one rate for all, `--for METHOD KEY=VALUE` adds an override to one method's run only.
 
-`--tune` sweeps each method's rate first: one experiment per point of `--grid` (multipliers of the
-method's default, 0.3,1,3 unless told), named `ladder-<method>-lr<rate>`, and keeps the rate with the
-best validation score as train recorded it (`best_metric` in models/tuned/ftpipe_train.json: the
+`--tune` sweeps each method's rate first: a search (ftpipe.search.sweep, as `ftpipe-search` runs one)
+whose grid sampler tries each point of `--grid` once (multipliers of the method's default, 0.3,1,3 unless
+told), one experiment each, named `ladder-<method>-lr<rate>`; the train stage prunes a rate whose validation
+loss is already worse than the finished rates' at the same step (its grid cell says `pruned@<step>`), and
+the finished rate with the best validation score is kept as train recorded it (`best_metric` in models/tuned/ftpipe_train.json: the
 `train.best_metric` of the validation split held out of the training subset, never the evaluation
 set, so the choice does not peek at the numbers the table reports). The sweep runs at the full
 budget by default and the chosen point's run is the method's row as it is: no run is repeated, and
@@ -106,18 +108,6 @@ def exp_ref(name: str) -> str:
     return out[-1]
 
 
-def validation() -> tuple[str, float] | None:
-    """(metric, value) of the experiment just run: its best validation score, as train recorded it
-    (`best_metric` in models/tuned/ftpipe_train.json: the validation split of the training subset,
-    never the evaluation set); None without validation."""
-    from ftpipe.core.records import TrainRecord
-
-    made = TrainRecord.load("models/tuned", missing_ok=True)
-    best = (made.best_metric if made else None) or {}
-    name, value = next(iter(best.items()), (None, None))
-    return None if value is None else (name, value)
-
-
 def composed(method: str, overrides: list[str]) -> dict:
     """The params a run of `method` with these overrides gets (DVC composes conf/ the same way)."""
     from ftpipe.params import compose
@@ -136,44 +126,42 @@ def grid_lrs(default: float, grid: list[float]) -> list[float]:
 
 
 def tune(method: str, overrides: list[str], grid: list[float], tune_epochs: float | None, first_run) -> tuple[str, dict, dict]:
-    """Sweep the method's train.lr over `grid` (multipliers of its default), one experiment per rate,
-    and pick the rate with the best validation score. Returns (experiment, row, predictions) of the
-    chosen rate's run at the full budget.
+    """Search the method's train.lr over `grid` (multipliers of its default), one experiment per rate tried
+    (ftpipe.search.sweep: GridSampler, every point once, and a median pruner: a rate already worse than the
+    finished ones at the same validation step stops there), and pick the finished rate with the best
+    validation score. Returns (experiment, row, predictions) of the chosen rate's run at the full budget.
 
     Without `tune_epochs` the sweep runs are full-length, so the chosen one is the method's row as is
     (no run twice, and its evaluation is exactly what the choice was made on). With `tune_epochs` the
     sweep is shorter (train.epochs=N) and the chosen rate is trained again at the experiment's full
     length as `ladder-<method>`: the rate is picked on a short budget, the row is never a short run."""
+    from ftpipe.search.sweep import grid_note, rate_sweep
+
     params = composed(method, overrides)
     if not params["train"].get("validation_fraction"):
         raise SystemExit(f"error: --tune picks by validation score; {method} runs with train.validation_fraction=0")
-    default = float(params["train"]["lr"])
     metric = params["train"].get("best_metric", "eval_loss")
     greater = not metric.endswith("loss")  # as train's checkpoint choice (ftpipe.training.arguments.checkpointing)
     fixed = [o for o in overrides if not o.startswith("train.lr=")]  # the sweep sets the rate
-    points = []
-    for lr in grid_lrs(default, grid):
-        budget = [f"train.epochs={tune_epochs:g}"] if tune_epochs else []
-        name = run_one(method, [*fixed, f"train.lr={lr:g}", *budget], f"ladder-{method}-lr{lr:g}")
-        first_run(name)
-        scored = validation()
-        if scored is None:
-            from ftpipe.core.records import TrainRecord
-
-            raise SystemExit(f"error: ladder-{method}-lr{lr:g} recorded no validation score "
-                             f"({TrainRecord.file_in('models/tuned')} best_metric)")
-        points.append({"lr": lr, "name": name, "score": scored[1],
-                       **({} if tune_epochs else {"row": row(method, name), "predictions": workspace_predictions()})})
-        print(f"ladder: {method} lr {lr:g}: validation {scored[0]} {scored[1]:.4f}", flush=True)
-    best = (max if greater else min)(points, key=lambda p: p["score"])
+    budget = [f"train.epochs={tune_epochs:g}"] if tune_epochs else []
+    points, rows = [], {}
+    for point in rate_sweep(method, [f"method={method}", *fixed, *budget], grid_lrs(float(params["train"]["lr"]), grid), metric):
+        first_run(point.name)
+        points.append(point)
+        if point.state == "COMPLETE" and not tune_epochs:  # the row while its run is in the workspace
+            rows[point.name] = (row(method, point.name), workspace_predictions())
+        print(f"ladder: {method} lr {point.lr:g}: {point.state.lower()}, validation {metric} {point.score}", flush=True)
+    finished = [p for p in points if p.state == "COMPLETE"]
+    if not finished:
+        raise SystemExit(f"error: ladder --tune {method}: no rate finished (every run failed or was pruned)")
+    best = (max if greater else min)(finished, key=lambda p: p.score)
     if tune_epochs:
-        name = run_one(method, [*fixed, f"train.lr={best['lr']:g}"])
+        name = run_one(method, [*fixed, f"train.lr={best.lr:g}"])
         chosen, predictions = row(method, name), workspace_predictions()
     else:
-        name, chosen, predictions = best["name"], best["row"], best["predictions"]
+        name, (chosen, predictions) = best.name, rows[best.name]
     # The choice and what it was made on: the chosen rate's validation score in the sweep, and every point's.
-    chosen.update(lr=best["lr"], validation_metric=metric, validation_value=_round(best["score"]),
-                  lr_grid=" ".join(f"{p['lr']:g}:{p['score']:.6g}" for p in points))
+    chosen.update(lr=best.lr, validation_metric=metric, validation_value=_round(best.score), lr_grid=grid_note(points))
     return name, chosen, predictions
 
 
