@@ -134,6 +134,17 @@ def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
     return [f"| {label} | {recipe} | {ftpipe} | {ratio(ftpipe, recipe)} |"]
 
 
+def spread_note(peak: dict) -> str:
+    """min/median/max of each peak's timings, and a warning where they spread over 10%."""
+    parts = []
+    for key, scale, unit in (("peak_fp32_flops", 1e9, "fp32"), ("peak_bf16_flops", 1e9, "bf16"), ("bandwidth_bytes_per_s", 1e9, "GB/s")):
+        s = peak.get(f"{key}_spread")
+        if s:
+            parts.append(f"{unit} {s['min'] / scale:.0f}/{s['median'] / scale:.0f}/{s['max'] / scale:.0f}")
+    noisy = f"; NOISY (spread > 10%): {', '.join(peak['noisy'])}" if peak.get("noisy") else ""
+    return "min/median/max " + ", ".join(parts) + noisy
+
+
 def table(results: dict) -> str:
     arms_ = results.get("arms")
     lines = []
@@ -141,7 +152,8 @@ def table(results: dict) -> str:
         bf16 = f", bf16 {peak['peak_bf16_flops'] / 1e9:.0f}" if "peak_bf16_flops" in peak else ""
         lines += [f"Peaks measured in this run at {model}'s shapes {peak['matmul_shape']}, {peak['threads']} threads, CPU flags "
                   f"{' '.join(peak['cpu_flags']) or 'none of ' + ' '.join(utilization.FLAGS)}: matmul fp32 "
-                  f"{peak['peak_fp32_flops'] / 1e9:.0f}{bf16} GFLOP/s; memory read {peak['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.", ""]
+                  f"{peak['peak_fp32_flops'] / 1e9:.0f}{bf16} GFLOP/s; memory read {peak['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s"
+                  f" (best of {peak.get('timings')} after {peak.get('warmup_s')} s warm-up; {spread_note(peak)}).", ""]
     if arms_ and "ftpipe" in arms_:
         r, f = arms_["recipe"], arms_["ftpipe"]
         lines += ["| | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]

@@ -62,7 +62,13 @@ def test_utilization_counts_real_tokens_and_padding():
     import torch
     from transformers import DataCollatorWithPadding
 
-    from benchmarks.utilization import TokenCounter, padded_batches, utilization
+    from benchmarks.utilization import TokenCounter, _rate, padded_batches, utilization
+
+    steady, noisy = {}, {}
+    _rate(steady, "peak", 10.0, [1.0, 1.05, 1.02])
+    _rate(noisy, "peak", 10.0, [1.0, 1.25, 1.1])  # a neighbour took the CPU during one timing
+    assert steady["peak"] == 10.0 and steady["peak_spread"]["min"] == pytest.approx(10 / 1.05) and "noisy" not in steady
+    assert noisy["noisy"] == ["peak"] and noisy["peak_spread"]["relative"] == 0.25
 
     class Tok:  # the padding side of a tokenizer, all DataCollatorWithPadding asks of it
         padding_side, pad_token_id, model_input_names = "right", 0, ["input_ids", "attention_mask"]
