@@ -30,6 +30,7 @@ SECTIONS = ("arms", "qa", "summarization", "packing", "tokenization", "options",
 PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
                 "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
 RESULTS = Path("benchmarks/results")
+SECTIONS_WITH_BARE = ("arms", "qa", "summarization")
 
 
 def build_spec(args) -> Spec:
@@ -114,7 +115,13 @@ def summary(results: dict) -> dict:
                                 "generated_tokens_per_s": ratio(f["generated_tokens_per_s"], r["generated_tokens_per_s"]),
                                 "peak_rss_ratio": ratio(f["peak_rss_mb"], r["peak_rss_mb"]),
                                 "rougeL_delta_points": round(100 * (f["rougeL"] - r["rougeL"]), 2)}
-    return {**out, **packing_summary(results)}
+    return {**out, **packing_summary(results), "vs_bare": vs_bare(results)}
+
+
+def vs_bare(results: dict) -> dict:
+    """Every ftpipe arm's steady state over the bare loop's on the same batches (train, eval), and its padding waste."""
+    return {f"{section}/{name}": {key: arm.get(key) for key in ("train_vs_bare", "eval_vs_bare", "train_padding_waste", "eval_tuned_padding_waste")}
+            for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items() if "bare_train_s" in arm}
 
 
 def packing_summary(results: dict) -> dict:
@@ -166,6 +173,12 @@ def table(results: dict) -> str:
                            ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
                            ("tokenize_s", "tokenize (s)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
                            ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
@@ -177,6 +190,12 @@ def table(results: dict) -> str:
                            ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
                            ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
                            ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
                            ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
@@ -190,6 +209,12 @@ def table(results: dict) -> str:
                            ("trainable_params", "trainable params"), ("peak_rss_mb", "peak RSS (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"),
                            ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"),
                            ("eval_read_gb_per_s", "generation: weights + KV cache read, GB/s"),
                            ("eval_bandwidth_utilization", "generation: share of measured bandwidth"), ("train_mfu_datasheet", "train MFU (datasheet)")]:

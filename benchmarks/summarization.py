@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import bare
 from benchmarks.arms import TRAIN_SEED, timed_train
 from benchmarks.common import Spec, compose_params, ftpipe_fit, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import TokenCounter, WeightReads
@@ -201,7 +202,9 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     with timer(out, "tokenize_s"):
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
-    fitted = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], model_dir, "ftpipe", spec.device, out)
+    batches: list = []  # what ftpipe's collator produced: the bare loop's training batches
+    fitted = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], model_dir, "ftpipe", spec.device, out,
+                        keep=batches)
     step_figures(out, fitted.run.trainer)
     model, out["trainable_params"] = fitted.model, fitted.trainable["trainable_params"]
 
@@ -211,6 +214,7 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
         rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
     evaluated(out, task.metrics(rows), len(rows), sum(counts))
     out |= reads.stats()
+    bare.compare(out, model, None, batches, train_cfg, p.evaluate.precision, spec.device)  # generation has no bare forward here
     out.update(max_new_tokens=p.evaluate.generation.get("max_new_tokens", 64), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision), gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out

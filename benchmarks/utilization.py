@@ -19,6 +19,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from benchmarks.bare import batch_stats
+
 FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -85,35 +87,31 @@ def cpu_flags() -> list[str]:
 
 class TokenCounter:
     """Wraps a collator and counts what each batch computes: every position (padding included), the
-    real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs)."""
+    real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs); per
+    batch too, and with `keep` the batches themselves (the bare loop's inputs: benchmarks/bare.py)."""
 
-    def __init__(self, collator):
-        self.collator = collator
+    def __init__(self, collator, keep: bool = False):
+        self.collator, self.keep = collator, keep
         self.reset()
 
     def reset(self) -> None:
-        self.computed = self.real = self.squared = 0
+        self.computed = self.real = self.squared = self.rows = 0
+        self.per_batch, self.kept = [], []
 
     def __call__(self, features):
         batch = self.collator(features)
-        mask = batch.get("attention_mask")
-        if mask is None:  # padding-free: one flattened row, examples told apart by position_ids restarts
-            ids = batch["input_ids"]
-            lengths = _lengths_from_positions(batch["position_ids"]) if "position_ids" in batch else [ids.shape[-1]] * ids.shape[0]
-        else:
-            lengths = mask.sum(-1).tolist()
-        self.computed += batch["input_ids"].numel()
-        self.real += int(sum(lengths))
-        self.squared += int(sum(n * n for n in lengths))
+        stats = batch_stats(batch)
+        self.per_batch.append(stats)
+        if self.keep:
+            self.kept.append(batch)
+        self.computed += stats[0]
+        self.real += stats[1]
+        self.squared += stats[2]
+        self.rows += len(features)
         return batch
 
     def stats(self, prefix: str) -> dict:
         return {f"{prefix}_computed_tokens": self.computed, f"{prefix}_real_tokens": self.real, f"{prefix}_squared_lengths": self.squared}
-
-
-def _lengths_from_positions(position_ids) -> list[int]:
-    starts = (position_ids.flatten() == 0).nonzero().flatten().tolist() + [position_ids.numel()]
-    return [b - a for a, b in zip(starts, starts[1:])]
 
 
 def padded_batches(lengths: list[int], batch_size: int, sort: bool) -> dict:
@@ -175,8 +173,11 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
     share of the measured bandwidth its weight and KV-cache reads reach."""
     out = {}
     trainable = min(arm.get("trainable_params") or non_embedding, non_embedding)
-    phases = [("train", "train_s", 4 * non_embedding + 2 * trainable, 12, arm.get("precision", "fp32"))]
-    phases += [(f"eval_{w}", f"eval_{w}_s", 2 * non_embedding, 4, arm.get("eval_precision", "fp32")) for w in ("base", "tuned")]
+    train = (4 * non_embedding + 2 * trainable, 12, arm.get("precision", "fp32"))
+    forward = (2 * non_embedding, 4, arm.get("eval_precision", "fp32"))
+    # train_steady/eval_steady: ftpipe after its warm-up steps; bare_*: the plain loop on the same batches (bare.py)
+    phases = [(prefix, f"{prefix}_s", *train) for prefix in ("train", "train_steady", "bare_train")]
+    phases += [(prefix, f"{prefix}_s", *forward) for prefix in ("eval_base", "eval_tuned", "eval_steady", "bare_eval")]
     for prefix, seconds_key, per_token, attention, precision in phases:
         real, seconds = arm.get(f"{prefix}_real_tokens"), arm.get(seconds_key)
         if not real or not seconds:
@@ -187,6 +188,9 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
         peak = (peaks or {}).get(f"peak_{'bf16' if precision in ('bf16', 'fp16') else 'fp32'}_flops")
         if peak:
             out[f"{prefix}_mfu"] = _sig(flops / seconds / peak)
+    for phase in ("train", "eval"):  # ftpipe's steady state over the bare loop's, in useful FLOP/s on the same batches
+        if out.get(f"{phase}_steady_useful_gflops") and out.get(f"bare_{phase}_useful_gflops"):
+            out[f"{phase}_vs_bare"] = round(out[f"{phase}_steady_useful_gflops"] / out[f"bare_{phase}_useful_gflops"], 3)
     if arm.get("eval_forward_calls") and arm.get("eval_s"):
         rate = (arm["eval_weight_bytes"] + arm["eval_kv_bytes"]) / arm["eval_s"]
         out["eval_read_gb_per_s"] = _sig(rate / 1e9)

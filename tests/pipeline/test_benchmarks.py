@@ -44,6 +44,12 @@ def test_suite_tiny_runs_every_arm(tmp_path):
         for name, arm in results[section].items():
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
+    bare = results["summary"]["vs_bare"]  # every ftpipe arm against the bare loop on its own batches
+    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_qlora"}
+    for key in bare:
+        section, name = key.split("/")
+        arm = results[section][name]
+        assert arm["bare_train_computed_tokens"] == arm["train_steady_computed_tokens"] > 0 and bare[key]["train_vs_bare"] > 0
 
     packing = results["packing"]  # the same batches of the same rows: the same real tokens, none wasted when packed
     assert len({packing[arm]["real_tokens"] for arm in packing}) == 1
@@ -69,6 +75,11 @@ def test_utilization_counts_real_tokens_and_padding():
     _rate(noisy, "peak", 10.0, [1.0, 1.25, 1.1])  # a neighbour took the CPU during one timing
     assert steady["peak"] == 10.0 and steady["peak_spread"]["min"] == pytest.approx(10 / 1.05) and "noisy" not in steady
     assert noisy["noisy"] == ["peak"] and noisy["peak_spread"]["relative"] == 0.25
+
+    from benchmarks.bare import steady  # 6 steps of 2 batches each: 2 warm-up steps left out, 4 timed
+    stats = [(10, 8, 32)] * 12
+    timed = steady("s", stats, [1.0, 2.0, 2.5, 3.0, 3.5, 4.0], per_step=2)
+    assert timed == {"s_s": 2.0, "s_steps": 4, "s_computed_tokens": 80, "s_real_tokens": 64, "s_squared_lengths": 256}
 
     class Tok:  # the padding side of a tokenizer, all DataCollatorWithPadding asks of it
         padding_side, pad_token_id, model_input_names = "right", 0, ["input_ids", "attention_mask"]
