@@ -42,6 +42,9 @@ class Spec:
     # summarization arm (benchmarks/summarization.py): DialogSum from shared/data, SmolLM2 + LoRA / QLoRA
     sum_train_dialogues: int = 64  # one pass: 4 recipe steps of 16, 16 ftpipe steps of 4
     sum_eval_dialogues: int = 32
+    # tagging arm (benchmarks/tagging.py): ftpipe's synthetic entity sentences, packaged MiniLM
+    tag_train_rows: int = 800
+    tag_eval_rows: int = 400
     tiny: bool = False  # tiny models built from a config instead of the packaged ones (the smoke test)
 
 

@@ -21,16 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, data_scale, extras, qa, scaling, summarization, utilization
+from benchmarks import arms, data_scale, extras, qa, scaling, summarization, tagging, utilization
 from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, non_embedding_params, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
-SECTIONS = ("arms", "qa", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
+SECTIONS = ("arms", "qa", "tagging", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
 # The packing section's arms: (train.packing, train.group_by_length), the default sampler and the random one.
 PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
                 "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
 RESULTS = Path("benchmarks/results")
-SECTIONS_WITH_BARE = ("arms", "qa", "summarization")
+SECTIONS_WITH_BARE = ("arms", "qa", "tagging", "summarization")
 
 
 def build_spec(args) -> Spec:
@@ -40,11 +40,13 @@ def build_spec(args) -> Spec:
     if args.quick:
         spec = dataclasses.replace(spec, epochs=args.epochs or 1.0, train_rows=96, eval_rows=96, tokenize_rows=10_000,
                                    scaling_sizes=[250, 500, 1000], scaling_lengths=[128, 256], option_rows=64,
-                                   qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8)
+                                   qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8,
+                                   tag_train_rows=256, tag_eval_rows=128)
     if args.tiny:  # 2-layer models and a handful of rows, inline: the smoke test
         spec = dataclasses.replace(spec, model="tiny_bert", tiny=True, train_rows=16, eval_rows=16, tokenize_rows=200,
                                    scaling_sizes=[40, 80], scaling_lengths=[128], option_rows=16, isolate=False,
                                    qa_train_questions=16, qa_eval_questions=8, sum_train_dialogues=16, sum_eval_dialogues=4,
+                                   tag_train_rows=32, tag_eval_rows=32,
                                    # fp32 in both arms: on a bf16 CPU `auto` would evaluate ftpipe's arm in bf16,
                                    # and a 2-layer model's near-equal logits then flip (the test compares them).
                                    params=compose_params(YELP_OVERRIDES + ["train.precision=fp32", "evaluate.precision=fp32"]))
@@ -95,7 +97,7 @@ def ratio(a, b):
 def summary(results: dict) -> dict:
     arms_ = results.get("arms")
     if not arms_ or "ftpipe" not in arms_:
-        return packing_summary(results)
+        return {**packing_summary(results), "vs_bare": vs_bare(results)}
     r, f = arms_["recipe"], arms_["ftpipe"]
     out = {key: ratio(f[key], r[key]) for key in ("train_samples_per_s", "eval_base_samples_per_s", "eval_tuned_samples_per_s",
                                                 "train_samples_per_cpu_s", "eval_base_samples_per_cpu_s", "eval_tuned_samples_per_cpu_s")}
@@ -139,6 +141,17 @@ def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
     if recipe is None and ftpipe is None:
         return []
     return [f"| {label} | {recipe} | {ftpipe} | {ratio(ftpipe, recipe)} |"]
+
+
+TAGGING_ROWS = [("train_samples_per_s", "train sentences/s"), ("train_s", "train wall time (s)"), ("eval_tuned_samples_per_s", "eval sentences/s (tuned)"),
+                ("f1_base", "entity F1 (base)"), ("f1_tuned", "entity F1 (tuned)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"),
+                ("train_mfu", "train MFU (of this run's peak)"), ("train_steady_useful_gflops", "train useful GFLOP/s, steady state"),
+                ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                ("train_padding_waste", "train padding waste"), ("eval_tuned_padding_waste", "eval padding waste (tuned)"),
+                ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                ("peak_rss_mb", "peak RSS (MB)")]
 
 
 def spread_note(peak: dict) -> str:
@@ -199,6 +212,10 @@ def table(results: dict) -> str:
                            ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
                            ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
+    if "tagging" in results and "ftpipe" in results["tagging"]:
+        f = results["tagging"]["ftpipe"]
+        lines += ["", f"| tagging (entities): {f['train_rows']} train, {f['eval_rows']} eval sentences | ftpipe |", "|---|---:|"]
+        lines += [f"| {label} | {f.get(key)} |" for key, label in TAGGING_ROWS if f.get(key) is not None]
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
         names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_qlora") if n in arms_s]
@@ -329,6 +346,11 @@ def main(argv=None) -> None:
         section("qa", lambda: side_by_side("qa", {"recipe": lambda: isolated(qa.recipe, qa_run),
                                                   "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run)}))
         add_utilization(results["qa"], qa_run.model_dir, peaks[qa_run.model_dir], datasheet_tflops)
+    if "tagging" in args.only:
+        tag_run = tagging.tagging_spec(spec)
+        measured_peaks(tag_run.model_dir)
+        section("tagging", lambda: side_by_side("tagging", {"ftpipe": lambda: isolated(tagging.ftpipe_arm, tag_run)}))
+        add_utilization(results["tagging"], tag_run.model_dir, peaks[tag_run.model_dir], datasheet_tflops)
     if "summarization" in args.only:
         _, sum_model_dir = summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
         measured_peaks(sum_model_dir)

@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared" / "data"
                     reason=f"benchmark data not found in {SHARED}")
 def test_suite_tiny_runs_every_arm(tmp_path):
     out = tmp_path / "tiny.json"
-    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "summarization", "packing", "tokenization",
+    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "tagging", "summarization", "packing", "tokenization",
          "scaling", "--out", str(out)], cwd=REPO)
     results = json.loads(out.read_text())
 
@@ -39,13 +39,13 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert all(summ[arm]["generated_tokens"] > 0 and 0 <= summ[arm]["rougeL"] <= 1 for arm in summ)
     assert set(results["summary"]) >= {"qa", "summarization"}
 
-    assert set(results["peaks"]) == {"tiny_bert", "summarization-tiny_llama"}  # measured once per model, in this run
-    for section in ("arms", "qa", "summarization"):
+    assert set(results["peaks"]) == {"tiny_bert", "summarization-tiny_llama"}  # measured once per model, in this run (tagging: tiny_bert too)
+    for section in ("arms", "qa", "tagging", "summarization"):
         for name, arm in results[section].items():
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
     bare = results["summary"]["vs_bare"]  # every ftpipe arm against the bare loop on its own batches
-    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_qlora"}
+    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_qlora"}
     for key in bare:
         section, name = key.split("/")
         arm = results[section][name]
