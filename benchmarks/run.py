@@ -218,7 +218,7 @@ def table(results: dict) -> str:
         lines += [f"| {label} | {f.get(key)} |" for key, label in TAGGING_ROWS if f.get(key) is not None]
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
-        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_qlora") if n in arms_s]
+        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_qlora") if n in arms_s]
         lines += ["", "| summarization | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for key, label in [("train_samples_per_s", "train dialogues/s"), ("train_steps_per_s", "train steps/s"),
                            ("effective_batch", "dialogues per step"), ("eval_dialogues_per_s", "eval dialogues/s"),
@@ -357,6 +357,8 @@ def main(argv=None) -> None:
         section("summarization", lambda: side_by_side("summarization", {
             "recipe": lambda: isolated(summarization.recipe, spec),
             "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
+            # the ablation of the frozen base stored in bf16: autocast over fp32 weights (method.frozen_base=fp32)
+            "ftpipe_lora_fp32_base": lambda: isolated(summarization.ftpipe_arm, spec, "lora", "fp32"),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
         add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
     if "packing" in args.only:

@@ -183,7 +183,8 @@ def recipe(spec: Spec) -> dict:
     return out
 
 
-def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
+def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None) -> dict:
+    """`frozen_base`: method.frozen_base for this arm (fp32: the ablation of a base stored in bf16)."""
     import torch
 
     from ftpipe.models.loading import load_tokenizer
@@ -191,11 +192,14 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     from ftpipe.tasks import get_task
 
     params, model_dir = workload(spec, method)
+    if frozen_base:
+        params = {**params, "method": {**params["method"], "frozen_base": frozen_base}}
     p = validated(params, "task", "model", "method", "tokenize", "train", "evaluate")
     # No validation split: every arm is timed on training alone.
     train_cfg = dataclasses.replace(p.train, max_steps=steps(spec.sum_train_dialogues, p.train.batch_size * p.train.grad_accum),
                                     validation_fraction=0)
-    out: dict = {"arm": f"ftpipe_{method}", "method": method, "train_config": dataclasses.asdict(train_cfg)}
+    out: dict = {"arm": f"ftpipe_{method}", "method": method, "train_config": dataclasses.asdict(train_cfg),
+                 "frozen_base": getattr(p.method, "frozen_base", None)}
     task = get_task(p.task)
     tokenizer = load_tokenizer(model_dir, task)
     examples = dialogues(spec, params)

@@ -34,7 +34,8 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert all(0 <= qa[arm]["f1_tuned"] <= 100 for arm in qa)
 
     summ = results["summarization"]
-    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_qlora"}
+    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_qlora"}
+    assert summ["ftpipe_lora"]["frozen_base"] == "compute" and summ["ftpipe_lora_fp32_base"]["frozen_base"] == "fp32"
     assert len({summ[arm]["eval_dialogues"] for arm in summ}) == 1
     assert all(summ[arm]["generated_tokens"] > 0 and 0 <= summ[arm]["rougeL"] <= 1 for arm in summ)
     assert set(results["summary"]) >= {"qa", "summarization"}
@@ -45,7 +46,8 @@ def test_suite_tiny_runs_every_arm(tmp_path):
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
     bare = results["summary"]["vs_bare"]  # every ftpipe arm against the bare loop on its own batches
-    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_qlora"}
+    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora",
+                         "summarization/ftpipe_lora_fp32_base", "summarization/ftpipe_qlora"}
     for key in bare:
         section, name = key.split("/")
         arm = results[section][name]
