@@ -132,7 +132,8 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     for which in ("base", "tuned"):
-        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length,
+                              batch_tokens=p.evaluate.batch_tokens)
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
                torch_threads=torch.get_num_threads(), precision=resolve(train_cfg.precision),

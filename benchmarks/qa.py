@@ -197,7 +197,8 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     _rates(out, "train", len(features["train"]) * spec.qa_epochs, len(examples["train"]) * spec.qa_epochs)
     bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     for which in ("base", "tuned"):
-        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length,
+                              batch_tokens=p.evaluate.batch_tokens)
     out.update(train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
                train_features=len(features["train"]), eval_features=len(features["eval"]),
                tokens_per_train_feature=round(float(np.mean([len(ids) for ids in features["train"]["input_ids"]])), 1),

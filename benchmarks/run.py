@@ -31,6 +31,10 @@ PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
                 "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
 RESULTS = Path("benchmarks/results")
 SECTIONS_WITH_BARE = ("arms", "qa", "tagging", "summarization")
+# (train.batch_tokens, evaluate.batch_tokens) of each section's token-budget arm: about the tokens of its
+# row batches (Yelp 8 x 176, QA 8 x 208, tagging 16 x ~25, summarization 4 x 237; evaluation 16 rows).
+TOKEN_BUDGETS = {"arms": (2048, 4096), "qa": (2048, 4096), "tagging": (512, 1024), "summarization": (1024, 4096)}
+TOKENS_ARM = "ftpipe, token batches"
 
 
 def build_spec(args) -> Spec:
@@ -154,6 +158,23 @@ TAGGING_ROWS = [("train_samples_per_s", "train sentences/s"), ("train_s", "train
                 ("peak_rss_mb", "peak RSS (MB)")]
 
 
+BARE_COLUMNS = [("train_batch_rows_mean", "rows / train batch"), ("train_batch_tokens_mean", "tokens / train batch"),
+                ("train_padding_waste", "train padding"), ("eval_tuned_padding_waste", "eval padding"), ("train_mfu", "train MFU (whole run)"),
+                ("train_steady_useful_gflops", "train steady GFLOP/s"), ("bare_train_useful_gflops", "bare loop GFLOP/s"),
+                ("train_vs_bare", "train / bare"), ("eval_steady_useful_gflops", "eval steady GFLOP/s"),
+                ("bare_eval_useful_gflops", "bare forward GFLOP/s"), ("eval_vs_bare", "eval / bare")]
+
+
+def bare_table(results: dict) -> list[str]:
+    """Every ftpipe arm against the bare loop on its own batches, steady state, useful FLOP/s (real tokens)."""
+    rows = [(f"{section}: {name}", arm) for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items()
+            if "bare_train_s" in arm]
+    if not rows:
+        return []
+    lines = ["", "| arm | " + " | ".join(label for _, label in BARE_COLUMNS) + " |", "|---|" + "---:|" * len(BARE_COLUMNS)]
+    return lines + [f"| {name} | " + " | ".join(str(arm.get(key, "-")) for key, _ in BARE_COLUMNS) + " |" for name, arm in rows]
+
+
 def spread_note(peak: dict) -> str:
     """min/median/max of each peak's timings, and a warning where they spread over 10%."""
     parts = []
@@ -218,7 +239,7 @@ def table(results: dict) -> str:
         lines += [f"| {label} | {f.get(key)} |" for key, label in TAGGING_ROWS if f.get(key) is not None]
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
-        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_qlora") if n in arms_s]
+        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_lora, token batches", "ftpipe_qlora") if n in arms_s]
         lines += ["", "| summarization | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for key, label in [("train_samples_per_s", "train dialogues/s"), ("train_steps_per_s", "train steps/s"),
                            ("effective_batch", "dialogues per step"), ("eval_dialogues_per_s", "eval dialogues/s"),
@@ -237,6 +258,7 @@ def table(results: dict) -> str:
                            ("eval_bandwidth_utilization", "generation: share of measured bandwidth"), ("train_mfu_datasheet", "train MFU (datasheet)")]:
             if any(arms_s[n].get(key) is not None for n in names):
                 lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
+    lines += bare_table(results)
     if "packing" in results and "packed" in results["packing"]:
         arms_p = results["packing"]
         names = list(arms_p)
@@ -337,19 +359,28 @@ def main(argv=None) -> None:
         return peaks[model_dir]
     if "arms" in args.only:
         measured_peaks(spec.model_dir)
+        train_tokens, eval_tokens = TOKEN_BUDGETS["arms"]
         section("arms", lambda: side_by_side("arms", {"recipe": lambda: isolated(arms.recipe, spec),
-                                                      "ftpipe": lambda: isolated(arms.ftpipe_arm, spec)}))
+                                                      "ftpipe": lambda: isolated(arms.ftpipe_arm, spec),
+                                                      TOKENS_ARM: lambda: isolated(arms.ftpipe_arm, spec, {"batch_tokens": train_tokens},
+                                                                                   {"batch_tokens": eval_tokens})}))
         add_utilization(results["arms"], spec.model_dir, peaks[spec.model_dir], datasheet_tflops)
     if "qa" in args.only:
         qa_run = qa.qa_spec(spec)  # its params and model, prepared once here
         measured_peaks(qa_run.model_dir)
+        qa_tokens = TOKEN_BUDGETS["qa"]
         section("qa", lambda: side_by_side("qa", {"recipe": lambda: isolated(qa.recipe, qa_run),
-                                                  "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run)}))
+                                                  "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run),
+                                                  TOKENS_ARM: lambda: isolated(qa.ftpipe_arm, qa_run, {"batch_tokens": qa_tokens[0]},
+                                                                               {"batch_tokens": qa_tokens[1]})}))
         add_utilization(results["qa"], qa_run.model_dir, peaks[qa_run.model_dir], datasheet_tflops)
     if "tagging" in args.only:
         tag_run = tagging.tagging_spec(spec)
         measured_peaks(tag_run.model_dir)
-        section("tagging", lambda: side_by_side("tagging", {"ftpipe": lambda: isolated(tagging.ftpipe_arm, tag_run)}))
+        tag_tokens = TOKEN_BUDGETS["tagging"]
+        section("tagging", lambda: side_by_side("tagging", {"ftpipe": lambda: isolated(tagging.ftpipe_arm, tag_run),
+                                                            TOKENS_ARM: lambda: isolated(tagging.ftpipe_arm, tag_run, {"batch_tokens": tag_tokens[0]},
+                                                                                         {"batch_tokens": tag_tokens[1]})}))
         add_utilization(results["tagging"], tag_run.model_dir, peaks[tag_run.model_dir], datasheet_tflops)
     if "summarization" in args.only:
         _, sum_model_dir = summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
@@ -359,6 +390,7 @@ def main(argv=None) -> None:
             "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
             # the ablation of the frozen base stored in bf16: autocast over fp32 weights (method.frozen_base=fp32)
             "ftpipe_lora_fp32_base": lambda: isolated(summarization.ftpipe_arm, spec, "lora", "fp32"),
+            "ftpipe_lora, token batches": lambda: isolated(summarization.ftpipe_arm, spec, "lora", None, TOKEN_BUDGETS["summarization"]),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
         add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
     if "packing" in args.only:

@@ -183,8 +183,9 @@ def recipe(spec: Spec) -> dict:
     return out
 
 
-def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None) -> dict:
-    """`frozen_base`: method.frozen_base for this arm (fp32: the ablation of a base stored in bf16)."""
+def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None, batch_tokens: tuple | None = None) -> dict:
+    """`frozen_base`: method.frozen_base for this arm (fp32: the ablation of a base stored in bf16).
+    `batch_tokens`: (train, evaluate) token budgets; training is then one pass (epochs 1), not a step count."""
     import torch
 
     from ftpipe.models.loading import load_tokenizer
@@ -198,6 +199,9 @@ def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None)
     # No validation split: every arm is timed on training alone.
     train_cfg = dataclasses.replace(p.train, max_steps=steps(spec.sum_train_dialogues, p.train.batch_size * p.train.grad_accum),
                                     validation_fraction=0)
+    if batch_tokens:
+        train_cfg = dataclasses.replace(train_cfg, max_steps=-1, epochs=1.0, batch_tokens=batch_tokens[0])
+        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, batch_tokens=batch_tokens[1]))
     out: dict = {"arm": f"ftpipe_{method}", "method": method, "train_config": dataclasses.asdict(train_cfg),
                  "frozen_base": getattr(p.method, "frozen_base", None)}
     task = get_task(p.task)

@@ -40,7 +40,7 @@ def sentences(params: dict, rows: int, seed: int):
     return datasets.Dataset.from_list([task.clean(raw, p.data) | {"id": raw["id"]} for raw in generate(rows, seed)])
 
 
-def ftpipe_arm(spec: Spec) -> dict:
+def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None) -> dict:
     import torch
     from transformers import set_seed
 
@@ -50,7 +50,8 @@ def ftpipe_arm(spec: Spec) -> dict:
 
     spec = tagging_spec(spec)
     p = validated(spec.params, "task", "model", "method", "tokenize", "train", "evaluate")
-    train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, validation_fraction=0)
+    train_cfg = dataclasses.replace(p.train, epochs=spec.epochs, validation_fraction=0, **(train_overrides or {}))
+    p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, **(eval_overrides or {})))
     out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
@@ -74,7 +75,8 @@ def ftpipe_arm(spec: Spec) -> dict:
                        spec.device, out, keep=batches).model
     bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     for which in ("base", "tuned"):
-        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length,
+                              batch_tokens=p.evaluate.batch_tokens)
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(sum(len(ids) for ids in features["train"]["input_ids"]) / len(features["train"]), 1),
                gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads(),

@@ -114,16 +114,19 @@ class TokenCounter:
         return {f"{prefix}_computed_tokens": self.computed, f"{prefix}_real_tokens": self.real, f"{prefix}_squared_lengths": self.squared}
 
 
-def padded_batches(lengths: list[int], batch_size: int, sort: bool) -> dict:
-    """What evaluation computes when each batch is padded to its longest: in order, or sorted
-    shortest first as ftpipe.inference.batched sorts them."""
-    order = sorted(lengths) if sort else list(lengths)
-    computed = sum(max(order[i:i + batch_size]) * len(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
+def padded_batches(lengths: list[int], batch_size: int, sort: bool, batch_tokens: int | None = None) -> dict:
+    """What evaluation computes when each batch is padded to its longest: in order, sorted shortest first, or
+    in token-budget batches, as ftpipe.inference.batched cuts them."""
+    from ftpipe.inference import chunks
+
+    batches = chunks(lengths, batch_size, sort, batch_tokens)
+    computed = sum(max(lengths[i] for i in b) * len(b) for b in batches if len(b))
     return {"computed": computed, "real": sum(lengths), "squared": sum(n * n for n in lengths)}
 
 
-def eval_stats(prefix: str, lengths: list[int], batch_size: int, sort: bool, padded_to: int | None = None) -> dict:
-    counted = padded_batches(lengths, batch_size, sort)
+def eval_stats(prefix: str, lengths: list[int], batch_size: int, sort: bool, padded_to: int | None = None,
+               batch_tokens: int | None = None) -> dict:
+    counted = padded_batches(lengths, batch_size, sort, batch_tokens)
     if padded_to:  # every row padded to the same length beforehand (the tutorial's padding="max_length")
         counted["computed"] = padded_to * len(lengths)
     return {f"{prefix}_computed_tokens": counted["computed"], f"{prefix}_real_tokens": counted["real"],

@@ -34,7 +34,7 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert all(0 <= qa[arm]["f1_tuned"] <= 100 for arm in qa)
 
     summ = results["summarization"]
-    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_qlora"}
+    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_lora, token batches", "ftpipe_qlora"}
     assert summ["ftpipe_lora"]["frozen_base"] == "compute" and summ["ftpipe_lora_fp32_base"]["frozen_base"] == "fp32"
     assert len({summ[arm]["eval_dialogues"] for arm in summ}) == 1
     assert all(summ[arm]["generated_tokens"] > 0 and 0 <= summ[arm]["rougeL"] <= 1 for arm in summ)
@@ -46,8 +46,13 @@ def test_suite_tiny_runs_every_arm(tmp_path):
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
     bare = results["summary"]["vs_bare"]  # every ftpipe arm against the bare loop on its own batches
-    assert set(bare) == {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora",
-                         "summarization/ftpipe_lora_fp32_base", "summarization/ftpipe_qlora"}
+    rows = {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_lora_fp32_base",
+            "summarization/ftpipe_qlora"}
+    assert set(bare) == rows | {"arms/ftpipe, token batches", "qa/ftpipe, token batches", "tagging/ftpipe, token batches",
+                                "summarization/ftpipe_lora, token batches"}
+    tokens = results["arms"]["ftpipe, token batches"]  # token-budget batches: less padding than row batches, both phases
+    assert tokens["train_config"]["batch_tokens"] and tokens["train_padding_waste"] < results["arms"]["ftpipe"]["train_padding_waste"]
+    assert tokens["eval_tuned_padding_waste"] < results["arms"]["ftpipe"]["eval_tuned_padding_waste"]
     for key in bare:
         section, name = key.split("/")
         arm = results[section][name]
