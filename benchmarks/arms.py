@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks import bare
 from benchmarks.common import TUTORIAL_BATCH, TUTORIAL_MAX_LENGTH, Spec, ftpipe_fit, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import TokenCounter, eval_stats
 
@@ -110,24 +111,29 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
     def evaluate(model, which):
+        model = for_inference(model.to(spec.device), p.evaluate.precision)
+        log = bare.ForwardLog(model, spec.device)
         with timer(out, f"eval_{which}_s", spec.device), autocast(p.evaluate.precision):
-            rows = task.predict(for_inference(model.to(spec.device), p.evaluate.precision), tokenizer, features["eval"], examples["eval"], p.evaluate)
+            rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
         out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
         out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)
         out[f"predicted_{which}"] = dict(sorted(Counter(row["prediction"] for row in rows).items()))
+        return model, log
 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
+    batches: list = []  # what ftpipe's collator produced: the bare loop's training batches
     with contextlib.ExitStack() as stack:
         if not trim:  # the ablation: glibc keeps what each step frees
             stack.enter_context(mock.patch.object(ReturnFreedMemory, "on_step_end", TrainerCallback.on_step_end))
         model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, "ftpipe",
-                           spec.device, out).model
-    evaluate(model, "tuned")
+                           spec.device, out, keep=batches).model
+    bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
     for which in ("base", "tuned"):
-        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length,
+                              batch_tokens=p.evaluate.batch_tokens)
     out.update(train_rows=len(features["train"]), eval_rows=len(features["eval"]), epochs=spec.epochs,
                tokens_per_train_row=round(float(np.mean(lengths)), 1), gpu_peak_mb=gpu_peak_mb(),
                torch_threads=torch.get_num_threads(), precision=resolve(train_cfg.precision),

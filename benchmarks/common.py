@@ -42,6 +42,9 @@ class Spec:
     # summarization arm (benchmarks/summarization.py): DialogSum from shared/data, SmolLM2 + LoRA / QLoRA
     sum_train_dialogues: int = 64  # one pass: 4 recipe steps of 16, 16 ftpipe steps of 4
     sum_eval_dialogues: int = 32
+    # tagging arm (benchmarks/tagging.py): ftpipe's synthetic entity sentences, packaged MiniLM
+    tag_train_rows: int = 800
+    tag_eval_rows: int = 400
     tiny: bool = False  # tiny models built from a config instead of the packaged ones (the smoke test)
 
 
@@ -238,21 +241,24 @@ def device_peak_tflops() -> float | None:
     return next((peak for gpu, peak in PEAK_BF16_TFLOPS.items() if gpu in name), None)
 
 
-def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, device: str, out: dict):
+def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, device: str, out: dict, keep: list | None = None):
     """Train as ftpipe's train stage does, through its own `ftpipe.training.run.fit` (method.build, the
     Trainer its params describe, the task's or train.packing's collator, the stage's guard callbacks), on
     `train_set` with no validation split, DVCLive or progress bar. Into `out`: the training's wall and
     CPU seconds and peak RSS (from the Trainer's train begin to its end: model building and saving
-    left out), samples/s both ways, the final loss, and the tokens its batches computed (TokenCounter).
+    left out), samples/s both ways, the final loss, the tokens its batches computed (TokenCounter), and
+    the steady state (`train_steady_*`: the steps after bare.warmup_steps, timed from step ends).
+    `keep`: a list that receives the collated batches (the bare loop's inputs).
     Returns fit's Fitted (the trained model in .model)."""
     from transformers import set_seed
 
+    from benchmarks.bare import steady
     from benchmarks.utilization import TokenCounter
     from ftpipe import guards, packing
     from ftpipe.methods import get_method
     from ftpipe.training.run import fit, process_state
 
-    counter = TokenCounter(packing.train_collator(task, tokenizer, params.train.packing))
+    counter = TokenCounter(packing.train_collator(task, tokenizer, params.train.packing), keep=keep is not None)
     timed = train_timer(device, counter)
     set_seed(params.train.seed)  # before the model: its fresh head is drawn from this seed, as in the stage
     fitted = fit(task, get_method(params.method), params, train_set, None, tokenizer, process_state(params.train),
@@ -261,14 +267,20 @@ def ftpipe_fit(params, task, tokenizer, train_set, model_dir: str, name: str, de
     out.update(timed.figures, **counter.stats("train"), train_loss=round(metrics["train_loss"], 4),
                train_samples_per_s=round(metrics["train_samples_per_second"], 3),
                train_samples_per_cpu_s=round(metrics["train_samples_per_second"] * metrics["train_runtime"] / timed.figures["train_cpu_s"], 3))
+    out |= steady("train_steady", counter.per_batch, timed.step_ends, params.train.grad_accum)
+    batches = max(len(counter.per_batch), 1)  # the effective batch, in rows and in tokens computed
+    out |= {"train_batches": len(counter.per_batch), "train_batch_rows_mean": round(counter.rows / batches, 2),
+            "train_batch_tokens_mean": round(counter.computed / batches, 1)}
+    if keep is not None:
+        keep.extend(counter.kept)
     return fitted
 
 
 def train_timer(device: str, counter):
     """A Trainer callback that times training alone, as `timer` would around it: wall and CPU seconds and
-    peak RSS, in its `figures`; and starts `counter` (a TokenCounter) from zero there, so what ran through
-    the collator before training (train.packing's check of the model) is not counted. (Made here:
-    transformers is imported only once the process is set up.)"""
+    peak RSS, in its `figures`, and when each optimizer step ended (`step_ends`); and starts `counter` (a
+    TokenCounter) from zero there, so what ran through the collator before training (train.packing's
+    check of the model) is not counted. (Made here: transformers is imported only once the process is set up.)"""
     from transformers import TrainerCallback
 
     class TrainTimer(TrainerCallback):
@@ -278,7 +290,12 @@ def train_timer(device: str, counter):
             sync(device)
             reset_phase_peak()
             counter.reset()
+            self.step_ends = []
             self.start, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            sync(device)
+            self.step_ends.append(time.perf_counter())
 
         def on_train_end(self, args, state, control, **kwargs):
             sync(device)

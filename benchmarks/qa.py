@@ -28,6 +28,7 @@ from itertools import islice
 
 import numpy as np
 
+from benchmarks import bare
 from benchmarks.arms import EVAL_SEED, TRAIN_SEED
 from benchmarks.common import Spec, compose_params, ftpipe_fit, gpu_peak_mb, prepare_model, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import eval_stats
@@ -180,20 +181,24 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
     def evaluate(model, which):
+        log = bare.ForwardLog(model.to(spec.device), spec.device)
         with timer(out, f"eval_{which}_s", spec.device), autocast(p.evaluate.precision):
-            rows = task.predict(model.to(spec.device), tokenizer, features["eval"], examples["eval"], p.evaluate)
+            rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
         _rates(out, f"eval_{which}", len(features["eval"]), len(rows))
         by_id = {row["id"]: row["prediction"] for row in rows}
         _scores(spec.params, [by_id[i] for i in examples["eval"]["id"]], examples["eval"], out, which)
+        return model, log
 
     set_seed(EVAL_SEED)
     evaluate(load_for_task(task, spec.model_dir, tokenizer), "base")
+    batches: list = []  # what ftpipe's collator produced: the bare loop's training batches
     model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, "ftpipe-qa",
-                       spec.device, out).model
+                       spec.device, out, keep=batches).model
     _rates(out, "train", len(features["train"]) * spec.qa_epochs, len(examples["train"]) * spec.qa_epochs)
-    evaluate(model, "tuned")
+    bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     for which in ("base", "tuned"):
-        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length)
+        out |= eval_stats(f"eval_{which}", [len(ids) for ids in features["eval"]["input_ids"]], p.evaluate.batch_size, p.evaluate.sort_by_length,
+                              batch_tokens=p.evaluate.batch_tokens)
     out.update(train_questions=len(examples["train"]), eval_questions=len(examples["eval"]),
                train_features=len(features["train"]), eval_features=len(features["eval"]),
                tokens_per_train_feature=round(float(np.mean([len(ids) for ids in features["train"]["input_ids"]])), 1),

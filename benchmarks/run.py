@@ -21,15 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, data_scale, extras, qa, scaling, summarization, utilization
+from benchmarks import arms, data_scale, extras, qa, scaling, summarization, tagging, utilization
 from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, non_embedding_params, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
-SECTIONS = ("arms", "qa", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
+SECTIONS = ("arms", "qa", "tagging", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
 # The packing section's arms: (train.packing, train.group_by_length), the default sampler and the random one.
 PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
                 "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
 RESULTS = Path("benchmarks/results")
+SECTIONS_WITH_BARE = ("arms", "qa", "tagging", "summarization")
+# (train.batch_tokens, evaluate.batch_tokens) of each section's token-budget arm: about the tokens of its
+# row batches (Yelp 8 x 176, QA 8 x 208, tagging 16 x ~25, summarization 4 x 237; evaluation 16 rows).
+TOKEN_BUDGETS = {"arms": (2048, 4096), "qa": (2048, 4096), "tagging": (512, 1024), "summarization": (1024, 4096)}
+TOKENS_ARM = "ftpipe, token batches"
 
 
 def build_spec(args) -> Spec:
@@ -39,11 +44,13 @@ def build_spec(args) -> Spec:
     if args.quick:
         spec = dataclasses.replace(spec, epochs=args.epochs or 1.0, train_rows=96, eval_rows=96, tokenize_rows=10_000,
                                    scaling_sizes=[250, 500, 1000], scaling_lengths=[128, 256], option_rows=64,
-                                   qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8)
+                                   qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8,
+                                   tag_train_rows=256, tag_eval_rows=128)
     if args.tiny:  # 2-layer models and a handful of rows, inline: the smoke test
         spec = dataclasses.replace(spec, model="tiny_bert", tiny=True, train_rows=16, eval_rows=16, tokenize_rows=200,
                                    scaling_sizes=[40, 80], scaling_lengths=[128], option_rows=16, isolate=False,
                                    qa_train_questions=16, qa_eval_questions=8, sum_train_dialogues=16, sum_eval_dialogues=4,
+                                   tag_train_rows=32, tag_eval_rows=32,
                                    # fp32 in both arms: on a bf16 CPU `auto` would evaluate ftpipe's arm in bf16,
                                    # and a 2-layer model's near-equal logits then flip (the test compares them).
                                    params=compose_params(YELP_OVERRIDES + ["train.precision=fp32", "evaluate.precision=fp32"]))
@@ -94,7 +101,7 @@ def ratio(a, b):
 def summary(results: dict) -> dict:
     arms_ = results.get("arms")
     if not arms_ or "ftpipe" not in arms_:
-        return packing_summary(results)
+        return {**packing_summary(results), "vs_bare": vs_bare(results)}
     r, f = arms_["recipe"], arms_["ftpipe"]
     out = {key: ratio(f[key], r[key]) for key in ("train_samples_per_s", "eval_base_samples_per_s", "eval_tuned_samples_per_s",
                                                 "train_samples_per_cpu_s", "eval_base_samples_per_cpu_s", "eval_tuned_samples_per_cpu_s")}
@@ -114,7 +121,13 @@ def summary(results: dict) -> dict:
                                 "generated_tokens_per_s": ratio(f["generated_tokens_per_s"], r["generated_tokens_per_s"]),
                                 "peak_rss_ratio": ratio(f["peak_rss_mb"], r["peak_rss_mb"]),
                                 "rougeL_delta_points": round(100 * (f["rougeL"] - r["rougeL"]), 2)}
-    return {**out, **packing_summary(results)}
+    return {**out, **packing_summary(results), "vs_bare": vs_bare(results)}
+
+
+def vs_bare(results: dict) -> dict:
+    """Every ftpipe arm's steady state over the bare loop's on the same batches (train, eval), and its padding waste."""
+    return {f"{section}/{name}": {key: arm.get(key) for key in ("train_vs_bare", "eval_vs_bare", "train_padding_waste", "eval_tuned_padding_waste")}
+            for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items() if "bare_train_s" in arm}
 
 
 def packing_summary(results: dict) -> dict:
@@ -134,6 +147,45 @@ def side_by_side_row(label: str, recipe, ftpipe) -> list[str]:
     return [f"| {label} | {recipe} | {ftpipe} | {ratio(ftpipe, recipe)} |"]
 
 
+TAGGING_ROWS = [("train_samples_per_s", "train sentences/s"), ("train_s", "train wall time (s)"), ("eval_tuned_samples_per_s", "eval sentences/s (tuned)"),
+                ("f1_base", "entity F1 (base)"), ("f1_tuned", "entity F1 (tuned)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"),
+                ("train_mfu", "train MFU (of this run's peak)"), ("train_steady_useful_gflops", "train useful GFLOP/s, steady state"),
+                ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                ("train_padding_waste", "train padding waste"), ("eval_tuned_padding_waste", "eval padding waste (tuned)"),
+                ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                ("peak_rss_mb", "peak RSS (MB)")]
+
+
+BARE_COLUMNS = [("train_batch_rows_mean", "rows / train batch"), ("train_batch_tokens_mean", "tokens / train batch"),
+                ("train_padding_waste", "train padding"), ("eval_tuned_padding_waste", "eval padding"), ("train_mfu", "train MFU (whole run)"),
+                ("train_steady_useful_gflops", "train steady GFLOP/s"), ("bare_train_useful_gflops", "bare loop GFLOP/s"),
+                ("train_vs_bare", "train / bare"), ("eval_steady_useful_gflops", "eval steady GFLOP/s"),
+                ("bare_eval_useful_gflops", "bare forward GFLOP/s"), ("eval_vs_bare", "eval / bare")]
+
+
+def bare_table(results: dict) -> list[str]:
+    """Every ftpipe arm against the bare loop on its own batches, steady state, useful FLOP/s (real tokens)."""
+    rows = [(f"{section}: {name}", arm) for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items()
+            if "bare_train_s" in arm]
+    if not rows:
+        return []
+    lines = ["", "| arm | " + " | ".join(label for _, label in BARE_COLUMNS) + " |", "|---|" + "---:|" * len(BARE_COLUMNS)]
+    return lines + [f"| {name} | " + " | ".join(str(arm.get(key, "-")) for key, _ in BARE_COLUMNS) + " |" for name, arm in rows]
+
+
+def spread_note(peak: dict) -> str:
+    """min/median/max of each peak's timings, and a warning where they spread over 10%."""
+    parts = []
+    for key, scale, unit in (("peak_fp32_flops", 1e9, "fp32"), ("peak_bf16_flops", 1e9, "bf16"), ("bandwidth_bytes_per_s", 1e9, "GB/s")):
+        s = peak.get(f"{key}_spread")
+        if s:
+            parts.append(f"{unit} {s['min'] / scale:.0f}/{s['median'] / scale:.0f}/{s['max'] / scale:.0f}")
+    noisy = f"; NOISY (spread > 10%): {', '.join(peak['noisy'])}" if peak.get("noisy") else ""
+    return "min/median/max " + ", ".join(parts) + noisy
+
+
 def table(results: dict) -> str:
     arms_ = results.get("arms")
     lines = []
@@ -141,7 +193,8 @@ def table(results: dict) -> str:
         bf16 = f", bf16 {peak['peak_bf16_flops'] / 1e9:.0f}" if "peak_bf16_flops" in peak else ""
         lines += [f"Peaks measured in this run at {model}'s shapes {peak['matmul_shape']}, {peak['threads']} threads, CPU flags "
                   f"{' '.join(peak['cpu_flags']) or 'none of ' + ' '.join(utilization.FLAGS)}: matmul fp32 "
-                  f"{peak['peak_fp32_flops'] / 1e9:.0f}{bf16} GFLOP/s; memory read {peak['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.", ""]
+                  f"{peak['peak_fp32_flops'] / 1e9:.0f}{bf16} GFLOP/s; memory read {peak['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s"
+                  f" (best of {peak.get('timings')} after {peak.get('warmup_s')} s warm-up; {spread_note(peak)}).", ""]
     if arms_ and "ftpipe" in arms_:
         r, f = arms_["recipe"], arms_["ftpipe"]
         lines += ["| | recipe | ftpipe | ftpipe / recipe |", "|---|---:|---:|---:|"]
@@ -154,6 +207,12 @@ def table(results: dict) -> str:
                            ("tokenize_peak_rss_mb", "peak RSS, tokenize (MB)"), ("eval_base_peak_rss_mb", "peak RSS, evaluate base (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_tuned_peak_rss_mb", "peak RSS, evaluate tuned (MB)"),
                            ("tokenize_s", "tokenize (s)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
                            ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
@@ -165,12 +224,22 @@ def table(results: dict) -> str:
                            ("eval_tuned_questions_per_s", "eval questions/s (tuned)"), ("exact_match_tuned", "exact match (tuned)"),
                            ("f1_tuned", "F1 (tuned)"), ("train_features", "train features"), ("tokens_per_train_feature", "tokens per train feature"),
                            ("peak_rss_mb", "peak RSS (MB)"), ("train_peak_rss_mb", "peak RSS, train (MB)"), ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"), ("eval_tuned_mfu", "eval MFU (tuned)"),
                            ("eval_tuned_padding_waste", "eval padding waste (tuned)"), ("train_mfu_datasheet", "train MFU (datasheet peak, padding counted)")]:
             lines += side_by_side_row(label, r.get(key), f.get(key))
+    if "tagging" in results and "ftpipe" in results["tagging"]:
+        f = results["tagging"]["ftpipe"]
+        lines += ["", f"| tagging (entities): {f['train_rows']} train, {f['eval_rows']} eval sentences | ftpipe |", "|---|---:|"]
+        lines += [f"| {label} | {f.get(key)} |" for key, label in TAGGING_ROWS if f.get(key) is not None]
     if "summarization" in results and "ftpipe_lora" in results["summarization"]:
         arms_s = results["summarization"]
-        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_qlora") if n in arms_s]
+        names = [n for n in ("recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_lora, token batches", "ftpipe_qlora") if n in arms_s]
         lines += ["", "| summarization | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
         for key, label in [("train_samples_per_s", "train dialogues/s"), ("train_steps_per_s", "train steps/s"),
                            ("effective_batch", "dialogues per step"), ("eval_dialogues_per_s", "eval dialogues/s"),
@@ -178,11 +247,18 @@ def table(results: dict) -> str:
                            ("trainable_params", "trainable params"), ("peak_rss_mb", "peak RSS (MB)"),
                            ("train_peak_rss_mb", "peak RSS, train (MB)"), ("eval_peak_rss_mb", "peak RSS, evaluate (MB)"),
                            ("train_useful_gflops", "train useful GFLOP/s (real tokens)"), ("train_mfu", "train MFU (of this run's peak)"),
+                           ("train_steady_useful_gflops", "train useful GFLOP/s, steady state (after warm-up steps)"),
+                           ("bare_train_useful_gflops", "bare loop train useful GFLOP/s (same batches)"), ("train_vs_bare", "**train steady / bare loop**"),
+                           ("eval_steady_useful_gflops", "eval useful GFLOP/s, steady state (tuned)"),
+                           ("bare_eval_useful_gflops", "bare forward useful GFLOP/s (same batches)"), ("eval_vs_bare", "**eval steady / bare forward**"),
+                           ("train_batch_rows_mean", "rows per train batch (mean)"), ("train_batch_tokens_mean", "tokens per train batch (mean, computed)"),
+                           
                            ("train_padding_waste", "train padding waste (computed / real − 1)"),
                            ("eval_read_gb_per_s", "generation: weights + KV cache read, GB/s"),
                            ("eval_bandwidth_utilization", "generation: share of measured bandwidth"), ("train_mfu_datasheet", "train MFU (datasheet)")]:
             if any(arms_s[n].get(key) is not None for n in names):
                 lines.append(f"| {label} | " + " | ".join(str(arms_s[n].get(key)) for n in names) + " |")
+    lines += bare_table(results)
     if "packing" in results and "packed" in results["packing"]:
         arms_p = results["packing"]
         names = list(arms_p)
@@ -283,21 +359,38 @@ def main(argv=None) -> None:
         return peaks[model_dir]
     if "arms" in args.only:
         measured_peaks(spec.model_dir)
+        train_tokens, eval_tokens = TOKEN_BUDGETS["arms"]
         section("arms", lambda: side_by_side("arms", {"recipe": lambda: isolated(arms.recipe, spec),
-                                                      "ftpipe": lambda: isolated(arms.ftpipe_arm, spec)}))
+                                                      "ftpipe": lambda: isolated(arms.ftpipe_arm, spec),
+                                                      TOKENS_ARM: lambda: isolated(arms.ftpipe_arm, spec, {"batch_tokens": train_tokens},
+                                                                                   {"batch_tokens": eval_tokens})}))
         add_utilization(results["arms"], spec.model_dir, peaks[spec.model_dir], datasheet_tflops)
     if "qa" in args.only:
         qa_run = qa.qa_spec(spec)  # its params and model, prepared once here
         measured_peaks(qa_run.model_dir)
+        qa_tokens = TOKEN_BUDGETS["qa"]
         section("qa", lambda: side_by_side("qa", {"recipe": lambda: isolated(qa.recipe, qa_run),
-                                                  "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run)}))
+                                                  "ftpipe": lambda: isolated(qa.ftpipe_arm, qa_run),
+                                                  TOKENS_ARM: lambda: isolated(qa.ftpipe_arm, qa_run, {"batch_tokens": qa_tokens[0]},
+                                                                               {"batch_tokens": qa_tokens[1]})}))
         add_utilization(results["qa"], qa_run.model_dir, peaks[qa_run.model_dir], datasheet_tflops)
+    if "tagging" in args.only:
+        tag_run = tagging.tagging_spec(spec)
+        measured_peaks(tag_run.model_dir)
+        tag_tokens = TOKEN_BUDGETS["tagging"]
+        section("tagging", lambda: side_by_side("tagging", {"ftpipe": lambda: isolated(tagging.ftpipe_arm, tag_run),
+                                                            TOKENS_ARM: lambda: isolated(tagging.ftpipe_arm, tag_run, {"batch_tokens": tag_tokens[0]},
+                                                                                         {"batch_tokens": tag_tokens[1]})}))
+        add_utilization(results["tagging"], tag_run.model_dir, peaks[tag_run.model_dir], datasheet_tflops)
     if "summarization" in args.only:
         _, sum_model_dir = summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
         measured_peaks(sum_model_dir)
         section("summarization", lambda: side_by_side("summarization", {
             "recipe": lambda: isolated(summarization.recipe, spec),
             "ftpipe_lora": lambda: isolated(summarization.ftpipe_arm, spec, "lora"),
+            # the ablation of the frozen base stored in bf16: autocast over fp32 weights (method.frozen_base=fp32)
+            "ftpipe_lora_fp32_base": lambda: isolated(summarization.ftpipe_arm, spec, "lora", "fp32"),
+            "ftpipe_lora, token batches": lambda: isolated(summarization.ftpipe_arm, spec, "lora", None, TOKEN_BUDGETS["summarization"]),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
         add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
     if "packing" in args.only:

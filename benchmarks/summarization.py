@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import bare
 from benchmarks.arms import TRAIN_SEED, timed_train
 from benchmarks.common import Spec, compose_params, ftpipe_fit, gpu_peak_mb, scratch_dir, task_examples, timer, validated
 from benchmarks.utilization import TokenCounter, WeightReads
@@ -182,7 +183,9 @@ def recipe(spec: Spec) -> dict:
     return out
 
 
-def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
+def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None, batch_tokens: tuple | None = None) -> dict:
+    """`frozen_base`: method.frozen_base for this arm (fp32: the ablation of a base stored in bf16).
+    `batch_tokens`: (train, evaluate) token budgets; training is then one pass (epochs 1), not a step count."""
     import torch
 
     from ftpipe.models.loading import load_tokenizer
@@ -190,18 +193,26 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
     from ftpipe.tasks import get_task
 
     params, model_dir = workload(spec, method)
+    if frozen_base:
+        params = {**params, "method": {**params["method"], "frozen_base": frozen_base}}
     p = validated(params, "task", "model", "method", "tokenize", "train", "evaluate")
     # No validation split: every arm is timed on training alone.
     train_cfg = dataclasses.replace(p.train, max_steps=steps(spec.sum_train_dialogues, p.train.batch_size * p.train.grad_accum),
                                     validation_fraction=0)
-    out: dict = {"arm": f"ftpipe_{method}", "method": method, "train_config": dataclasses.asdict(train_cfg)}
+    if batch_tokens:
+        train_cfg = dataclasses.replace(train_cfg, max_steps=-1, epochs=1.0, batch_tokens=batch_tokens[0])
+        p = dataclasses.replace(p, evaluate=dataclasses.replace(p.evaluate, batch_tokens=batch_tokens[1]))
+    out: dict = {"arm": f"ftpipe_{method}", "method": method, "train_config": dataclasses.asdict(train_cfg),
+                 "frozen_base": getattr(p.method, "frozen_base", None)}
     task = get_task(p.task)
     tokenizer = load_tokenizer(model_dir, task)
     examples = dialogues(spec, params)
     with timer(out, "tokenize_s"):
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
-    fitted = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], model_dir, "ftpipe", spec.device, out)
+    batches: list = []  # what ftpipe's collator produced: the bare loop's training batches
+    fitted = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], model_dir, "ftpipe", spec.device, out,
+                        keep=batches)
     step_figures(out, fitted.run.trainer)
     model, out["trainable_params"] = fitted.model, fitted.trainable["trainable_params"]
 
@@ -211,6 +222,7 @@ def ftpipe_arm(spec: Spec, method: str = "lora") -> dict:
         rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
     evaluated(out, task.metrics(rows), len(rows), sum(counts))
     out |= reads.stats()
+    bare.compare(out, model, None, batches, train_cfg, p.evaluate.precision, spec.device)  # generation has no bare forward here
     out.update(max_new_tokens=p.evaluate.generation.get("max_new_tokens", 64), precision=resolve(train_cfg.precision),
                eval_precision=resolve(p.evaluate.precision), gpu_peak_mb=gpu_peak_mb(), torch_threads=torch.get_num_threads())
     return out

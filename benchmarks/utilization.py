@@ -2,7 +2,8 @@
 
 - The peaks: a matmul of the model's shapes (a batch of 2048 tokens through its widest linear layer)
   in fp32 and bf16, and the memory bandwidth of reading a 1 GiB tensor, timed in a fresh process at
-  the start of the run with the arms' thread count. A datasheet peak would say nothing about a shared
+  the start of the run with the arms' thread count, after WARMUP_S of warm-up (a cold first timing
+  read 64 GFLOP/s where a warm one reads 170), as the best of several timings whose spread is kept. A datasheet peak would say nothing about a shared
   2-core VM, and on CPUs the bf16 peak depends on AMX / AVX512-BF16, so `cpu_flags` is recorded too.
 - Training and evaluation count useful FLOPs on real tokens only (padding is waste, reported apart):
   per token, the forward pass is 2·N (N: non-embedding parameters) and the backward pass 2·N for the
@@ -18,22 +19,44 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from benchmarks.bare import batch_stats
+
 FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
-def _best_seconds(fn, repeats: int = 5) -> float:
-    fn()  # warm-up: one-time allocation, kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+WARMUP_S = 1.5  # the first timings on these VMs are slow (frequency and thread-pool ramp-up): warm past them
+TIMINGS = 7
+SPREAD_FLAG = 0.10  # a peak whose timings spread wider than this is flagged as noisy
+
+
+def _timings(fn, repeats: int = TIMINGS, warmup_s: float = WARMUP_S) -> list[float]:
+    """Seconds per call of `fn`, `repeats` times, after calling it for at least `warmup_s` seconds."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup_s:
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    seconds = []
+    for _ in range(repeats):
+        begin = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - begin)
+    return seconds
+
+
+def _rate(out: dict, key: str, work: float, seconds: list[float]) -> None:
+    """`key` is the best rate (work / fastest call), with the min/median/max of all the timed calls beside
+    it and `key_noisy` when they spread (max/min - 1) over SPREAD_FLAG: a neighbour took the CPU."""
+    rates = sorted(work / s for s in seconds)
+    out[key] = rates[-1]
+    out[f"{key}_spread"] = {"min": rates[0], "median": rates[len(rates) // 2], "max": rates[-1],
+                            "relative": round(rates[-1] / rates[0] - 1, 3)}
+    if rates[-1] / rates[0] - 1 > SPREAD_FLAG:
+        out.setdefault("noisy", []).append(key)
 
 
 def measure_peaks(spec, model_dir: str) -> dict:
-    """This machine's matmul peak (FLOP/s, fp32 and bf16) at the model's shapes and its read bandwidth."""
+    """This machine's matmul peak (FLOP/s, fp32 and bf16) at the model's shapes and its read bandwidth,
+    each the best of TIMINGS calls after WARMUP_S of warm-up, with their spread."""
     import torch
     from transformers import AutoConfig
 
@@ -41,15 +64,16 @@ def measure_peaks(spec, model_dir: str) -> dict:
     d = config.hidden_size
     wide = getattr(config, "intermediate_size", 4 * d)
     tokens = 2048
-    out = {"matmul_shape": [tokens, d, wide], "threads": torch.get_num_threads(), "cpu_flags": cpu_flags()}
+    warmup_s = 0.1 if spec.tiny else WARMUP_S  # the smoke test checks the wiring, never the figure
+    out = {"matmul_shape": [tokens, d, wide], "threads": torch.get_num_threads(), "cpu_flags": cpu_flags(),
+           "warmup_s": warmup_s, "timings": TIMINGS}
+    sync = torch.cuda.synchronize if spec.device.startswith("cuda") else (lambda: None)
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a = torch.randn(tokens, d, dtype=dtype, device=spec.device)
         b = torch.randn(d, wide, dtype=dtype, device=spec.device)
-        sync = torch.cuda.synchronize if spec.device.startswith("cuda") else (lambda: None)
-        seconds = _best_seconds(lambda: (a @ b, sync()))
-        out[f"peak_{precision}_flops"] = 2 * tokens * d * wide / seconds
+        _rate(out, f"peak_{precision}_flops", 2 * tokens * d * wide, _timings(lambda: (a @ b, sync()), warmup_s=warmup_s))
     big = torch.ones(2**28, dtype=torch.float32, device=spec.device)  # 1 GiB: far past every cache
-    out["bandwidth_bytes_per_s"] = big.numel() * 4 / _best_seconds(lambda: big.sum().item())
+    _rate(out, "bandwidth_bytes_per_s", big.numel() * 4, _timings(lambda: big.sum().item(), warmup_s=warmup_s))
     return out
 
 
@@ -63,47 +87,46 @@ def cpu_flags() -> list[str]:
 
 class TokenCounter:
     """Wraps a collator and counts what each batch computes: every position (padding included), the
-    real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs)."""
+    real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs); per
+    batch too, and with `keep` the batches themselves (the bare loop's inputs: benchmarks/bare.py)."""
 
-    def __init__(self, collator):
-        self.collator = collator
+    def __init__(self, collator, keep: bool = False):
+        self.collator, self.keep = collator, keep
         self.reset()
 
     def reset(self) -> None:
-        self.computed = self.real = self.squared = 0
+        self.computed = self.real = self.squared = self.rows = 0
+        self.per_batch, self.kept = [], []
 
     def __call__(self, features):
         batch = self.collator(features)
-        mask = batch.get("attention_mask")
-        if mask is None:  # padding-free: one flattened row, examples told apart by position_ids restarts
-            ids = batch["input_ids"]
-            lengths = _lengths_from_positions(batch["position_ids"]) if "position_ids" in batch else [ids.shape[-1]] * ids.shape[0]
-        else:
-            lengths = mask.sum(-1).tolist()
-        self.computed += batch["input_ids"].numel()
-        self.real += int(sum(lengths))
-        self.squared += int(sum(n * n for n in lengths))
+        stats = batch_stats(batch)
+        self.per_batch.append(stats)
+        if self.keep:
+            self.kept.append(batch)
+        self.computed += stats[0]
+        self.real += stats[1]
+        self.squared += stats[2]
+        self.rows += len(features)
         return batch
 
     def stats(self, prefix: str) -> dict:
         return {f"{prefix}_computed_tokens": self.computed, f"{prefix}_real_tokens": self.real, f"{prefix}_squared_lengths": self.squared}
 
 
-def _lengths_from_positions(position_ids) -> list[int]:
-    starts = (position_ids.flatten() == 0).nonzero().flatten().tolist() + [position_ids.numel()]
-    return [b - a for a, b in zip(starts, starts[1:])]
+def padded_batches(lengths: list[int], batch_size: int, sort: bool, batch_tokens: int | None = None) -> dict:
+    """What evaluation computes when each batch is padded to its longest: in order, sorted shortest first, or
+    in token-budget batches, as ftpipe.inference.batched cuts them."""
+    from ftpipe.inference import chunks
 
-
-def padded_batches(lengths: list[int], batch_size: int, sort: bool) -> dict:
-    """What evaluation computes when each batch is padded to its longest: in order, or sorted
-    shortest first as ftpipe.inference.batched sorts them."""
-    order = sorted(lengths) if sort else list(lengths)
-    computed = sum(max(order[i:i + batch_size]) * len(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
+    batches = chunks(lengths, batch_size, sort, batch_tokens)
+    computed = sum(max(lengths[i] for i in b) * len(b) for b in batches if len(b))
     return {"computed": computed, "real": sum(lengths), "squared": sum(n * n for n in lengths)}
 
 
-def eval_stats(prefix: str, lengths: list[int], batch_size: int, sort: bool, padded_to: int | None = None) -> dict:
-    counted = padded_batches(lengths, batch_size, sort)
+def eval_stats(prefix: str, lengths: list[int], batch_size: int, sort: bool, padded_to: int | None = None,
+               batch_tokens: int | None = None) -> dict:
+    counted = padded_batches(lengths, batch_size, sort, batch_tokens)
     if padded_to:  # every row padded to the same length beforehand (the tutorial's padding="max_length")
         counted["computed"] = padded_to * len(lengths)
     return {f"{prefix}_computed_tokens": counted["computed"], f"{prefix}_real_tokens": counted["real"],
@@ -153,8 +176,11 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
     share of the measured bandwidth its weight and KV-cache reads reach."""
     out = {}
     trainable = min(arm.get("trainable_params") or non_embedding, non_embedding)
-    phases = [("train", "train_s", 4 * non_embedding + 2 * trainable, 12, arm.get("precision", "fp32"))]
-    phases += [(f"eval_{w}", f"eval_{w}_s", 2 * non_embedding, 4, arm.get("eval_precision", "fp32")) for w in ("base", "tuned")]
+    train = (4 * non_embedding + 2 * trainable, 12, arm.get("precision", "fp32"))
+    forward = (2 * non_embedding, 4, arm.get("eval_precision", "fp32"))
+    # train_steady/eval_steady: ftpipe after its warm-up steps; bare_*: the plain loop on the same batches (bare.py)
+    phases = [(prefix, f"{prefix}_s", *train) for prefix in ("train", "train_steady", "bare_train")]
+    phases += [(prefix, f"{prefix}_s", *forward) for prefix in ("eval_base", "eval_tuned", "eval_steady", "bare_eval")]
     for prefix, seconds_key, per_token, attention, precision in phases:
         real, seconds = arm.get(f"{prefix}_real_tokens"), arm.get(seconds_key)
         if not real or not seconds:
@@ -165,6 +191,9 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
         peak = (peaks or {}).get(f"peak_{'bf16' if precision in ('bf16', 'fp16') else 'fp32'}_flops")
         if peak:
             out[f"{prefix}_mfu"] = _sig(flops / seconds / peak)
+    for phase in ("train", "eval"):  # ftpipe's steady state over the bare loop's, in useful FLOP/s on the same batches
+        if out.get(f"{phase}_steady_useful_gflops") and out.get(f"bare_{phase}_useful_gflops"):
+            out[f"{phase}_vs_bare"] = round(out[f"{phase}_steady_useful_gflops"] / out[f"bare_{phase}_useful_gflops"], 3)
     if arm.get("eval_forward_calls") and arm.get("eval_s"):
         rate = (arm["eval_weight_bytes"] + arm["eval_kv_bytes"]) / arm["eval_s"]
         out["eval_read_gb_per_s"] = _sig(rate / 1e9)

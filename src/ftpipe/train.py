@@ -109,7 +109,16 @@ def train_record(params, state, fitted, base_dir: Path, fingerprint: str) -> Tra
         processes=state.num_processes, effective_batch=effective_batch(fitted.run.args),
         versions=library_versions(), fingerprint=fingerprint, train_loss=metrics.get("train_loss"),
         epoch=metrics.get("epoch"), total_flos=metrics.get("total_flos"), teacher=metrics.get("teacher"),
+        token_batches=token_batches(params.train.batch_tokens, fitted.run.train_set),
         **best_checkpoint(fitted.run))
+
+
+def token_batches(batch_tokens: int | None, train_set) -> dict | None:
+    if not batch_tokens:
+        return None
+    from ftpipe.trainer import effective
+
+    return effective(train_set, batch_tokens)
 
 
 def publish(params, fitted, tokenizer, made: TrainRecord, out_dir: Path) -> None:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
+import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler
+
+from ftpipe.inference import token_budget_batches  # evaluation's batches too: one definition for both
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
@@ -33,6 +36,61 @@ class EpochSeededSampler(torch.utils.data.Sampler):
     def __iter__(self):
         self.sampler.generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return iter(self.sampler)
+
+
+class TokenBudgetSampler(BatchRebalanceSampler):
+    """Token-budget batches in training (`train.batch_tokens`): rows sorted by length and cut into batches of at
+    most a number of tokens, padding included (ftpipe.inference.token_budget_batches, which cuts
+    `evaluate.batch_tokens` batches too), so short rows make large batches and each batch pads only to rows of
+    about its own length.
+
+    Whole batches, not rows, are shuffled from (seed, epoch) alone: the order is reproducible from the run's
+    seed and the same after a resume. The batches do not depend on the seed or the epoch, so every epoch has
+    as many. With several processes the shuffled batches are dealt round-robin, the list first padded to a
+    multiple of the world size with batches from its start, so every process takes as many steps (the
+    padded ones repeat a few rows in that epoch). Iterating gives this process's batches for the epoch
+    `set_epoch` set (the Trainer calls it at every epoch start).
+
+    A BatchRebalanceSampler only by type: the Trainer hands that type to its DataLoader as the batch
+    sampler and leaves its dealing to processes alone, which is what this sampler does itself. None of
+    BatchRebalanceSampler's own code runs here (its __init__ is not called)."""
+
+    def __init__(self, lengths, batch_tokens: int, seed: int = 0, shuffle: bool = True, world_size: int = 1, rank: int = 0):
+        self.batches = token_budget_batches(lengths, batch_tokens)
+        self.seed, self.shuffle, self.world_size, self.rank, self.epoch = seed, shuffle, max(1, world_size), rank, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def epoch_batches(self) -> list[list[int]]:
+        """Every process's batches this epoch, in order, padded to a multiple of the world size."""
+        order = list(range(len(self.batches)))
+        if self.shuffle:  # numpy's generator: the same order on every machine and process for (seed, epoch)
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.batches)).tolist()
+        pad = -len(order) % self.world_size if order else 0
+        order += [order[i % len(order)] for i in range(pad)]
+        return [self.batches[i] for i in order]
+
+    def __iter__(self):
+        return iter(self.epoch_batches()[self.rank::self.world_size])
+
+    def __len__(self) -> int:
+        return -(-len(self.batches) // self.world_size)
+
+
+def effective(train_set, batch_tokens: int) -> dict:
+    """The effective batch of a token-budget run, in rows and tokens, over the whole training set."""
+    lengths = [len(ids) for ids in train_set["input_ids"]]
+    return stats(token_budget_batches(lengths, batch_tokens), lengths)
+
+
+def stats(batches: list[list[int]], lengths) -> dict:
+    """The effective batch in rows and tokens (padded and real), and the padding waste (padded / real - 1)."""
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    real = sum(int(lengths[i]) for b in batches for i in b)
+    rows = sum(len(b) for b in batches)
+    return {"batches": len(batches), "rows_per_batch": round(rows / max(len(batches), 1), 2),
+            "tokens_per_batch": round(padded / max(len(batches), 1), 1), "padding_waste": round(padded / max(real, 1) - 1, 4)}
 
 
 class ReturnFreedMemory(TrainerCallback):
@@ -59,13 +117,30 @@ class ReturnFreedMemory(TrainerCallback):
 
 class ResumableTrainer(Trainer):
     """A Trainer whose length-grouped batches come in the same order after a resume, and whose
-    host memory does not grow with the variety of batch shapes (ReturnFreedMemory)."""
+    host memory does not grow with the variety of batch shapes (ReturnFreedMemory).
+
+    With `batch_tokens` (train.batch_tokens, set by the run after construction) it trains on token-budget
+    batches (TokenBudgetSampler) and evaluates the validation split in them too."""
+
+    batch_tokens: int | None = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(ReturnFreedMemory())
 
+    def _token_budget(self, dataset, shuffle: bool):
+        return TokenBudgetSampler([len(ids) for ids in dataset["input_ids"]], self.batch_tokens, seed=self.args.data_seed or self.args.seed,
+                                  shuffle=shuffle, world_size=self.args.world_size, rank=self.args.process_index)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # One process only: across processes, batches of different sizes could not be gathered for the loss.
+        if self.batch_tokens and self.args.world_size == 1 and "input_ids" in getattr(eval_dataset, "column_names", ()):
+            return self._token_budget(eval_dataset, shuffle=False)
+        return super()._get_eval_sampler(eval_dataset)
+
     def _get_train_sampler(self, train_dataset=None):
+        if self.batch_tokens:
+            return self._token_budget(train_dataset if train_dataset is not None else self.train_dataset, shuffle=True)
         sampler = super()._get_train_sampler(train_dataset)
         if isinstance(sampler, LengthGroupedSampler):
             return EpochSeededSampler(sampler, self.args.data_seed or self.args.seed)

@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared" / "data"
                     reason=f"benchmark data not found in {SHARED}")
 def test_suite_tiny_runs_every_arm(tmp_path):
     out = tmp_path / "tiny.json"
-    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "summarization", "packing", "tokenization",
+    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "tagging", "summarization", "packing", "tokenization",
          "scaling", "--out", str(out)], cwd=REPO)
     results = json.loads(out.read_text())
 
@@ -34,16 +34,29 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert all(0 <= qa[arm]["f1_tuned"] <= 100 for arm in qa)
 
     summ = results["summarization"]
-    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_qlora"}
+    assert set(summ) == {"recipe", "ftpipe_lora", "ftpipe_lora_fp32_base", "ftpipe_lora, token batches", "ftpipe_qlora"}
+    assert summ["ftpipe_lora"]["frozen_base"] == "compute" and summ["ftpipe_lora_fp32_base"]["frozen_base"] == "fp32"
     assert len({summ[arm]["eval_dialogues"] for arm in summ}) == 1
     assert all(summ[arm]["generated_tokens"] > 0 and 0 <= summ[arm]["rougeL"] <= 1 for arm in summ)
     assert set(results["summary"]) >= {"qa", "summarization"}
 
-    assert set(results["peaks"]) == {"tiny_bert", "summarization-tiny_llama"}  # measured once per model, in this run
-    for section in ("arms", "qa", "summarization"):
+    assert set(results["peaks"]) == {"tiny_bert", "summarization-tiny_llama"}  # measured once per model, in this run (tagging: tiny_bert too)
+    for section in ("arms", "qa", "tagging", "summarization"):
         for name, arm in results[section].items():
             assert arm["train_mfu"] > 0 and arm["train_padding_waste"] >= 0, (section, name)
     assert all(summ[arm]["eval_bandwidth_utilization"] > 0 for arm in summ)
+    bare = results["summary"]["vs_bare"]  # every ftpipe arm against the bare loop on its own batches
+    rows = {"arms/ftpipe", "qa/ftpipe", "tagging/ftpipe", "summarization/ftpipe_lora", "summarization/ftpipe_lora_fp32_base",
+            "summarization/ftpipe_qlora"}
+    assert set(bare) == rows | {"arms/ftpipe, token batches", "qa/ftpipe, token batches", "tagging/ftpipe, token batches",
+                                "summarization/ftpipe_lora, token batches"}
+    tokens = results["arms"]["ftpipe, token batches"]  # token-budget batches: less padding than row batches, both phases
+    assert tokens["train_config"]["batch_tokens"] and tokens["train_padding_waste"] < results["arms"]["ftpipe"]["train_padding_waste"]
+    assert tokens["eval_tuned_padding_waste"] < results["arms"]["ftpipe"]["eval_tuned_padding_waste"]
+    for key in bare:
+        section, name = key.split("/")
+        arm = results[section][name]
+        assert arm["bare_train_computed_tokens"] == arm["train_steady_computed_tokens"] > 0 and bare[key]["train_vs_bare"] > 0
 
     packing = results["packing"]  # the same batches of the same rows: the same real tokens, none wasted when packed
     assert len({packing[arm]["real_tokens"] for arm in packing}) == 1
@@ -62,7 +75,18 @@ def test_utilization_counts_real_tokens_and_padding():
     import torch
     from transformers import DataCollatorWithPadding
 
-    from benchmarks.utilization import TokenCounter, padded_batches, utilization
+    from benchmarks.utilization import TokenCounter, _rate, padded_batches, utilization
+
+    steady, noisy = {}, {}
+    _rate(steady, "peak", 10.0, [1.0, 1.05, 1.02])
+    _rate(noisy, "peak", 10.0, [1.0, 1.25, 1.1])  # a neighbour took the CPU during one timing
+    assert steady["peak"] == 10.0 and steady["peak_spread"]["min"] == pytest.approx(10 / 1.05) and "noisy" not in steady
+    assert noisy["noisy"] == ["peak"] and noisy["peak_spread"]["relative"] == 0.25
+
+    from benchmarks.bare import steady  # 6 steps of 2 batches each: 2 warm-up steps left out, 4 timed
+    stats = [(10, 8, 32)] * 12
+    timed = steady("s", stats, [1.0, 2.0, 2.5, 3.0, 3.5, 4.0], per_step=2)
+    assert timed == {"s_s": 2.0, "s_steps": 4, "s_computed_tokens": 80, "s_real_tokens": 64, "s_squared_lengths": 256}
 
     class Tok:  # the padding side of a tokenizer, all DataCollatorWithPadding asks of it
         padding_side, pad_token_id, model_input_names = "right", 0, ["input_ids", "attention_mask"]

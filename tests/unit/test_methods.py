@@ -280,3 +280,31 @@ def test_ladder_tune_sweeps_each_methods_rate_and_keeps_the_best_validated_run(m
         ladder.main(["--methods", "lora", "--tune", "--grid", "0,1"])
     with pytest.raises(SystemExit, match="train.validation_fraction=0"):
         ladder.main(["--methods", "lora", "--tune", "-S", "train.validation_fraction=0"])
+
+
+def test_lora_stores_the_frozen_base_in_bf16_when_training_in_bf16_and_trains_in_fp32(tiny, monkeypatch):
+    """train.precision bf16: the frozen base in bf16 (no cast per forward pass), what trains in fp32; the
+    fp32 ablation (method.frozen_base=fp32) and fp32 training keep every weight in fp32."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from ftpipe.methods import get_method
+    from ftpipe.models.loading import load_tokenizer
+    from ftpipe.tasks import get_task
+
+    p = params_for("test_tiny", "lora", monkeypatch)
+    base, task = tiny["classification"][0], get_task(p.task)
+    tokenizer = load_tokenizer(base, task)
+
+    def dtypes(method_cfg, bf16):
+        model = get_method(method_cfg).build(task, base, tokenizer, p.model, SimpleNamespace(args=SimpleNamespace(bf16=bf16)))
+        return model, {(param.requires_grad, param.dtype) for param in model.parameters()}
+
+    model, found = dtypes(p.method, True)
+    assert found == {(False, torch.bfloat16), (True, torch.float32)}
+    batch = tokenizer(["a fine place", "awful"], padding=True, return_tensors="pt")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch, labels=torch.tensor([0, 1])).loss.backward()
+    assert all(param.grad.dtype == torch.float32 for param in model.parameters() if param.requires_grad)
+    assert dtypes(dataclasses.replace(p.method, frozen_base="fp32"), True)[1] == {(False, torch.float32), (True, torch.float32)}
+    assert dtypes(p.method, False)[1] == {(False, torch.float32), (True, torch.float32)}

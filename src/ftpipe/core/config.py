@@ -144,6 +144,7 @@ class EvaluateConfig:
     batch_size: int = 16
     seed: int = 0  # seeds the fresh head of the base model
     sort_by_length: bool = True  # batches of similar length: less padding
+    batch_tokens: Optional[int] = None  # batches of at most this many tokens (padding included), sorted; null: batch_size rows
     report_examples: int = 5  # fixed/broken examples shown in reports/compare.md
     bootstrap_resamples: int = 1000  # compare's paired bootstrap: the resamples behind each interval and p-value (0: none)
     generation: dict[str, Any] = field(default_factory=dict)  # generate() kwargs for generative tasks
@@ -151,6 +152,7 @@ class EvaluateConfig:
 
     def __post_init__(self):
         check("evaluate.batch_size", self.batch_size >= 1, "must be >= 1")
+        check("evaluate.batch_tokens", self.batch_tokens is None or self.batch_tokens >= 1, f"must be >= 1 or null, got {self.batch_tokens}")
         # Fewer resamples give an interval that need not even contain the delta, and a p-value that cannot go below 2/(B+1).
         check("evaluate.bootstrap_resamples", self.bootstrap_resamples == 0 or self.bootstrap_resamples >= 100,
               f"must be 0 (no intervals) or >= 100, got {self.bootstrap_resamples}")

@@ -109,7 +109,7 @@ class TrainRecord(Record):
     base_model: dict  # the base's identity (BaseRecord's fields), not a path in this repository
     precision: str  # what `auto` meant on the machine that trained
     processes: int
-    effective_batch: int  # per device x processes x accumulation
+    effective_batch: int  # per device x processes x accumulation (rows; with train.batch_tokens, see token_batches)
     trainable_params: int
     total_params: int
     trainable_fraction: float
@@ -122,6 +122,8 @@ class TrainRecord(Record):
     best_metric: dict | None = None  # {metric: value} at that step
     stopped_early: bool | None = None
     teacher: dict | None = None  # distillation: the teacher's source, size, metrics and speed
+    # train.batch_tokens: batches per epoch, mean rows and padded tokens per batch, padding waste (ftpipe.trainer.effective)
+    token_batches: dict | None = None
 
 
 @dataclass

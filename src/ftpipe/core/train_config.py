@@ -68,6 +68,8 @@ class TrainConfig:
     scheduler: str = "linear"
     seed: int = 42
     group_by_length: bool = True  # batches of similar length: less padding
+    # Batches of at most this many tokens, padding included (ftpipe.trainer.TokenBudgetSampler); null: batch_size rows.
+    batch_tokens: Optional[int] = None
     # Causal-LM tasks: each batch flattened into one row, no padding, attention kept within each
     # example (position_ids restart per example); ftpipe.packing. Checked at load and before training.
     packing: bool = False
@@ -103,6 +105,8 @@ class TrainConfig:
     def __post_init__(self):
         check("train.lr", self.lr > 0, f"must be > 0, got {self.lr}")
         check("train.batch_size", self.batch_size >= 1, f"must be >= 1, got {self.batch_size}")
+        check("train.batch_tokens", self.batch_tokens is None or self.batch_tokens >= 1, f"must be >= 1 or null, got {self.batch_tokens}")
+        check("train.batch_tokens", not (self.batch_tokens and self.packing), "token-budget batches pad; packing flattens: pick one")
         check("train.grad_accum", self.grad_accum >= 1, f"must be >= 1, got {self.grad_accum}")
         check("train.epochs", self.epochs > 0 or self.max_steps > 0, "epochs or max_steps must be > 0")
         check("train.warmup", 0 <= self.warmup < 1 or float(self.warmup).is_integer(), "a fraction in [0, 1) or a whole number of steps")

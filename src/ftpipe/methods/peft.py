@@ -6,6 +6,12 @@ config load. For the LoRA family `target_modules: null` takes the model family's
 `model.lora_target_modules`, and targets that wrap no module fail naming the model's linear layers.
 `method.quantization` (BitsAndBytesConfig kwargs) loads the base in 4 bits first (QLoRA). The task
 head stays trainable: peft's task type (SEQ_CLS, ...) saves it with the adapter.
+
+Where train.precision resolves to bf16, the frozen base is stored in bf16 (`method.frozen_base: compute`,
+the default), as PEFT's and the alignment handbook's recipes load it: under autocast over fp32 weights
+every forward pass casts each frozen weight to bf16 again. What trains (adapters, the task head, virtual
+tokens) stays in fp32. `frozen_base: fp32` keeps the base in fp32 (autocast casts it per pass). QLoRA's
+base is 4-bit either way (prepare_model_for_kbit_training keeps its other parts in fp32).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ftpipe.core.errors import check
+from ftpipe.core.errors import check, shown
 from ftpipe.core.errors import ConfigError
 from ftpipe.methods.base import Method as BaseMethod
 from ftpipe.methods.base import MethodConfig
@@ -34,8 +40,10 @@ class Config(MethodConfig):
     type: str = "peft"
     peft: dict[str, Any] = field(default_factory=dict)  # the peft config's kwargs, with peft_type
     quantization: dict[str, Any] = field(default_factory=dict)  # BitsAndBytesConfig kwargs (4-bit base)
+    frozen_base: str = "compute"  # compute: the frozen base in bf16 when training in bf16 | fp32: always fp32
 
     def __post_init__(self):
+        check("method.frozen_base", self.frozen_base in ("compute", "fp32"), f"compute or fp32, got {shown(self.frozen_base)}")
         check("method.peft.peft_type", bool(self.peft.get("peft_type")), f"required for method '{self.name}' (LORA, IA3, PREFIX_TUNING, ...)")
         peft_config_class(self.peft)  # unknown type or kwarg: a one-line error now, not mid-training
 
@@ -118,6 +126,9 @@ class Method(BaseMethod):
 
         quantized = bool(self.cfg.quantization)
         kwargs = quantization_kwargs(self.cfg.quantization, run) if quantized else {}
+        bf16_base = not quantized and self.cfg.frozen_base == "compute" and bool(getattr(getattr(run, "args", None), "bf16", False))
+        if bf16_base:
+            kwargs["dtype"] = torch.bfloat16
         model = load_for_task(task, base_dir, tokenizer, trust_remote_code=model_cfg.trust_remote_code, **kwargs)
         if quantized:
             from peft import prepare_model_for_kbit_training
@@ -133,6 +144,10 @@ class Method(BaseMethod):
         if config.peft_type in ("PROMPT_TUNING", "P_TUNING"):  # virtual tokens go before the text, in its positions
             task.cfg.check_model_limit(base_dir, config.num_virtual_tokens, f"the {config.num_virtual_tokens} virtual tokens of '{self.cfg.name}'")
         model = get_peft_model(model, config)
+        if bf16_base:  # the optimizer's updates stay fp32: adapters, head and virtual tokens are trained in full precision
+            for param in model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
         self.base_name = base_id(base_identity(base_dir))
         model.enable_input_require_grads()  # so gradient checkpointing works with a frozen embedding
         return model

@@ -56,6 +56,7 @@ class Run:
     resume_from: Path | None
     eval_set: Any = None  # the validation split (None: no validation)
     trainer: Trainer | None = None
+    batch_tokens: int | None = None  # train.batch_tokens: token-budget batches (ftpipe.trainer.TokenBudgetSampler)
 
     @property
     def is_main(self) -> bool:
@@ -74,6 +75,7 @@ class Run:
         from transformers.trainer_callback import PrinterCallback
 
         self.trainer.remove_callback(PrinterCallback)
+        self.trainer.batch_tokens = self.batch_tokens
         return self.trainer
 
 
@@ -100,7 +102,7 @@ def fit(task, method, params, train_set, eval_set, tokenizer, state, callbacks, 
 
     collator = collator or packing.train_collator(task, tokenizer, params.train.packing)
     args = training_arguments(params.train, checkpoint_dir, processes=state.num_processes)
-    run = Run(state, args, train_set, collator, tokenizer, callbacks, resume_from, eval_set)
+    run = Run(state, args, train_set, collator, tokenizer, callbacks, resume_from, eval_set, batch_tokens=params.train.batch_tokens)
     model = method.build(task, base_dir, tokenizer, params.model, run)
     if params.train.packing:  # a model whose attention would cross packed examples: one line, before training
         packing.check_model(model, collator)

@@ -12,7 +12,7 @@ class Inference:
 
         from ftpipe.inference import logits
 
-        scores = logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        scores = logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
         # One feature per example: in order when they are the same rows, else by id (a subset of them).
         if len(examples) == len(features):
             texts = examples["text"]

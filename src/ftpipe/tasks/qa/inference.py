@@ -6,7 +6,7 @@ from __future__ import annotations
 SNIPPET = 200  # characters of context shown next to the question in predictions and reports
 
 
-def qa_logits(model, collator, features, batch_size: int, sort_by_length: bool):
+def qa_logits(model, collator, features, batch_size: int, sort_by_length: bool, batch_tokens: int | None = None):
     """Start and end logits per feature (each trimmed to its own length), in input order."""
     from ftpipe.inference import batched, model_inputs
 
@@ -15,7 +15,7 @@ def qa_logits(model, collator, features, batch_size: int, sort_by_length: bool):
         starts, ends = out.start_logits.float().cpu().numpy(), out.end_logits.float().cpu().numpy()
         return [(s[:len(r["input_ids"])], e[:len(r["input_ids"])]) for s, e, r in zip(starts, ends, rows)]
 
-    pairs = batched(model, model_inputs(features), collator, step, batch_size, sort_by_length)
+    pairs = batched(model, model_inputs(features), collator, step, batch_size, sort_by_length, batch_tokens)
     return [s for s, _ in pairs], [e for _, e in pairs]
 
 
@@ -54,7 +54,7 @@ class Inference:
         """The examples that have windows, and each one's best answer over all its windows."""
         from ftpipe.tasks.qa.postprocess import postprocess
 
-        start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length)
+        start_logits, end_logits = qa_logits(model, self.collator(tokenizer), features, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
         wanted = set(features["example_id"])
         chosen = examples.filter(lambda ids: [i in wanted for i in ids], input_columns="id", batched=True)
         answers = postprocess(

@@ -24,7 +24,7 @@ class Inference:
 
         prompts = [{"input_ids": ids} for ids in features["input_ids"]]
         # Left padding: generation appends on the right.
-        outputs = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
+        outputs = batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
         # One prompt per example, in order.
         return [{"id": example_id, "dialogue": dialogue, "prediction": prediction}
                 for example_id, dialogue, prediction in zip(features["id"], examples["dialogue"], outputs)]

@@ -38,7 +38,7 @@ class Inference:
             logits = model(**batch).logits.float().cpu().numpy()
             return [row[:len(r["input_ids"])] for row, r in zip(logits, chunk)]
 
-        logits = batched(model, model_inputs(features), self.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length)
+        logits = batched(model, model_inputs(features), self.collator(tokenizer), step, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
         best: dict[str, dict[int, tuple[int, int, float]]] = {}  # example -> word -> (context, tag id, probability)
         for example_id, word_ids, scores in zip(features["example_id"], features["word_ids"], logits):
             shifted = np.exp(scores.astype(np.float64) - scores.max(axis=-1, keepdims=True))
