@@ -21,7 +21,7 @@ def _generate(model, tokenizer, features, cfg) -> list[str]:
         return [(text.split(marker)[0] if marker else text).strip() for text in texts]
 
     prompts = [{"input_ids": ids} for ids in features["input_ids"]]
-    return batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length)
+    return batched(model, prompts, PadCollator(tokenizer.pad_token_id, "left"), step, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
 
 
 def _log_likelihoods(model, tokenizer, features, cfg) -> list[tuple[float, int]]:
@@ -39,7 +39,7 @@ def _log_likelihoods(model, tokenizer, features, cfg) -> list[tuple[float, int]]
 
     rows = [{"input_ids": ids or [tokenizer.pad_token_id], "labels": labels or [IGNORE]}
             for ids, labels in zip(features["full_ids"], features["full_labels"])]
-    return batched(model, rows, PadCollator(tokenizer.pad_token_id, "right"), step, cfg.batch_size, cfg.sort_by_length)
+    return batched(model, rows, PadCollator(tokenizer.pad_token_id, "right"), step, cfg.batch_size, cfg.sort_by_length, cfg.batch_tokens)
 
 
 class Inference:
