@@ -36,9 +36,9 @@ def seeded_runs(prefix: str, settings: list[str], first_seed: int, seeds: int) -
         if experiment_run(name, [*settings, f"train.seed={seed}"]) != 0:
             raise SearchError(name, "dvc exp run failed (its output is above)")
         record = TrialRecord.load(RUN, missing_ok=True)
-        if record is not None and record.pruned:  # DVC's run cache gave back a pruned trial of the same params
-            raise SearchError(name, f"DVC restored trial {record.number}'s pruned run from its run cache: "
-                                    "remove that entry (dvc cache dir, runs/) or change the seed")
+        if record is not None and record.pruned:  # the workspace still held a pruned trial of these very params
+            raise SearchError(name, f"trial {record.number}'s pruned run, with these params, was still in the workspace, so "
+                                    "DVC reran nothing: git checkout HEAD -- dvc.lock params.yaml && dvc checkout, then search again")
         out.append(runs_io.load(name, None))
     return out
 

@@ -4,8 +4,9 @@ named to the train stage in $FTPIPE_TRIAL (ftpipe.training.pruning), its outcome
 The outcome is read from what the run left in the workspace: the validation score train recorded
 (`best_metric` in models/tuned/ftpipe_train.json) and, in runs/train/ftpipe_trial.json, whether the pruner
 stopped it and at which step. A pruned trial is told PRUNED (Optuna keeps its last reported score as an
-intermediate value, never as a finished one); its experiment stays, named like the others. A run DVC
-restored from its run cache (the same params ran before) reports as that run did.
+intermediate value, never as a finished one); its experiment stays, named like the others. A trial whose
+params are those the workspace last ran finds every stage up to date (DVC's run cache is off: every out is
+persist) and reports as that run did.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_trial(study, trial, cfg: SearchConfig, fixed: list[str], storage: str, n
         trial.set_user_attr("steps", record.step)
         trial.set_user_attr("max_steps", record.max_steps)
         if record.number != trial.number:
-            trial.set_user_attr("restored_from", record.number)  # DVC's run cache: the same params ran as that trial
+            trial.set_user_attr("restored_from", record.number)  # the workspace's last run had these params
         if record.pruned:  # its score is a partial one: Optuna keeps it as an intermediate value only
             study.tell(trial, state=TrialState.PRUNED)
             return "PRUNED"
