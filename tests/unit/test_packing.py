@@ -167,7 +167,7 @@ def test_packing_is_refused_at_load_where_it_cannot_work(composed, monkeypatch):
     from ftpipe.params import compose
 
     sections = ("task", "model", "method", "train")
-    with pytest.raises(ConfigError, match=r"train.packing: a classification task cannot pack \(causal-LM tasks can: summarization\)"):
+    with pytest.raises(ConfigError, match=r"train.packing: a classification task cannot pack \(causal-LM tasks can: chat, summarization\)"):
         validate(_params(composed, {"train.packing": True}), sections)
     monkeypatch.chdir(REPO)
     for method in ("prompt_tuning", "prefix_tuning"):

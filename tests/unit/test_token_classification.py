@@ -196,7 +196,7 @@ def test_a_long_sentence_is_windowed_and_every_word_is_predicted_once(wordpiece)
     torch.manual_seed(0)
     model = BertForTokenClassification(BertConfig(vocab_size=800, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                                   intermediate_size=16, num_labels=len(task.tags)))
-    cfg = type("Eval", (), {"batch_size": 4, "sort_by_length": True})()
+    cfg = type("Eval", (), {"batch_size": 4, "sort_by_length": True, "batch_tokens": None})()
     rows = task.predict(model, wordpiece, features, examples, cfg)
     assert [len(r["predicted_tags"]) for r in rows] == [40, 1]
     assert all(0.0 <= r["score"] <= 1.0 for r in rows)
@@ -251,7 +251,7 @@ def test_a_decoder_tags_tokens_too(tmp_path, bytelevel):
     examples = dataset(task, records)
     features = task.tokenize(examples, bytelevel, "eval", None, 10)
     assert len(features) > 1  # windows
-    cfg = type("Eval", (), {"batch_size": 2, "sort_by_length": True})()
+    cfg = type("Eval", (), {"batch_size": 2, "sort_by_length": True, "batch_tokens": None})()
     (row,) = task.predict(model, bytelevel, features, examples, cfg)
     assert len(row["predicted_tags"]) == 20 and all(row["input"][e["start"]:e["end"]] == e["text"] for e in row["entities"])
     assert type(model).__name__ == "LlamaForTokenClassification"
