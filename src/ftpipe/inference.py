@@ -45,6 +45,14 @@ def chunks(lengths: list[int], batch_size: int, sort_by_length: bool, batch_toke
     return [order[start:start + batch_size] for start in range(0, len(lengths), batch_size)]
 
 
+def row_lengths(dataset) -> np.ndarray:
+    """Each row's token count, read from the Arrow column (row order and selections kept): at 650k rows, a
+    few milliseconds where decoding every row's ids into Python takes seconds."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy(zero_copy_only=False)
+
+
 def token_budget_batches(lengths, batch_tokens: int) -> list[list[int]]:
     """Row indices in batches, shortest rows first: each batch holds as many rows as fit `batch_tokens` when
     padded to its longest (a row longer than the budget makes a batch of its own). Ties keep input order."""

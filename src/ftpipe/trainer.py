@@ -14,7 +14,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler
 
-from ftpipe.inference import token_budget_batches  # evaluation's batches too: one definition for both
+from ftpipe.inference import row_lengths, token_budget_batches  # evaluation's batches too: one definition for both
 
 
 class EpochSeededSampler(torch.utils.data.Sampler):
@@ -80,7 +80,7 @@ class TokenBudgetSampler(BatchRebalanceSampler):
 
 def effective(train_set, batch_tokens: int) -> dict:
     """The effective batch of a token-budget run, in rows and tokens, over the whole training set."""
-    lengths = [len(ids) for ids in train_set["input_ids"]]
+    lengths = row_lengths(train_set).tolist()
     return stats(token_budget_batches(lengths, batch_tokens), lengths)
 
 
@@ -129,7 +129,7 @@ class ResumableTrainer(Trainer):
         self.add_callback(ReturnFreedMemory())
 
     def _token_budget(self, dataset, shuffle: bool):
-        return TokenBudgetSampler([len(ids) for ids in dataset["input_ids"]], self.batch_tokens, seed=self.args.data_seed or self.args.seed,
+        return TokenBudgetSampler(row_lengths(dataset), self.batch_tokens, seed=self.args.data_seed or self.args.seed,
                                   shuffle=shuffle, world_size=self.args.world_size, rank=self.args.process_index)
 
     def _get_eval_sampler(self, eval_dataset):

@@ -2,6 +2,7 @@
 
 import random
 
+import datasets
 import pytest
 
 from ftpipe.inference import token_budget_batches
@@ -27,7 +28,7 @@ def test_padding_waste_is_low_against_row_batches():
     random.Random(1).shuffle(shuffled)
     rows = stats([shuffled[i:i + 8] for i in range(0, len(shuffled), 8)], LENGTHS)["padding_waste"]
     assert waste <= 0.05 < rows
-    recorded = effective({"input_ids": [[0] * n for n in LENGTHS]}, BUDGET)  # what the train record keeps
+    recorded = effective(datasets.Dataset.from_dict({"input_ids": [[0] * n for n in LENGTHS]}), BUDGET)  # what the train record keeps
     assert recorded["padding_waste"] == waste and recorded["rows_per_batch"] * recorded["batches"] == pytest.approx(len(LENGTHS), abs=1)
 
 
