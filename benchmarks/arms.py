@@ -85,10 +85,20 @@ def timed_train(trainer, out: dict, device: str) -> None:
     out["train_loss"] = round(metrics["train_loss"], 4)
 
 
-def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None, trim: bool = True) -> dict:
+def yelp_scores(task, rows) -> dict:
+    """The Yelp arm's evaluation record: accuracy, and how often each class was predicted."""
+    from collections import Counter
+
+    return {"accuracy": round(task.metrics(rows)["accuracy"], 4),
+            "predicted": dict(sorted(Counter(row["prediction"] for row in rows).items()))}
+
+
+def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: dict | None = None, trim: bool = True,
+               examples: dict | None = None, scores=yelp_scores, name: str = "ftpipe") -> dict:
+    """ftpipe's package code on `examples` ({"train", "eval"} datasets; default: the Yelp rows), each evaluation
+    recorded as `scores(task, rows)` under `<key>_<base|tuned>`, training named `name`."""
     import contextlib
     import dataclasses
-    from collections import Counter
     from unittest import mock
 
     import torch
@@ -106,7 +116,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     out: dict = {"arm": "ftpipe", "train_config": dataclasses.asdict(train_cfg), "evaluate_batch_size": p.evaluate.batch_size}
     task = get_task(p.task)
     tokenizer = load_tokenizer(spec.model_dir, task)
-    examples = {"train": task_examples(spec.params, "train", spec.train_rows), "eval": task_examples(spec.params, "eval", spec.eval_rows)}
+    examples = examples or {"train": task_examples(spec.params, "train", spec.train_rows), "eval": task_examples(spec.params, "eval", spec.eval_rows)}
     with timer(out, "tokenize_s"):
         features = {split: task.tokenize(ds, tokenizer, split, p.tokenize.num_proc, p.tokenize.batch_size) for split, ds in examples.items()}
 
@@ -117,8 +127,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
             rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
         out[f"eval_{which}_samples_per_s"] = round(len(rows) / out[f"eval_{which}_s"], 2)
         out[f"eval_{which}_samples_per_cpu_s"] = round(len(rows) / out[f"eval_{which}_cpu_s"], 2)
-        out[f"accuracy_{which}"] = round(task.metrics(rows)["accuracy"], 4)
-        out[f"predicted_{which}"] = dict(sorted(Counter(row["prediction"] for row in rows).items()))
+        out.update({f"{key}_{which}": value for key, value in scores(task, rows).items()})
         return model, log
 
     set_seed(EVAL_SEED)
@@ -127,7 +136,7 @@ def ftpipe_arm(spec: Spec, train_overrides: dict | None = None, eval_overrides: 
     with contextlib.ExitStack() as stack:
         if not trim:  # the ablation: glibc keeps what each step frees
             stack.enter_context(mock.patch.object(ReturnFreedMemory, "on_step_end", TrainerCallback.on_step_end))
-        model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, "ftpipe",
+        model = ftpipe_fit(dataclasses.replace(p, train=train_cfg), task, tokenizer, features["train"], spec.model_dir, name,
                            spec.device, out, keep=batches).model
     bare.compare(out, *evaluate(model, "tuned"), batches, train_cfg, p.evaluate.precision, spec.device)
     lengths = [len(ids) for ids in features["train"]["input_ids"]]
