@@ -53,17 +53,29 @@ def row_lengths(dataset) -> np.ndarray:
     return pc.list_value_length(dataset.with_format("arrow")["input_ids"]).to_numpy(zero_copy_only=False)
 
 
-def token_budget_batches(lengths, batch_tokens: int) -> list[list[int]]:
+# A token-budget batch is closed early when padding its rows to the next row's length would make its padding
+# waste (positions / real tokens - 1) exceed this. Where rows are many, neighbours in length order differ
+# by a token or less and the budget closes batches first; where they are few, lengths are sparse and a
+# batch of short rows would span a wide range of them. Measured on Yelp reviews at 2,048 tokens
+# (MiniLM's tokenizer): 96 rows, waste 0.166 -> 0.032 (4 rows a batch instead of 10.7); 1,000 rows,
+# 0.018 -> 0.013 (9.7 instead of 11.5).
+MAX_PADDING = 0.05
+
+
+def token_budget_batches(lengths, batch_tokens: int, max_padding: float = MAX_PADDING) -> list[list[int]]:
     """Row indices in batches, shortest rows first: each batch holds as many rows as fit `batch_tokens` when
-    padded to its longest (a row longer than the budget makes a batch of its own). Ties keep input order."""
-    batches, current, longest = [], [], 0
+    padded to its longest (a row longer than the budget makes a batch of its own), and no more than keep its
+    padding waste within `max_padding`. Ties keep input order."""
+    batches, current, longest, real = [], [], 0, 0
     for i in np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable").tolist():
-        longest_with = max(longest, int(lengths[i]))
-        if current and longest_with * (len(current) + 1) > batch_tokens:
+        length = int(lengths[i])
+        longest_with = max(longest, length)
+        positions = longest_with * (len(current) + 1)
+        if current and (positions > batch_tokens or positions > (1 + max_padding) * (real + length)):
             batches.append(current)
-            current, longest_with = [], int(lengths[i])
+            current, longest_with, real = [], length, 0
         current.append(i)
-        longest = longest_with
+        longest, real = longest_with, real + length
     if current:
         batches.append(current)
     return batches

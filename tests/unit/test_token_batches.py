@@ -5,7 +5,7 @@ import random
 import datasets
 import pytest
 
-from ftpipe.inference import token_budget_batches
+from ftpipe.inference import MAX_PADDING, token_budget_batches
 from ftpipe.trainer import TokenBudgetSampler, effective, stats
 
 # Lengths shaped like a review set: many short rows, a long tail, one row over the budget.
@@ -19,7 +19,14 @@ def test_batches_respect_the_budget_and_hold_every_row_once():
     assert sorted(i for b in batches for i in b) == list(range(len(LENGTHS)))
     for b in batches:  # padded to its longest; only a row longer than the budget stands alone over it
         assert len(b) * max(LENGTHS[i] for i in b) <= BUDGET or len(b) == 1
+        assert stats([b], LENGTHS)["padding_waste"] <= MAX_PADDING  # each batch's own, not only the mean
     assert max(len(b) for b in batches) > 8 * min(len(b) for b in batches)  # short rows, big batches
+
+
+def test_the_padding_cap_splits_a_batch_of_sparse_lengths_that_the_budget_alone_would_keep():
+    sparse = [10, 11, 30, 31, 32]  # all five fit 1024 tokens padded to 32, at a waste of 0.40
+    assert token_budget_batches(sparse, 1024, max_padding=1.0) == [[0, 1, 2, 3, 4]]
+    assert token_budget_batches(sparse, 1024) == [[0, 1], [2, 3, 4]]
 
 
 def test_padding_waste_is_low_against_row_batches():
