@@ -186,10 +186,13 @@ def recipe(spec: Spec) -> dict:
 def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None, batch_tokens: tuple | None = None) -> dict:
     """`frozen_base`: method.frozen_base for this arm (fp32: the ablation of a base stored in bf16).
     `batch_tokens`: (train, evaluate) token budgets; training is then one pass (epochs 1), not a step count."""
+    import copy
+
     import torch
+    from accelerate.utils import extract_model_from_parallel
 
     from ftpipe.models.loading import load_tokenizer
-    from ftpipe.precision import autocast, resolve
+    from ftpipe.precision import autocast, for_inference, quantized, resolve
     from ftpipe.tasks import get_task
 
     params, model_dir = workload(spec, method)
@@ -216,10 +219,16 @@ def ftpipe_arm(spec: Spec, method: str = "lora", frozen_base: str | None = None,
     step_figures(out, fitted.run.trainer)
     model, out["trainable_params"] = fitted.model, fitted.trainable["trainable_params"]
 
-    counts = counting_generate(model, eos_ids(model, tokenizer))
-    reads = WeightReads(model, resolve(p.evaluate.precision))
+    # Generates as the evaluate stage does (for_inference: weights in the compute dtype), from a copy where that
+    # casts them, since the bare loop trains the model itself afterwards.
+    decoder = extract_model_from_parallel(model, keep_fp32_wrapper=False)
+    if not quantized(decoder):
+        decoder = for_inference(copy.deepcopy(decoder), p.evaluate.precision, decodes=task.decodes)
+    counts = counting_generate(decoder, eos_ids(decoder, tokenizer))
+    reads = WeightReads(decoder, resolve(p.evaluate.precision))
     with timer(out, "eval_s", spec.device), autocast(p.evaluate.precision):
-        rows = task.predict(model, tokenizer, features["eval"], examples["eval"], p.evaluate)
+        rows = task.predict(decoder, tokenizer, features["eval"], examples["eval"], p.evaluate)
+    del decoder
     evaluated(out, task.metrics(rows), len(rows), sum(counts))
     out |= reads.stats()
     bare.compare(out, model, None, batches, train_cfg, p.evaluate.precision, spec.device)  # generation has no bare forward here

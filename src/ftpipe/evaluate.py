@@ -56,7 +56,7 @@ def evaluate(params, which: str, model_dir: Path, base_dir: Path, data_dir: Path
 
     precision = resolve_precision(params.evaluate.precision)
     log.info("evaluating %s in %s", which, precision)
-    model = for_inference(model, precision)
+    model = for_inference(model, precision, decodes=task.decodes)
     started = time.perf_counter()
     with autocast(precision), progress.named(f"evaluate {which}"):
         rows = task.predict(model, tokenizer, features, examples, params.evaluate)

@@ -43,14 +43,32 @@ def autocast(precision: str):
     return torch.autocast(device, dtype=torch.bfloat16 if resolved == "bf16" else torch.float16)
 
 
-def for_inference(model, precision: str):
-    """The model as evaluation and prediction run it. For int8 a LoRA-family adapter is merged into
+def quantized(model) -> bool:
+    """Whether some weights are stored as integers (bitsandbytes' packed 4-bit, torch's int8): no dtype cast applies."""
+    return any(not p.is_floating_point() for p in model.parameters())
+
+
+def for_inference(model, precision: str, decodes: bool = False):
+    """The model as evaluation and prediction run it.
+
+    A model that decodes (generates token by token) in bf16 or fp16 is stored in that dtype, adapters
+    included: every new token is a forward pass over every weight, which under autocast over fp32 weights
+    reads each weight in fp32 and casts it again, and the KV cache keeps the rotated keys in fp32 (RoPE's
+    tables follow the fp32 hidden states). Stored in the compute dtype, the weights are read once, at half
+    the bytes, and the cache is in it too. It is how a frozen base trains under bf16 (method.frozen_base)
+    and how the PEFT recipes generate. A single forward per batch (classification, QA, tagging) keeps
+    autocast over fp32 weights: its casts are paid once per batch, and norms and the residual stay fp32.
+
+    For int8 a LoRA-family adapter is merged into
     its base first (one int8 matmul per layer instead of three), then every plain `nn.Linear` is
     quantized in place. torch matches the exact class, so bitsandbytes' 4-bit layers are left alone.
 
     torch's own dynamic quantization is deprecated in favour of torchao but still in torch 2.13;
     it needs nothing beyond torch, which is why it is the one used here."""
-    if resolve(precision) != "int8":
+    resolved = resolve(precision)
+    if decodes and resolved in ("bf16", "fp16") and not quantized(model):  # a 4-bit base stays as it is
+        return model.to(torch.bfloat16 if resolved == "bf16" else torch.float16)
+    if resolved != "int8":
         return model
     from ftpipe.core.errors import ConfigError
 

@@ -99,3 +99,26 @@ def test_int8_takes_a_model_trained_under_bf16_autocast_in_this_process(monkeypa
     quantized = precision.for_inference(model, "int8")
     with torch.no_grad():
         assert quantized(torch.randint(0, 100, (2, 6))).logits.dtype == torch.float32
+
+
+def test_a_decoding_model_generates_from_weights_and_a_cache_in_the_compute_dtype(monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, tie_word_embeddings=True)
+    ids = torch.randint(0, 64, (2, 5))
+    autocast_model = LlamaForCausalLM(config).eval()
+    with torch.inference_mode(), precision.autocast("bf16"):
+        autocast_keys = autocast_model(ids, use_cache=True).past_key_values.layers[0].keys
+    assert autocast_keys.dtype == torch.float32  # autocast over fp32 weights: the rotated keys are promoted back to fp32
+    assert precision.for_inference(autocast_model, "bf16") is autocast_model  # not decoding: autocast, weights as they are
+    assert {p.dtype for p in autocast_model.parameters()} == {torch.float32}
+    model = precision.for_inference(autocast_model, "bf16", decodes=True)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    with torch.inference_mode(), precision.autocast("bf16"):
+        cache = model(ids, use_cache=True).past_key_values.layers[0]
+        generated = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=0)
+    assert cache.keys.dtype == cache.values.dtype == torch.bfloat16 and generated.shape == (2, 8)
+    assert precision.for_inference(LlamaForCausalLM(config), "fp32", decodes=True).dtype == torch.float32

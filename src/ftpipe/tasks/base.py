@@ -114,6 +114,9 @@ class Task:
     # Records are conversations whose last user turn the model answers: ftpipe-predict --chat (a turn at a
     # time from a terminal, or one conversation per record of --file) and --system (chat_record below).
     converses: bool = False
+    # Evaluation generates token by token (model.generate): in bf16 or fp16 the model is then stored in that
+    # dtype for evaluation and prediction (ftpipe.precision.for_inference).
+    decodes: bool = False
 
     def __init__(self, cfg):
         self.cfg = cfg

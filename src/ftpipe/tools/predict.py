@@ -69,7 +69,7 @@ def predictor(model_dir: Path, params_path: Path = Path("params.yaml"), base_dir
     if torch.cuda.is_available():
         model.to("cuda")
     precision = resolve_precision(precision or params.evaluate.precision)
-    model = for_inference(model, precision)
+    model = for_inference(model, precision, decodes=task.decodes)
 
     def answer(rows: list[dict]) -> list[dict]:
         examples = datasets.Dataset.from_list(rows)

@@ -62,6 +62,7 @@ class Task(Data, Features, Inference, Report, BaseTask):
     score_scale = "token F1, ROUGE-L and exact match are fractions in [0, 1]; perplexity is exp(mean negative log-likelihood), lower is better"
     packs = True  # rendered conversations, all but the assistant's words labelled -100: train.packing flattens them
     converses = True
+    decodes = True  # the last assistant turn is generated
 
     def prepare(self, tokenizer, model=None):
         # The template formats every stage's conversations and travels in the tuned tokenizer (saved by train).

@@ -59,3 +59,4 @@ class Task(Data, Features, Inference, Report, BaseTask):
     hub_metrics = ("rouge",)
     headline_metric = "rougeL"  # the longest common subsequence: credits a summary's order too
     packs = True  # prompt + summary + eos rows, the prompt labelled -100: train.packing flattens them
+    decodes = True  # the summary is generated
