@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from conftest import REPO, run
+from conftest import paths_touched_by_commits, run
 
 pytestmark = pytest.mark.slow
 TASK_COMMITS_MAY_TOUCH = ("src/ftpipe/tasks/chat/", "conf/", "tests/", "docs/", "README.md", "scripts/chat_from_shared.py",
@@ -56,9 +55,5 @@ def test_predict_chat_answers_a_file_and_a_conversation_like_the_cards_snippet(c
 def test_the_task_was_added_without_editing_a_generic_module():
     """The plug-in contract: the commits that added the chat task touch only its package, conf/, tests/, docs, the README
     and its data script (the contract change before them, ftpipe-predict --chat, is its own commit)."""
-    log = subprocess.run(["git", "log", "--format=%H", "--grep", "^Chat task"], cwd=REPO, text=True, capture_output=True)
-    commits = log.stdout.split()
-    if log.returncode or not commits:
-        pytest.skip("no git history here")
-    touched = subprocess.run(["git", "show", "--name-only", "--format=", *commits], cwd=REPO, text=True, capture_output=True).stdout.split()
+    touched = paths_touched_by_commits("Chat task")
     assert touched and all(path.startswith(TASK_COMMITS_MAY_TOUCH) for path in touched), sorted(set(touched))

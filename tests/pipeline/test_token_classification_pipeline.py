@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from conftest import REPO, run
+from conftest import paths_touched_by_commits, run
 
 pytestmark = pytest.mark.slow
 # src/ftpipe/metrics/entities/: where the task's metric lived when those commits were made (it is in the package now).
@@ -54,9 +53,5 @@ def test_model_card_loads_the_tagger_with_plain_transformers(ner_pipeline, tmp_p
 def test_the_task_was_added_without_editing_a_generic_module():
     """The plug-in contract: the commits that added token classification touch only its package, its metric,
     conf/, tests/ and the README (the contract fix before them is its own commit)."""
-    log = subprocess.run(["git", "log", "--format=%H", "--grep", "^Token classification"], cwd=REPO, text=True, capture_output=True)
-    commits = log.stdout.split()
-    if log.returncode or not commits:
-        pytest.skip("no git history here")
-    touched = subprocess.run(["git", "show", "--name-only", "--format=", *commits], cwd=REPO, text=True, capture_output=True).stdout.split()
+    touched = paths_touched_by_commits("Token classification")
     assert touched and all(path.startswith(TASK_COMMITS_MAY_TOUCH) for path in touched), sorted(set(touched))
