@@ -3,9 +3,10 @@
 ftpipe's arms keep the batches its collator produced (common.ftpipe_fit) and the inputs its evaluation
 handed the model (ForwardLog). After ftpipe's tuned evaluation, the same model (unwrapped from
 accelerate's autocast) runs them again in a plain PyTorch loop under ftpipe's own precision context:
-forward, backward and torch's fused AdamW step per batch for training, forward alone under inference_mode
-for evaluation. No Trainer, no callbacks, no data pipeline, no clipping and no schedule: what is left
-is the cost of the model's own kernels on those shapes.
+forward, backward and the optimizer step ftpipe's Trainer takes (gradients clipped to train.max_grad_norm,
+torch's fused AdamW over the Trainer's decay and no-decay groups) for training, forward alone under
+inference_mode for evaluation. No Trainer, no callbacks, no schedule, no data pipeline: what is left is
+the cost of the model's own kernels on those shapes and of the same optimizer arithmetic.
 
 Both sides are timed in steady state: the first `warmup_steps` steps are left out (thread-pool and
 allocator ramp-up, kernel selection) and the rest timed from the end of the last warm-up step to the
@@ -85,28 +86,42 @@ def _unwrapped(model):
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)  # the bare loop sets its own precision
 
 
-def train(model, batches: list[dict], precision: str, lr: float, device: str) -> dict:
-    """A plain loop over `batches`: forward, backward, torch's AdamW step; its steady state as `bare_train_*`."""
+def train(model, batches: list[dict], train_cfg, device: str) -> dict:
+    """A plain loop over `batches` taking ftpipe's optimizer step: forward, backward, then (every
+    `grad_accum` batches) gradients clipped to `max_grad_norm` and torch's fused AdamW over the Trainer's
+    two parameter groups; its steady state as `bare_train_*`."""
     import torch
+    from transformers import Trainer
 
     from ftpipe.precision import autocast
 
     model = _unwrapped(model)
     model.train()
-    # Fused, as the Trainer's default (adamw_torch_fused): a ceiling must not pay a slower optimizer than ftpipe
-    # (the for-loop AdamW took 1.16x the fused one's step on MiniLM, results/cpu-profile.md).
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, fused=True)
+    # The optimizer step the Trainer takes, in plain torch: the same arithmetic, so the ratio measures the
+    # stack around it and not a lighter recipe. Fused, as the Trainer's default (adamw_torch_fused); the
+    # for-loop AdamW took 1.16x the fused one's step on MiniLM (results/cpu-profile.md). Weight decay on
+    # the Trainer's own split (its method reads no state of the Trainer).
+    decayed = set(Trainer.get_decay_parameter_names(None, model))
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trained if n in decayed], "weight_decay": train_cfg.weight_decay},
+              {"params": [p for n, p in trained if n not in decayed], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, fused=True)
+    params = [p for _, p in trained]
     ends = []
-    for batch in batches:
+    for i, batch in enumerate(batches, 1):
         batch = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
-        with autocast(precision):
+        with autocast(train_cfg.precision):
             loss = model(**batch).loss
         loss.backward()
+        if i % train_cfg.grad_accum:
+            continue
+        if train_cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, train_cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         _sync(device)
         ends.append(time.perf_counter())
-    return steady("bare_train", [batch_stats(b) for b in batches], ends)
+    return steady("bare_train", [batch_stats(b) for b in batches], ends, train_cfg.grad_accum)
 
 
 def forward(model, batches: list[dict], precision: str, device: str) -> dict:
@@ -135,4 +150,4 @@ def compare(out: dict, model, log: ForwardLog | None, batches: list[dict], train
     from ftpipe.precision import resolve
 
     if batches and resolve(eval_precision) != "int8":  # int8 evaluation quantized the model in place: nothing left to train
-        out |= train(model, batches, train_cfg.precision, train_cfg.lr, device)
+        out |= train(model, batches, train_cfg, device)

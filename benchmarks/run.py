@@ -45,7 +45,7 @@ def build_spec(args) -> Spec:
         spec = dataclasses.replace(spec, epochs=args.epochs or 1.0, train_rows=96, eval_rows=96, tokenize_rows=10_000,
                                    scaling_sizes=[250, 500, 1000], scaling_lengths=[128, 256], option_rows=64,
                                    qa_train_questions=96, qa_eval_questions=48, sum_train_dialogues=16, sum_eval_dialogues=8,
-                                   tag_train_rows=256, tag_eval_rows=128)
+                                   tag_train_rows=1024, tag_eval_rows=256)
     if args.tiny:  # 2-layer models and a handful of rows, inline: the smoke test
         spec = dataclasses.replace(spec, model="tiny_bert", tiny=True, train_rows=16, eval_rows=16, tokenize_rows=200,
                                    scaling_sizes=[40, 80], scaling_lengths=[128], option_rows=16, isolate=False,
