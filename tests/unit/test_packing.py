@@ -130,6 +130,7 @@ def test_trainer_steps_match_with_gradient_accumulation(rows, tokenizer, tmp_pat
         trainer = ResumableTrainer(model=model, args=training_arguments(cfg, tmp_path / str(packing)), train_dataset=data,
                                    data_collator=train_collator(task, tokenizer, packing))
         trainer.train()
+        assert trainer.freed_memory.enabled  # row batches: the heap is trimmed (ReturnFreedMemory; not token budgets)
         trained[packing] = ([log["loss"] for log in trainer.state.log_history if "loss" in log], model.state_dict())
     assert len(trained[True][0]) == steps and trained[True][0] == pytest.approx(trained[False][0], rel=1e-5)
     eps = torch.finfo(torch.float32).eps
