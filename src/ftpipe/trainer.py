@@ -134,7 +134,7 @@ class ReturnFreedMemory(TrainerCallback):
         self.info = getattr(libc, "mallinfo2", None)
         if self.info is not None:
             self.info.restype = _MallInfo2
-        self.trims, self.enabled = 0, True
+        self.enabled = True
 
     def holds_too_much(self) -> bool:
         if self.info is None:
@@ -145,7 +145,6 @@ class ReturnFreedMemory(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.enabled and self.trim and not torch.cuda.is_available() and self.holds_too_much():
             self.trim(0)
-            self.trims += 1
 
 
 class ResumableTrainer(Trainer):

@@ -61,4 +61,3 @@ def test_glibcs_own_totals_see_freed_blocks_as_free():
     libc.free(blocks[-1])
     assert held.uordblks - before.uordblks >= 100 << 20
     assert freed.fordblks - held.fordblks >= 100 << 20
-
