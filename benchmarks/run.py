@@ -21,11 +21,11 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import arms, data_scale, extras, qa, scaling, summarization, tagging, utilization
+from benchmarks import arms, data_scale, extras, padding, qa, scaling, summarization, tagging, utilization
 from benchmarks.common import YELP_OVERRIDES, Spec, compose_params, device_peak_tflops, isolated, mfu, non_embedding_params, prepare_model, scratch_dir
 from ftpipe.precision import cpu_has_native_bf16
 
-SECTIONS = ("arms", "qa", "tagging", "summarization", "packing", "tokenization", "options", "scaling", "ablations")
+SECTIONS = ("arms", "qa", "tagging", "summarization", "padding", "packing", "tokenization", "options", "scaling", "ablations")
 # The packing section's arms: (train.packing, train.group_by_length), the default sampler and the random one.
 PACKING_ARMS = {"padded": (False, True), "packed": (True, True),
                 "padded, random sampler": (False, False), "packed, random sampler": (True, False)}
@@ -288,6 +288,8 @@ def table(results: dict) -> str:
     if "options" in results:
         lines += ["", f"| evaluation variant ({results['options']['rows']} rows) | samples/s | same predictions |", "|---|---:|---:|"]
         lines += [f"| {name} | {v['samples_per_s']} | {v.get('same_predictions_as_recipe', '-')} |" for name, v in results["options"]["variants"].items()]
+    if "padding" in results:
+        lines += padding.table(results["padding"])
     if "scaling" in results:
         lines += ["", "| task | rows | max_length | tokens | tokenize (s) | train 1 epoch (s) | ms per row | peak RSS, train (MB) |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -393,6 +395,8 @@ def main(argv=None) -> None:
             "ftpipe_lora, token batches": lambda: isolated(summarization.ftpipe_arm, spec, "lora", None, TOKEN_BUDGETS["summarization"]),
             "ftpipe_qlora": lambda: isolated(summarization.ftpipe_arm, spec, "qlora")}))
         add_utilization(results["summarization"], sum_model_dir, peaks[sum_model_dir], datasheet_tflops)
+    if "padding" in args.only:
+        section("padding", lambda: isolated(padding.section, spec, TOKEN_BUDGETS))
     if "packing" in args.only:
         summarization.workload(spec)  # the model converted once here, outside the arms' time and memory
         section("packing", lambda: side_by_side("packing", {

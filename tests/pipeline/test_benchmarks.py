@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared" / "data"
                     reason=f"benchmark data not found in {SHARED}")
 def test_suite_tiny_runs_every_arm(tmp_path):
     out = tmp_path / "tiny.json"
-    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "tagging", "summarization", "packing", "tokenization",
+    run(["python", "-m", "benchmarks.run", "--quick", "--tiny", "--only", "arms", "qa", "tagging", "summarization", "padding", "packing", "tokenization",
          "scaling", "--out", str(out)], cwd=REPO)
     results = json.loads(out.read_text())
 
@@ -63,6 +63,11 @@ def test_suite_tiny_runs_every_arm(tmp_path):
     assert packing["packed"]["padding_waste"] == 0 < packing["padded"]["padding_waste"]
     assert packing["packed"]["train_loss"] == pytest.approx(packing["padded"]["train_loss"], rel=1e-2)
     assert set(results["summary"]["packing"]) >= {"real_tokens_per_s", "real_tokens_per_cpu_s"}
+
+    padding = results["padding"]["workloads"]  # each task's real lengths, cut at the arm's size and at users' sizes
+    assert set(padding) == {"arms", "qa", "tagging", "summarization"}
+    assert all([p["rows"] for p in w["points"]][1:] == [1_000, 10_000, 100_000, 500_000] for w in padding.values())
+    assert padding["summarization"]["points"][0]["eval_sorted"] is None  # it generates from prompts, not these rows
 
     points = results["scaling"]["points"]
     assert {p["task"] for p in points} == {"classification", "qa", "summarization"}
@@ -116,3 +121,15 @@ def test_utilization_counts_real_tokens_and_padding():
     frozen = utilization(arm | {"trainable_params": 10**5}, n, layers, hidden, peaks)  # LoRA-like: no weight gradients for the base
     assert frozen["train_useful_gflops"] < full["train_useful_gflops"]
     assert frozen["train_useful_gflops"] == pytest.approx(((4 * n + 2 * 10**5) * 100 + 12 * layers * hidden * 1000) / 2.0 / 1e9, rel=1e-2)
+
+
+def test_default_row_batches_pad_little_once_rows_are_many_and_token_batches_at_any_size():
+    import numpy as np
+
+    from benchmarks.padding import at_sizes
+
+    lengths = np.clip(np.rint(np.random.default_rng(0).lognormal(5, 0.6, 20_000)), 8, 512).astype(np.int64)
+    points = {p["rows"]: p for p in at_sizes(lengths, 96, 8, 16, True, 2048)}
+    assert points[96]["row_batches"] > 0.15  # 4 megabatches of 24 rows: little grouping
+    assert points[10_000]["row_batches"] < 0.05 and points[500_000]["row_batches"] < 0.05 and points[500_000]["drawn"]
+    assert all(p["token_batches"] < 0.05 and p["eval_sorted"] <= points[96]["eval_sorted"] for p in points.values())
