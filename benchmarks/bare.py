@@ -43,12 +43,14 @@ def batch_stats(batch: dict) -> tuple[int, int, int]:
 
 def steady(prefix: str, stats: list[tuple[int, int, int]], ends: list[float], per_step: int = 1) -> dict:
     """Steady-state figures of a run whose step i ended at ends[i] and computed batches
-    [i·per_step, (i+1)·per_step) with `stats` each: seconds and tokens of the steps after the warm-up."""
+    [i·per_step, (i+1)·per_step) with `stats` each: seconds and tokens of the steps after the warm-up, and
+    each of those steps' seconds (`{prefix}_step_s`: the two sides' steps pair up, batch for batch)."""
     warm = warmup_steps(len(ends))
     if len(ends) < 2 or not warm:
         return {}
     counted = stats[warm * per_step:len(ends) * per_step]
     return {f"{prefix}_s": round(ends[-1] - ends[warm - 1], 4), f"{prefix}_steps": len(ends) - warm,
+            f"{prefix}_step_s": [round(b - a, 4) for a, b in zip(ends[warm - 1:], ends[warm:])],
             f"{prefix}_computed_tokens": sum(s[0] for s in counted), f"{prefix}_real_tokens": sum(s[1] for s in counted),
             f"{prefix}_squared_lengths": sum(s[2] for s in counted)}
 

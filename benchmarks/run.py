@@ -126,7 +126,8 @@ def summary(results: dict) -> dict:
 
 def vs_bare(results: dict) -> dict:
     """Every ftpipe arm's steady state over the bare loop's on the same batches (train, eval), and its padding waste."""
-    return {f"{section}/{name}": {key: arm.get(key) for key in ("train_vs_bare", "eval_vs_bare", "train_padding_waste", "eval_tuned_padding_waste")}
+    keys = [f"{phase}_vs_bare{k}" for phase in ("train", "eval") for k in ("", "_low", "_high", "_median_step")]
+    return {f"{section}/{name}": {key: arm.get(key) for key in (*keys, "train_padding_waste", "eval_tuned_padding_waste")}
             for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items() if "bare_train_s" in arm}
 
 
@@ -161,8 +162,8 @@ TAGGING_ROWS = [("train_samples_per_s", "train sentences/s"), ("train_s", "train
 BARE_COLUMNS = [("train_batch_rows_mean", "rows / train batch"), ("train_batch_tokens_mean", "tokens / train batch"),
                 ("train_padding_waste", "train padding"), ("eval_tuned_padding_waste", "eval padding"), ("train_mfu", "train MFU (whole run)"),
                 ("train_steady_useful_gflops", "train steady GFLOP/s"), ("bare_train_useful_gflops", "bare loop GFLOP/s"),
-                ("train_vs_bare", "train / bare"), ("eval_steady_useful_gflops", "eval steady GFLOP/s"),
-                ("bare_eval_useful_gflops", "bare forward GFLOP/s"), ("eval_vs_bare", "eval / bare")]
+                ("train_vs_bare", "train / bare [95% over steps]"), ("eval_steady_useful_gflops", "eval steady GFLOP/s"),
+                ("bare_eval_useful_gflops", "bare forward GFLOP/s"), ("eval_vs_bare", "eval / bare [95% over steps]")]
 
 
 def bare_table(results: dict) -> list[str]:
@@ -171,8 +172,13 @@ def bare_table(results: dict) -> list[str]:
             if "bare_train_s" in arm]
     if not rows:
         return []
+    def cell(arm: dict, key: str) -> str:
+        if key.endswith("_vs_bare") and arm.get(f"{key}_low") is not None:  # the ratio, its interval over steps, the median step's
+            return f"{arm[key]} [{arm[f'{key}_low']}, {arm[f'{key}_high']}] (median step {arm[f'{key}_median_step']})"
+        return str(arm.get(key, "-"))
+
     lines = ["", "| arm | " + " | ".join(label for _, label in BARE_COLUMNS) + " |", "|---|" + "---:|" * len(BARE_COLUMNS)]
-    return lines + [f"| {name} | " + " | ".join(str(arm.get(key, "-")) for key, _ in BARE_COLUMNS) + " |" for name, arm in rows]
+    return lines + [f"| {name} | " + " | ".join(cell(arm, key) for key, _ in BARE_COLUMNS) + " |" for name, arm in rows]
 
 
 def spread_note(peak: dict) -> str:

@@ -171,6 +171,22 @@ def _sig(x: float) -> float:
     return float(f"{x:.3g}")
 
 
+def paired_ratio(ftpipe_steps: list[float] | None, bare_steps: list[float] | None, resamples: int = 2000, seed: int = 0) -> dict:
+    """The bare loop's time over ftpipe's on the same steady steps (the `*_vs_bare` ratio), with a 95% percentile
+    bootstrap interval over those steps, and the median of the step-by-step ratios. Step i of both sides
+    computed the same batch, so each step is a pair; a step slowed by a neighbour on a shared host moves the
+    median little and widens the interval. Empty when the sides did not take the same steps."""
+    import numpy as np
+
+    if not ftpipe_steps or not bare_steps or len(ftpipe_steps) != len(bare_steps):
+        return {}
+    f, b = np.asarray(ftpipe_steps), np.asarray(bare_steps)
+    draws = np.random.default_rng(seed).integers(0, len(f), (resamples, len(f)))
+    totals = b[draws].sum(1) / f[draws].sum(1)
+    return {"low": round(float(np.percentile(totals, 2.5)), 3), "high": round(float(np.percentile(totals, 97.5)), 3),
+            "median_step": round(float(np.median(b / f)), 3)}
+
+
 def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: dict | None) -> dict:
     """MFU, useful FLOP/s and padding waste of an arm's training and evaluation; for generation, the
     share of the measured bandwidth its weight and KV-cache reads reach."""
@@ -194,6 +210,7 @@ def utilization(arm: dict, non_embedding: int, layers: int, hidden: int, peaks: 
     for phase in ("train", "eval"):  # ftpipe's steady state over the bare loop's, in useful FLOP/s on the same batches
         if out.get(f"{phase}_steady_useful_gflops") and out.get(f"bare_{phase}_useful_gflops"):
             out[f"{phase}_vs_bare"] = round(out[f"{phase}_steady_useful_gflops"] / out[f"bare_{phase}_useful_gflops"], 3)
+            out |= {f"{phase}_vs_bare_{k}": v for k, v in paired_ratio(arm.get(f"{phase}_steady_step_s"), arm.get(f"bare_{phase}_step_s")).items()}
     if arm.get("eval_forward_calls") and arm.get("eval_s"):
         rate = (arm["eval_weight_bytes"] + arm["eval_kv_bytes"]) / arm["eval_s"]
         out["eval_read_gb_per_s"] = _sig(rate / 1e9)

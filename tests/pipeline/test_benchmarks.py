@@ -57,6 +57,8 @@ def test_suite_tiny_runs_every_arm(tmp_path):
         section, name = key.split("/")
         arm = results[section][name]
         assert arm["bare_train_computed_tokens"] == arm["train_steady_computed_tokens"] > 0 and bare[key]["train_vs_bare"] > 0
+        assert len(arm["bare_train_step_s"]) == len(arm["train_steady_step_s"]) == arm["train_steady_steps"]  # paired, step for step
+        assert bare[key]["train_vs_bare_low"] - 0.01 <= bare[key]["train_vs_bare"] <= bare[key]["train_vs_bare_high"] + 0.01
 
     packing = results["packing"]  # the same batches of the same rows: the same real tokens, none wasted when packed
     assert len({packing[arm]["real_tokens"] for arm in packing}) == 1
@@ -91,7 +93,7 @@ def test_utilization_counts_real_tokens_and_padding():
     from benchmarks.bare import steady  # 6 steps of 2 batches each: 2 warm-up steps left out, 4 timed
     stats = [(10, 8, 32)] * 12
     timed = steady("s", stats, [1.0, 2.0, 2.5, 3.0, 3.5, 4.0], per_step=2)
-    assert timed == {"s_s": 2.0, "s_steps": 4, "s_computed_tokens": 80, "s_real_tokens": 64, "s_squared_lengths": 256}
+    assert timed == {"s_s": 2.0, "s_steps": 4, "s_step_s": [0.5] * 4, "s_computed_tokens": 80, "s_real_tokens": 64, "s_squared_lengths": 256}
 
     class Tok:  # the padding side of a tokenizer, all DataCollatorWithPadding asks of it
         padding_side, pad_token_id, model_input_names = "right", 0, ["input_ids", "attention_mask"]
@@ -133,3 +135,14 @@ def test_default_row_batches_pad_little_once_rows_are_many_and_token_batches_at_
     assert points[96]["row_batches"] > 0.15  # 4 megabatches of 24 rows: little grouping
     assert points[10_000]["row_batches"] < 0.05 and points[500_000]["row_batches"] < 0.05 and points[500_000]["drawn"]
     assert all(p["token_batches"] < 0.05 and p["eval_sorted"] <= points[96]["eval_sorted"] for p in points.values())
+
+
+def test_the_bare_ratio_carries_an_interval_over_paired_steps_and_a_spike_moves_the_median_little():
+    from benchmarks.utilization import paired_ratio
+
+    bare = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.3, 0.7]
+    same = paired_ratio([t / 0.9 for t in bare], bare)  # ftpipe 1/0.9 slower on every batch
+    assert same["low"] == same["high"] == same["median_step"] == 0.9
+    spiked = paired_ratio([t / 0.9 for t in bare[:-1]] + [bare[-1] / 0.9 + 5.0], bare)  # one step hit by a neighbour
+    assert spiked["median_step"] == 0.9 and spiked["low"] < 0.6 < 0.9 <= spiked["high"]
+    assert paired_ratio([1.0, 1.0], [1.0]) == {} and paired_ratio(None, [1.0]) == {}
