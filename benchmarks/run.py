@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -89,9 +90,24 @@ def add_utilization(section: dict, model_dir: str, peaks: dict, datasheet_tflops
     the datasheet's (`train_mfu_datasheet`, padding counted as the device computed it)."""
     non_embedding, (layers, hidden) = non_embedding_params(model_dir), utilization.attention_dims(model_dir)
     for arm in section.values():
-        arm |= utilization.utilization(arm, non_embedding, layers, hidden, peaks)
+        for run in (arm, *arm.get("repeats", [])):
+            run |= utilization.utilization(run, non_embedding, layers, hidden, peaks)
+        arm |= across_repeats(arm)
         if datasheet_tflops:
             arm["train_mfu_datasheet"] = mfu(model_dir, train_tokens(arm), arm["train_s"], datasheet_tflops)
+
+
+def across_repeats(arm: dict) -> dict:
+    """With `--repeats`, each bare-loop ratio in every repeat of the arm and their median: on a shared host the
+    speed moves between an arm's phases, which no interval over one run's steps can see."""
+    if not arm.get("repeats"):
+        return {}
+    out = {}
+    for key in ("train_vs_bare", "eval_vs_bare"):
+        values = [run[key] for run in (arm, *arm["repeats"]) if run.get(key) is not None]
+        if values:
+            out |= {f"{key}_repeats": values, f"{key}_median": round(statistics.median(values), 3)}
+    return out
 
 
 def ratio(a, b):
@@ -126,7 +142,7 @@ def summary(results: dict) -> dict:
 
 def vs_bare(results: dict) -> dict:
     """Every ftpipe arm's steady state over the bare loop's on the same batches (train, eval), and its padding waste."""
-    keys = [f"{phase}_vs_bare{k}" for phase in ("train", "eval") for k in ("", "_low", "_high", "_median_step")]
+    keys = [f"{phase}_vs_bare{k}" for phase in ("train", "eval") for k in ("", "_low", "_high", "_median_step", "_repeats", "_median")]
     return {f"{section}/{name}": {key: arm.get(key) for key in (*keys, "train_padding_waste", "eval_tuned_padding_waste")}
             for section in SECTIONS_WITH_BARE for name, arm in (results.get(section) or {}).items() if "bare_train_s" in arm}
 
@@ -173,6 +189,8 @@ def bare_table(results: dict) -> list[str]:
     if not rows:
         return []
     def cell(arm: dict, key: str) -> str:
+        if key.endswith("_vs_bare") and arm.get(f"{key}_repeats"):  # the median over repeats, and each repeat's
+            return f"{arm[f'{key}_median']} (repeats {', '.join(str(v) for v in arm[f'{key}_repeats'])})"
         if key.endswith("_vs_bare") and arm.get(f"{key}_low") is not None:  # the ratio, its interval over steps, the median step's
             return f"{arm[key]} [{arm[f'{key}_low']}, {arm[f'{key}_high']}] (median step {arm[f'{key}_median_step']})"
         return str(arm.get(key, "-"))
@@ -314,6 +332,8 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-rows", type=int, default=None, help="first N Yelp test rows (default: all 525)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="run each section's arms N times, interleaved, and report each bare-loop ratio's median over them")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's dense bf16 peak for MFU (default: looked up from its name)")
@@ -349,11 +369,16 @@ def main(argv=None) -> None:
         save()
 
     def side_by_side(key, runs):
-        """Each arm in turn, saved as it ends: a long recipe arm is not lost if the run is cut short."""
+        """Each arm in turn, saved as it ends: a long recipe arm is not lost if the run is cut short. With
+        `--repeats N` the whole round N times, interleaved, the later rounds under each arm's `repeats`."""
         results[key] = {}
-        for name, run in runs.items():
-            results[key][name] = run()
-            save()
+        for round_ in range(args.repeats):
+            for name, run in runs.items():
+                if round_ == 0:
+                    results[key][name] = run()
+                else:
+                    results[key][name].setdefault("repeats", []).append(run())
+                save()
         return results[key]
 
     datasheet_tflops = args.peak_tflops or device_peak_tflops()  # None on a CPU

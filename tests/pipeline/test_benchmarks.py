@@ -146,3 +146,12 @@ def test_the_bare_ratio_carries_an_interval_over_paired_steps_and_a_spike_moves_
     spiked = paired_ratio([t / 0.9 for t in bare[:-1]] + [bare[-1] / 0.9 + 5.0], bare)  # one step hit by a neighbour
     assert spiked["median_step"] == 0.9 and spiked["low"] < 0.6 < 0.9 <= spiked["high"]
     assert paired_ratio([1.0, 1.0], [1.0]) == {} and paired_ratio(None, [1.0]) == {}
+
+
+def test_repeats_report_each_bare_ratio_and_their_median():
+    from benchmarks.run import across_repeats
+
+    arm = {"train_vs_bare": 0.8, "eval_vs_bare": 1.0, "repeats": [{"train_vs_bare": 1.0, "eval_vs_bare": None}, {"train_vs_bare": 0.9}]}
+    assert across_repeats(arm) == {"train_vs_bare_repeats": [0.8, 1.0, 0.9], "train_vs_bare_median": 0.9,
+                                   "eval_vs_bare_repeats": [1.0], "eval_vs_bare_median": 1.0}
+    assert across_repeats({"train_vs_bare": 0.8}) == {}
