@@ -85,6 +85,20 @@ def cpu_flags() -> list[str]:
     return [f for f in FLAGS if f in line.split()]
 
 
+def off_heap(tensor):
+    """A copy of a CPU tensor in its own anonymous memory map, outside malloc's heap. The batches the bare loop
+    replays are kept for the whole of ftpipe's training: kept in the heap, each would pin a chunk among the
+    activations every step frees, so ftpipe's heap would fragment and grow as no user's run does."""
+    import mmap
+
+    import torch
+
+    if tensor.device.type != "cpu" or tensor.numel() == 0:
+        return tensor.clone()
+    buffer = mmap.mmap(-1, tensor.numel() * tensor.element_size())  # the tensor holds a reference to it
+    return torch.frombuffer(buffer, dtype=tensor.dtype, count=tensor.numel()).view(tensor.shape).copy_(tensor)
+
+
 class TokenCounter:
     """Wraps a collator and counts what each batch computes: every position (padding included), the
     real tokens (attention mask), and the sum of squared real lengths per row (attention's FLOPs); per
@@ -103,7 +117,7 @@ class TokenCounter:
         stats = batch_stats(batch)
         self.per_batch.append(stats)
         if self.keep:
-            self.kept.append(batch)
+            self.kept.append({key: off_heap(value) if hasattr(value, "numel") else value for key, value in batch.items()})
         self.computed += stats[0]
         self.real += stats[1]
         self.squared += stats[2]

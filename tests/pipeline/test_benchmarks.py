@@ -155,3 +155,16 @@ def test_repeats_report_each_bare_ratio_and_their_median():
     assert across_repeats(arm) == {"train_vs_bare_repeats": [0.8, 1.0, 0.9], "train_vs_bare_median": 0.9,
                                    "eval_vs_bare_repeats": [1.0], "eval_vs_bare_median": 1.0}
     assert across_repeats({"train_vs_bare": 0.8}) == {}
+
+
+def test_kept_batches_are_copies_outside_the_heap_that_outlive_the_originals():
+    import torch
+
+    from benchmarks.utilization import off_heap
+
+    ids, flags = torch.arange(12).view(3, 4), torch.tensor([True, False])
+    kept = [off_heap(ids), off_heap(flags), off_heap(torch.zeros(0))]
+    assert kept[0].data_ptr() != ids.data_ptr()
+    del ids, flags
+    assert kept[0].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]] and kept[1].tolist() == [True, False]
+    assert kept[2].shape == (0,)
