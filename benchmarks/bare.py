@@ -93,10 +93,9 @@ def train(model, batches: list[dict], train_cfg, device: str) -> dict:
     `grad_accum` batches) gradients clipped to `max_grad_norm` and torch's fused AdamW over the Trainer's
     two parameter groups; its steady state as `bare_train_*`.
 
-    It starts from a heap with its free pages handed back (`malloc_trim`, once): it runs in the process
-    whose heap ftpipe's training just grew, and would otherwise reuse pages ftpipe paid to fault in. On
-    QA at 800 questions (104 steps) ftpipe's median step was 0.97 of the bare loop's, its total 0.79:
-    the slow steps were the heap's growth, which the bare loop, second, did not pay."""
+    It starts from a heap with its free pages handed back (`malloc_trim`, once): it runs second, in the
+    process whose heap ftpipe's training grew, and would otherwise reuse pages that ftpipe paid to fault
+    in (benchmarks/README.md, "the benchmark's own heap")."""
     import torch
     from transformers import Trainer
 
