@@ -188,6 +188,7 @@ def bare_table(results: dict) -> list[str]:
             if "bare_train_s" in arm]
     if not rows:
         return []
+
     def cell(arm: dict, key: str) -> str:
         if key.endswith("_vs_bare") and arm.get(f"{key}_repeats"):  # the median over repeats, and each repeat's
             return f"{arm[f'{key}_median']} (repeats {', '.join(str(v) for v in arm[f'{key}_repeats'])})"
