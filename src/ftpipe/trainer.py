@@ -101,31 +101,33 @@ class _MallInfo2(ctypes.Structure):
 
 
 class ReturnFreedMemory(TrainerCallback):
-    """After an optimizer step on a CPU, glibc's malloc hands the heap pages it holds free back to the
-    OS, when batches are rows padded to their longest and the heap holds more free than FREE_FRACTION
-    of what is in use.
+    """Every EVERY_STEPS optimizer steps on a CPU, glibc's malloc hands the heap pages it holds free back to the
+    OS, when batches are rows padded to their longest and the heap holds more free than FREE_FRACTION of
+    what is in use.
 
-    Length-grouped batches are padded to their own longest row, so every step allocates activations
-    of other sizes. On a CPU those come from glibc's heap, which keeps what is freed, fragmented, for
-    reuse: on the Yelp benchmark (MiniLM, batch 8, up to 512 tokens) the peak RSS grew with every
-    epoch, to 1.37x the padded-to-512 recipe's. `malloc_trim` keeps it at the recipe's, for 2-14% of
-    the training speed there (the next step faults the pages back in; benchmarks/README.md has the
-    figures). Trimming every 8 steps, every 10 s or only when the heap grew left 40-70% of the growth
-    in the peak.
+    Length-grouped batches are padded to their own longest row, so every step allocates activations of
+    other sizes. On a CPU those come from glibc's heap, which keeps what is freed, fragmented, for reuse:
+    over 3 epochs of the Yelp benchmark's 475 rows (MiniLM, batch 8, up to 512 tokens) the train peak RSS
+    reached 4,658 MB untrimmed, 4,052 MB trimmed after every step and 4,190 MB trimmed every 8 steps.
+    The trim's cost is in the step after it, which faults the pages back in: in one run that trimmed in
+    alternate blocks of 4 steps, a step after a trim ran at 0.70 (Yelp) and 0.76 (QA) of a plain loop on
+    the same batch, a step after none at 0.92 and 0.94. Every 8 steps keeps most of the saving for an
+    eighth of that cost (benchmarks/README.md has the figures).
 
     Where it is pure cost, it is skipped:
-    - short steps with small activations: the entity tagger's heap held 77-94 MB free against 279 MB
-      in use after each step (Yelp's 529-1154 MB against 347-602), and the trim was about 10% of its
-      150 ms steps;
+    - short steps with small activations: the entity tagger's heap held 77-94 MB free against 279 MB in
+      use after each step (Yelp's 529-1154 MB against 347-602), and the trim was about 10% of its 150 ms
+      steps;
     - token-budget batches (`enabled` False): every batch holds about the same number of tokens, so
-      activations come in about one size. Over 3 epochs of 475 Yelp rows (budget 2,048) the peak was
-      3,282 MB without the trim and 2,829 MB with it, both under the row batches' trimmed 3,728 MB,
-      and training took 173 s against 192 s.
-    A no-op on GPUs (their caching allocator is another matter) and where the C library is not glibc;
-    with a glibc older than 2.33 (no `mallinfo2`) it trims after every step it is enabled for.
+      activations come in about one size. Over 3 epochs of the same rows (budget 2,048) the untrimmed
+      peak was 3,282 MB, under the row batches' trimmed one (3,728 MB in that run, whose replayed
+      batches were kept in the heap and raised both).
+    A no-op on GPUs (their caching allocator is another matter) and where the C library is not glibc; with
+    a glibc older than 2.33 (no `mallinfo2`) it trims at every EVERY_STEPS step it is enabled for.
     """
 
     FREE_FRACTION = 0.5
+    EVERY_STEPS = 8
 
     def __init__(self):
         name = ctypes.util.find_library("c")
@@ -143,7 +145,8 @@ class ReturnFreedMemory(TrainerCallback):
         return heap.fordblks > self.FREE_FRACTION * heap.uordblks
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.enabled and self.trim and not torch.cuda.is_available() and self.holds_too_much():
+        due = state.global_step % self.EVERY_STEPS == 0
+        if due and self.enabled and self.trim and not torch.cuda.is_available() and self.holds_too_much():
             self.trim(0)
 
 

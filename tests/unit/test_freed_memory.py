@@ -1,8 +1,9 @@
-"""ReturnFreedMemory: glibc's free heap pages go back to the OS after a step only when the heap holds
-more free than FREE_FRACTION of what is in use (short steps with small activations skip the trim)."""
+"""ReturnFreedMemory: glibc's free heap pages go back to the OS every EVERY_STEPS steps, and only when the
+heap holds more free than FREE_FRACTION of what is in use (short steps with small activations skip the trim)."""
 
 import ctypes
 import ctypes.util
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,8 +21,8 @@ class Recorded(ReturnFreedMemory):
         self.info = None if free is None else (lambda: _MallInfo2(uordblks=in_use, fordblks=free))
 
 
-def step_end(callback) -> int:
-    callback.on_step_end(None, None, None)
+def step_end(callback, step: int = ReturnFreedMemory.EVERY_STEPS) -> int:
+    callback.on_step_end(None, SimpleNamespace(global_step=step), None)
     return callback.calls
 
 
@@ -32,6 +33,14 @@ def _cpu(monkeypatch):
 
 def test_a_heap_holding_more_free_than_the_fraction_of_its_use_is_trimmed():
     assert step_end(Recorded(in_use=400 << 20, free=577 << 20)) == 1  # Yelp's heap after a step
+
+
+def test_only_every_few_steps_is_trimmed():  # each trim slows the next step, which faults the pages back in
+    every = ReturnFreedMemory.EVERY_STEPS
+    callback = Recorded(in_use=400 << 20, free=577 << 20)
+    for step in range(1, 3 * every + 1):
+        step_end(callback, step)
+    assert callback.calls == 3
 
 
 def test_a_heap_holding_little_free_is_left_alone():
